@@ -1,0 +1,1 @@
+"""DSA-110 continuum survey data platform."""

@@ -1,0 +1,58 @@
+"""Every product and input file name is built and parsed here, nowhere else."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .constants import FILE_NAME_TIME_FORMAT
+
+SUBBAND_RE = re.compile(r"^(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})_sb(?P<sb>\d{2})\.hdf5$")
+INCOMPLETE_SUFFIX = "_incomplete.hdf5"
+
+
+def format_time(t: datetime) -> str:
+    """UTC datetime -> ``YYYY-MM-DDTHH:MM:SS`` (the correlator's file-name stamp)."""
+    return t.astimezone(timezone.utc).strftime(FILE_NAME_TIME_FORMAT)
+
+
+def parse_time(stamp: str) -> datetime:
+    """``YYYY-MM-DDTHH:MM:SS`` -> timezone-aware UTC datetime."""
+    return datetime.strptime(stamp, FILE_NAME_TIME_FORMAT).replace(tzinfo=timezone.utc)
+
+
+def subband_file_name(stamp: str, subband: int) -> str:
+    """Final name of a subband file: ``<stamp>_sbNN.hdf5``."""
+    return f"{stamp}_sb{subband:02d}.hdf5"
+
+
+def incomplete_name(final_name: str) -> str:
+    """Name the correlator writes under before renaming: ``<stamp>_sbNN_incomplete.hdf5``."""
+    return final_name[: -len(".hdf5")] + INCOMPLETE_SUFFIX
+
+
+def parse_subband_name(name: str) -> tuple[datetime, int] | None:
+    """(file-open time as UTC datetime, subband index) of a complete subband file name, else None.
+
+    Names still carrying the ``_incomplete`` suffix, and foreign names, give None.
+    """
+    m = SUBBAND_RE.match(Path(name).name)
+    if m is None:
+        return None
+    return parse_time(m["ts"]), int(m["sb"])
+
+
+def truth_file_name(stamp: str) -> str:
+    """Simulator truth file written beside an observation's subbands."""
+    return f"{stamp}_truth.json"
+
+
+def ms_name(group_id: str) -> str:
+    """Measurement Set directory name of an observation (group id = canonical stamp)."""
+    return f"{group_id}.ms"
+
+
+def ms_path(output_dir: Path, group_id: str) -> Path:
+    """Where an observation's Measurement Set lives: ``<output>/ms/<YYYY-MM-DD>/<stamp>.ms``."""
+    return Path(output_dir) / "ms" / group_id[:10] / ms_name(group_id)

@@ -1,0 +1,350 @@
+"""A DSA-110 correlator simulator: writes observations exactly as the real file writer does.
+
+File layout (old UVH5 header, see ``docs/instrument.md``): 16 files
+``YYYY-MM-DDTHH:MM:SS_sbNN.hdf5``, first written as ``..._incomplete.hdf5`` and renamed; all
+117 antennas listed, names "1".."117", numbers 0..116; the active ones correlated with
+autocorrelations, in correlator-input order (so some baselines have ant1 > ant2); time-major
+blts; 48 channels per file in descending frequency, sb00 highest, negative channel width;
+XX/YY; complex64 visibilities of shape (Nblts, 1, Nfreqs, 2); each integration fringe-stopped
+to the meridian at the pointing declination, with time-invariant float32 meridian uvw.
+
+The sky is a list of point sources seen through the Airy primary beam of a 4.65 m dish
+pointed at (hour angle 0, pointing declination); directions come from astropy's rigorous
+transforms (:mod:`dsa_assets.geometry`), so every source images at its true ICRS position.
+Thermal noise follows the SEFD; gains and bandpasses corrupt ``V_ij -> g_i conj(g_j) V_ij``.
+"""
+
+from __future__ import annotations
+
+import os
+import time as _time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import astropy.units as u
+import h5py
+import numpy as np
+from astropy.time import Time
+
+from .. import constants as C
+from .. import geometry, naming
+from .sky import Corruptions, PointSource, Truth, random_sources
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """What to simulate; defaults are the real instrument at full scale."""
+
+    n_antennas: int = 96
+    """Active (correlating) antennas, chosen evenly across the array's active stations."""
+    n_integrations: int = C.N_INTEGRATIONS
+    """Integrations of 12.88 s per observation."""
+    channels_per_subband: int = C.CHANNELS_PER_SUBBAND
+    """Channels kept per subband (a divisor of 48): every (48 / n)-th grid channel."""
+    subbands: tuple[int, ...] = tuple(range(C.N_SUBBANDS))
+    """Subbands written; the others are missing, as when a correlator node drops out."""
+    n_sources: int = 8
+    """Random point sources within the primary beam (ignored when ``sources`` is given)."""
+    sources: tuple[PointSource, ...] | None = None
+    pointing_dec_rad: float = C.DEFAULT_POINTING_DEC_RAD
+    noise: bool = True
+    sefd_jy: float = C.SEFD_JY
+    gains: bool = True
+    """Apply random per-antenna complex gains and bandpasses."""
+    gain_amp_scatter: float = 0.1
+    seed: int = 1
+    timestamp_jitter: bool = True
+    """File-name stamps jitter like real ones: mostly 1-2 s, sometimes ~20 s, rarely ~80 s."""
+    chunk_rows: int | None = None
+    """HDF5 chunk length in blts (default: one integration's baselines)."""
+
+    def channel_indices(self) -> np.ndarray:
+        if C.CHANNELS_PER_SUBBAND % self.channels_per_subband:
+            raise ValueError(f"channels_per_subband must divide 48, got {self.channels_per_subband}")
+        return np.arange(0, C.CHANNELS_PER_SUBBAND, C.CHANNELS_PER_SUBBAND // self.channels_per_subband)
+
+
+SCALED_DOWN = SimConfig(n_antennas=20, n_integrations=4, channels_per_subband=4, n_sources=5)
+"""A group that simulates and converts in seconds, for tests and the demo."""
+
+
+def active_stations(n: int) -> np.ndarray:
+    """0-based antenna numbers of ``n`` active stations spread evenly over the array."""
+    active = np.array([s - 1 for s in range(1, C.N_STATIONS + 1) if s not in C.INACTIVE_STATIONS])
+    if not 2 <= n <= len(active):
+        raise ValueError(f"n_antennas must be in 2..{len(active)}, got {n}")
+    return active[np.round(np.linspace(0, len(active) - 1, n)).astype(int)]
+
+
+def correlator_baselines(antennas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ant1, ant2) of all pairs with autos, in correlator-input order.
+
+    The correlator's inputs are not sorted by antenna number (here: the last quarter of
+    the antennas is wired first), so pairs spanning the two blocks have ant1 > ant2.
+    """
+    k = len(antennas) // 4
+    inputs = np.concatenate([antennas[len(antennas) - k :], antennas[: len(antennas) - k]])
+    i, j = np.triu_indices(len(inputs))
+    return inputs[i], inputs[j]
+
+
+def _file_time_offsets(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Seconds each node opens its file after the first: the real spread of a group."""
+    offsets = rng.uniform(0.0, 2.0, n)
+    kind = rng.uniform()
+    if kind < 0.02:
+        offsets[rng.integers(n)] += rng.uniform(60.0, 80.0)
+    elif kind < 0.12:
+        late = rng.choice(n, size=rng.integers(1, 4), replace=False)
+        offsets[late] += rng.uniform(13.0, 22.0, len(late))
+    offsets -= offsets.min()
+    return offsets
+
+
+@dataclass
+class SimulatedGroup:
+    """What one simulated observation produced."""
+
+    stamp: str
+    files: list[Path]
+    truth_path: Path
+    truth: Truth
+    data_start: datetime
+    meta: dict = field(default_factory=dict)
+
+
+class CorrelatorSimulator:
+    """Simulates observations and writes them as the correlator does."""
+
+    def __init__(self, config: SimConfig = SimConfig()):
+        self.config = config
+        self.location = geometry.default_site()
+        self.site_ecef = np.array(
+            [self.location.x.to_value(u.m), self.location.y.to_value(u.m), self.location.z.to_value(u.m)]
+        )
+        self.ecef = geometry.station_positions_ecef()
+        self.antennas = active_stations(config.n_antennas)
+        self.ant1, self.ant2 = correlator_baselines(self.antennas)
+        self.channels = config.channel_indices()
+
+    # -- public API ------------------------------------------------------------------
+    def write_observation(
+        self,
+        output_dir: Path | str,
+        data_start: datetime,
+        *,
+        missing: tuple[int, ...] = (),
+        interrupted: tuple[int, ...] = (),
+        seed: int | None = None,
+    ) -> SimulatedGroup:
+        """Simulate one observation starting at ``data_start`` (UTC) into ``output_dir``.
+
+        ``missing`` subbands are not written (besides those absent from the config);
+        ``interrupted`` ones are left as a truncated ``_incomplete`` file, as after a crash.
+        Returns the complete files written and the truth.
+        """
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed if seed is None else seed)
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        times = Time(data_start) + (np.arange(cfg.n_integrations) + 0.5) * C.INTEGRATION_TIME_S * u.s
+        s0 = geometry.meridian_unit_vectors(cfg.pointing_dec_rad, times, self.location)
+        mid = geometry.meridian_icrs(cfg.pointing_dec_rad, times[len(times) // 2], self.location)
+        sources = list(cfg.sources) if cfg.sources is not None else random_sources(mid, cfg.n_sources, rng)
+        all_freqs = np.concatenate([C.subband_frequencies_hz(sb, self.channels) for sb in range(C.N_SUBBANDS)])
+        corruptions = (
+            Corruptions.random(C.N_STATIONS, np.sort(all_freqs), rng, cfg.gain_amp_scatter)
+            if cfg.gains
+            else Corruptions.identity(C.N_STATIONS)
+        )
+        offsets = _file_time_offsets(rng, C.N_SUBBANDS) if cfg.timestamp_jitter else np.zeros(C.N_SUBBANDS)
+        stamps = [naming.format_time(data_start + timedelta(seconds=float(o))) for o in offsets]
+        group_stamp = min(stamps)
+
+        geometry_terms = self._geometry(sources, times, s0)
+        written = []
+        skip = set(missing) | (set(range(C.N_SUBBANDS)) - set(cfg.subbands))
+        for sb in range(C.N_SUBBANDS):
+            if sb in skip:
+                continue
+            final = out / naming.subband_file_name(stamps[sb], sb)
+            vis = self._visibilities(sb, sources, geometry_terms, corruptions, all_freqs, rng)
+            self._write_file(final, sb, times, vis, truncate=sb in interrupted)
+            if sb not in interrupted:
+                written.append(final)
+
+        truth = Truth(
+            group_stamp=group_stamp,
+            sources=sources,
+            pointing_dec_rad=cfg.pointing_dec_rad,
+            sefd_jy=cfg.sefd_jy,
+            noise=cfg.noise,
+            antenna_numbers=[int(a) for a in self.antennas],
+            gains=[[[g.real, g.imag] for g in ant] for ant in corruptions.gains],
+            bandpass_applied=corruptions.bandpass is not None,
+            missing_subbands=sorted(skip | set(interrupted)),
+        )
+        truth_path = out / naming.truth_file_name(group_stamp)
+        truth.write(truth_path)
+        return SimulatedGroup(group_stamp, written, truth_path, truth, data_start)
+
+    # -- physics -----------------------------------------------------------------------
+    def _geometry(self, sources: list[PointSource], times: Time, s0: np.ndarray) -> dict:
+        """Delays (s) of each source on each blt relative to the fringe-stopping centre, and
+        the cosine of each source's offset from the pointing centre per time."""
+        n_bls = len(self.ant1)
+        b = geometry.baseline_vectors(self.ecef, self.ant1, self.ant2)  # (Nbls, 3)
+        if not sources:
+            return {"delay": np.zeros((0, len(times) * n_bls)), "cos": np.zeros((0, len(times)))}
+        ra = np.radians([s.ra_deg for s in sources])
+        dec = np.radians([s.dec_deg for s in sources])
+        s = geometry.icrs_unit_vectors(ra, dec, times, self.location)  # (Nsrc, Nt, 3)
+        ds = s - s0[None]
+        delay = np.einsum("ktx,bx->ktb", ds, b) / geometry.SPEED_OF_LIGHT_M_S
+        cos = np.einsum("ktx,tx->kt", s, s0)
+        return {"delay": delay.reshape(len(sources), -1), "cos": cos}
+
+    def _visibilities(self, sb, sources, terms, corruptions, all_freqs, rng) -> np.ndarray:
+        """Visibilities of one subband in file order, shape (Nblts, Nfreqs, 2), complex128."""
+        cfg = self.config
+        freqs = C.subband_frequencies_hz(sb, self.channels)
+        n_t = cfg.n_integrations
+        n_bls = len(self.ant1)
+        vis = np.zeros((n_t * n_bls, len(freqs)), dtype=np.complex128)
+        for k, src in enumerate(sources):
+            beam = geometry.airy_power_beam(terms["cos"][k][:, None], freqs[None, :])  # (Nt, Nf)
+            amp = (beam * src.flux_at(freqs)[None, :]).repeat(n_bls, axis=0)  # (Nblts, Nf)
+            phase = (2 * np.pi * terms["delay"][k])[:, None] * freqs[None, :]
+            vis += amp * np.exp(1j * phase)
+        vis = np.repeat(vis[:, :, None], 2, axis=2)
+        autos = np.tile(self.ant1 == self.ant2, n_t)
+        if cfg.noise:
+            sigma = cfg.sefd_jy / np.sqrt(2 * C.CHANNEL_WIDTH_HZ * C.INTEGRATION_TIME_S)
+            vis += sigma * (rng.standard_normal(vis.shape) + 1j * rng.standard_normal(vis.shape))
+            vis[autos] = vis[autos].real  # autocorrelations are real powers
+        vis[autos] += cfg.sefd_jy
+        a1 = np.tile(self.ant1, n_t)
+        a2 = np.tile(self.ant2, n_t)
+        g = corruptions.gains
+        if corruptions.bandpass is not None:
+            # bandpass is tabulated over ascending frequency: pick this subband's columns
+            cols = np.searchsorted(np.sort(all_freqs), freqs)
+            bp = corruptions.bandpass[:, cols, :]
+            gi = g[a1][:, None, :] * bp[a1]
+            gj = g[a2][:, None, :] * bp[a2]
+        else:
+            gi = g[a1][:, None, :]
+            gj = g[a2][:, None, :]
+        return vis * gi * np.conj(gj)
+
+    # -- file layout -------------------------------------------------------------------
+    def _meridian_uvw(self) -> np.ndarray:
+        """UVH5 uvw (metres, float32) of each baseline for (HA 0, pointing dec): time-invariant."""
+        lon = self.location.lon.rad
+        dec = self.config.pointing_dec_rad
+        b = geometry.baseline_vectors(self.ecef, self.ant1, self.ant2)
+        x = b[:, 0] * np.cos(lon) + b[:, 1] * np.sin(lon)
+        y = -b[:, 0] * np.sin(lon) + b[:, 1] * np.cos(lon)
+        z = b[:, 2]
+        uvw = np.stack([y, -x * np.sin(dec) + z * np.cos(dec), x * np.cos(dec) + z * np.sin(dec)], axis=-1)
+        return np.tile(uvw, (self.config.n_integrations, 1)).astype(np.float32)
+
+    def _write_file(self, final: Path, sb: int, times: Time, vis: np.ndarray, truncate: bool) -> None:
+        cfg = self.config
+        n_t = cfg.n_integrations
+        n_bls = len(self.ant1)
+        n_blts = n_t * n_bls
+        freqs = C.subband_frequencies_hz(sb, self.channels)
+        tmp = final.with_name(naming.incomplete_name(final.name))
+        chunk = cfg.chunk_rows or n_bls
+        with h5py.File(tmp, "w") as f:
+            h = f.create_group("Header")
+            h["telescope_name"] = np.bytes_(C.TELESCOPE_NAME_FILES)
+            h["instrument"] = np.bytes_(C.INSTRUMENT_NAME)
+            h["object_name"] = np.bytes_("search")
+            h["phase_type"] = np.bytes_("drift")
+            h["latitude"] = C.OVRO_MMA_LATITUDE_DEG
+            h["longitude"] = C.OVRO_MMA_LONGITUDE_DEG
+            h["altitude"] = C.OVRO_MMA_ALTITUDE_M
+            h["Nants_data"] = len(self.antennas)
+            h["Nants_telescope"] = C.N_STATIONS
+            h["antenna_names"] = np.array([str(i + 1).encode() for i in range(C.N_STATIONS)])
+            h["antenna_numbers"] = np.arange(C.N_STATIONS)
+            h["antenna_positions"] = self.ecef - self.site_ecef
+            h["antenna_diameters"] = np.full(C.N_STATIONS, C.DISH_DIAMETER_M)
+            h["ant_1_array"] = np.tile(self.ant1, n_t)
+            h["ant_2_array"] = np.tile(self.ant2, n_t)
+            h["Nbls"] = n_bls
+            h["Nblts"] = n_blts
+            h["Ntimes"] = n_t
+            h["Nfreqs"] = len(freqs)
+            h["Npols"] = 2
+            h["Nspws"] = 1
+            h["spw_array"] = np.array([1])
+            h["freq_array"] = freqs[None, :]
+            h["channel_width"] = -C.CHANNEL_WIDTH_HZ
+            h["polarization_array"] = np.array(C.POLARIZATIONS)
+            h["time_array"] = np.repeat(times.jd, n_bls)
+            h["integration_time"] = np.full(n_blts, C.INTEGRATION_TIME_S)
+            h["uvw_array"] = self._meridian_uvw()
+            h["history"] = np.bytes_("Written by the dsa110 correlator simulator.")
+            ek = h.create_group("extra_keywords")
+            ek["phase_center_dec"] = cfg.pointing_dec_rad
+            ek["ha_phase_center"] = 0.0
+            ek["phase_center_epoch"] = np.bytes_("HADEC")
+            ek["applied_delays_ns"] = np.bytes_(" ".join(["0"] * (2 * C.N_STATIONS)))
+            d = f.create_group("Data")
+            chunks = (min(chunk, n_blts), 1, len(freqs), 2)
+            d.create_dataset("visdata", data=vis[:, None].astype(np.complex64), chunks=chunks)
+            d.create_dataset("flags", data=np.zeros((n_blts, 1, len(freqs), 2), bool), chunks=chunks)
+            nsamples = np.full((n_blts, 1, len(freqs), 2), C.INTEGRATION_TIME_S / C.SUBINTEGRATION_S, np.float32)
+            d.create_dataset("nsamples", data=nsamples, chunks=chunks)
+        if truncate:
+            # a writer that died mid-file: the _incomplete name stays, the tail is missing
+            with open(tmp, "r+b") as fh:
+                fh.truncate(os.path.getsize(tmp) // 2)
+            return
+        os.replace(tmp, final)
+
+
+def simulate_observations(
+    output_dir: Path | str,
+    start: datetime,
+    n_observations: int,
+    config: SimConfig = SCALED_DOWN,
+    cadence_s: float = C.OBSERVATION_CADENCE_S,
+    realtime_factor: float | None = None,
+) -> list[SimulatedGroup]:
+    """Write ``n_observations`` consecutive observations ``cadence_s`` apart from ``start``.
+
+    With ``realtime_factor`` (e.g. 10 for ten times real time) the writes are paced like the
+    correlator's; otherwise they are written as fast as possible.
+    """
+    sim = CorrelatorSimulator(config)
+    groups = []
+    t0 = _time.monotonic()
+    for i in range(n_observations):
+        if realtime_factor:
+            wait = t0 + i * cadence_s / realtime_factor - _time.monotonic()
+            if wait > 0:
+                _time.sleep(wait)
+        data_start = start + timedelta(seconds=i * cadence_s)
+        groups.append(sim.write_observation(output_dir, data_start, seed=config.seed + i))
+    return groups
+
+
+def default_start(now: datetime | None = None) -> datetime:
+    """A recent start time, rounded to the second (UTC), for the embedded demo."""
+    now = now or datetime.now(timezone.utc)
+    return (now - timedelta(minutes=30)).replace(microsecond=0)
+
+
+__all__ = [
+    "SCALED_DOWN",
+    "CorrelatorSimulator",
+    "SimConfig",
+    "SimulatedGroup",
+    "default_start",
+    "simulate_observations",
+]
