@@ -1,0 +1,97 @@
+"""Write-to-scratch-then-rename helpers: the output directory never holds a half-written product."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+PARTIAL_PREFIX = ".partial-"
+RETIRED_PREFIX = ".retired-"
+
+
+@contextmanager
+def scratch_directory(scratch_root: Path | None, prefix: str):
+    """A fresh directory under ``scratch_root`` (system temp if None), removed on exit."""
+    root = Path(scratch_root) if scratch_root else Path(tempfile.gettempdir())
+    root.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(src: Path, dest: Path) -> Path:
+    """Move a finished product (file or directory) ``src`` to ``dest`` atomically.
+
+    Across filesystems the product is first copied to a hidden ``.partial-*`` sibling of
+    ``dest`` and renamed from there. An existing ``dest`` is replaced: it is renamed aside,
+    the new product renamed in, then the old one deleted, so at every instant ``dest`` is
+    either the complete old product or the complete new one (or, for a moment, absent).
+    """
+    src, dest = Path(src), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staged = src
+    if os.stat(src).st_dev != os.stat(dest.parent).st_dev:
+        staged = dest.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}-{dest.name}"
+        try:
+            if src.is_dir():
+                shutil.copytree(src, staged)
+            else:
+                shutil.copy2(src, staged)
+        except BaseException:
+            remove(staged)
+            raise
+    retired = None
+    if dest.exists():
+        retired = dest.parent / f"{RETIRED_PREFIX}{uuid.uuid4().hex}-{dest.name}"
+        os.rename(dest, retired)
+    os.rename(staged, dest)
+    _fsync_dir(dest.parent)
+    if retired is not None:
+        remove(retired)
+    if staged is not src:
+        remove(src)
+    return dest
+
+
+def remove(path: Path) -> None:
+    """Delete a file or directory tree if it exists."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+def sweep_partials(directory: Path) -> list[Path]:
+    """Remove ``.partial-*`` and ``.retired-*`` leftovers of interrupted publishes (crash recovery)."""
+    removed = []
+    directory = Path(directory)
+    if not directory.exists():
+        return removed
+    for p in directory.rglob("*"):
+        if p.name.startswith((PARTIAL_PREFIX, RETIRED_PREFIX)):
+            remove(p)
+            removed.append(p)
+    return removed
+
+
+def directory_size(path: Path) -> int:
+    """Total size in bytes of a file or directory tree."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
