@@ -1,0 +1,5 @@
+"""Dagster resources: configuration and handles to the outside world."""
+
+from .pipeline import PipelineResource
+
+__all__ = ["PipelineResource"]

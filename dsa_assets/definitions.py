@@ -1,0 +1,52 @@
+"""The one Definitions object: assets, checks, jobs, sensors and resources.
+
+Paths come from the environment at run time (``dg.EnvVar``): ``DSA110_INPUT_DIR`` and
+``DSA110_OUTPUT_DIR`` (required), optional ``DSA110_SCRATCH_DIR``, ``DSA110_QUEUE_DB``,
+``DSA110_PRODUCTS_DB``, ``DSA110_INCOMPLETE_POLICY``. Tests and ``dsa110-stream`` build their
+own with :func:`build_definitions`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from resources.pipeline import PipelineResource
+from sensors.subband_arrival import MEASUREMENT_SET_JOB, subband_arrival_sensor
+
+from . import partitions
+from .assets.measurement_sets import measurement_set
+
+measurement_set_job = dg.define_asset_job(
+    MEASUREMENT_SET_JOB,
+    selection=dg.AssetSelection.assets(measurement_set),
+    partitions_def=partitions.OBSERVATION_PARTITIONS,
+    tags={"dsa110/casa": "true"},
+    description="Convert the observations of one 5-minute window to Measurement Sets.",
+)
+
+
+def build_definitions(pipeline: PipelineResource) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[measurement_set],
+        jobs=[measurement_set_job],
+        sensors=[subband_arrival_sensor],
+        resources={"pipeline": pipeline},
+    )
+
+
+def _optional(name: str):
+    return dg.EnvVar(name) if os.environ.get(name) else ""
+
+
+defs = build_definitions(
+    PipelineResource(
+        input_dir=dg.EnvVar("DSA110_INPUT_DIR"),
+        output_dir=dg.EnvVar("DSA110_OUTPUT_DIR"),
+        scratch_dir=_optional("DSA110_SCRATCH_DIR"),
+        queue_db=_optional("DSA110_QUEUE_DB"),
+        products_db=_optional("DSA110_PRODUCTS_DB"),
+        incomplete_policy=os.environ.get("DSA110_INCOMPLETE_POLICY", "convert_partial"),
+    )
+)
