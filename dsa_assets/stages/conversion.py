@@ -150,7 +150,7 @@ class ConversionStage:
                     f"expected {C.TOP_CHANNEL_FREQ_HZ / 1e6:.6f} MHz - n x {C.CHANNEL_WIDTH_HZ / 1e6} MHz)"
                 )
                 continue
-            sb_of_channels = set((rounded // C.CHANNELS_PER_SUBBAND).astype(int))
+            sb_of_channels = {int(s) for s in rounded // C.CHANNELS_PER_SUBBAND}
             sb = h.subband if h.subband is not None else min(sb_of_channels)
             if sb_of_channels != {sb}:
                 problems.append(

@@ -1,0 +1,50 @@
+"""Shared fixtures: one scaled-down simulated observation per session, copied per test."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig
+
+START = datetime(2026, 1, 15, 12, 0, 3, tzinfo=timezone.utc)
+
+SMALL = SimConfig(
+    n_antennas=24,
+    n_integrations=4,
+    channels_per_subband=4,
+    n_sources=4,
+    gains=False,
+    timestamp_jitter=True,
+    seed=7,
+)
+"""Small enough to simulate and convert in seconds; long baselines kept for astrometry."""
+
+
+@pytest.fixture(scope="session")
+def simulated_group(tmp_path_factory):
+    """One complete observation (16 files + truth), written once per session."""
+    out = tmp_path_factory.mktemp("sim")
+    return CorrelatorSimulator(SMALL).write_observation(out, START)
+
+
+@pytest.fixture
+def group_copy(simulated_group, tmp_path):
+    """A private copy of the simulated observation's directory for a test to modify."""
+    dest = tmp_path / "incoming"
+    shutil.copytree(Path(simulated_group.files[0]).parent, dest)
+    files = [dest / f.name for f in simulated_group.files]
+    return simulated_group, dest, files
+
+
+@pytest.fixture(scope="session")
+def converted_ms(simulated_group, tmp_path_factory):
+    """The simulated observation converted once per session: (group, ConversionResult)."""
+    from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
+
+    out = tmp_path_factory.mktemp("ms_out")
+    stage = ConversionStage(ConversionConfig(output_dir=out, scratch_dir=out / "scratch"))
+    return simulated_group, stage.execute(group_id=simulated_group.stamp, hdf5_files=simulated_group.files)
