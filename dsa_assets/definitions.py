@@ -15,13 +15,12 @@ import dagster as dg
 from resources.pipeline import PipelineResource
 from sensors.subband_arrival import MEASUREMENT_SET_JOB, subband_arrival_sensor
 
-from . import partitions
 from .assets.measurement_sets import measurement_set
+from .assets.subband_files import SUBBAND_FILES
 
 measurement_set_job = dg.define_asset_job(
     MEASUREMENT_SET_JOB,
     selection=dg.AssetSelection.assets(measurement_set),
-    partitions_def=partitions.OBSERVATION_PARTITIONS,
     tags={"dsa110/casa": "true"},
     description="Convert the observations of one 5-minute window to Measurement Sets.",
 )
@@ -29,7 +28,7 @@ measurement_set_job = dg.define_asset_job(
 
 def build_definitions(pipeline: PipelineResource) -> dg.Definitions:
     return dg.Definitions(
-        assets=[measurement_set],
+        assets=[SUBBAND_FILES, measurement_set],
         jobs=[measurement_set_job],
         sensors=[subband_arrival_sensor],
         resources={"pipeline": pipeline},

@@ -19,6 +19,7 @@ from datetime import timedelta
 import dagster as dg
 
 from dsa_assets import partitions
+from dsa_assets.assets.subband_files import SUBBAND_FILES
 from dsa_assets.naming import format_time, parse_time
 from dsa_assets.streaming.observations import DECISION_FAILED, decide_incomplete
 from dsa_assets.streaming.scanner import scan_directory
@@ -36,6 +37,19 @@ def run_request(window: str, group_id: str | None) -> dg.RunRequest:
     return dg.RunRequest(run_key=f"{window}:{group_id or 'empty'}", partition_key=window, tags=tags)
 
 
+def subband_files_event(queue, group, window: str) -> dg.AssetMaterialization:
+    """The external ``subband_files`` asset of a window gained a complete observation."""
+    return dg.AssetMaterialization(
+        asset_key=SUBBAND_FILES.key,
+        partition=window,
+        metadata={
+            "observation": group.group_id,
+            "n_subbands": group.n_subbands,
+            "files": dg.MetadataValue.json([str(p) for p in queue.files(group.group_id)]),
+        },
+    )
+
+
 def evaluate(pipeline: PipelineResource, cursor: str | None, now: float | None = None) -> dg.SensorResult:
     """One sensor tick, as a plain function of the resource and the cursor (testable)."""
     state = json.loads(cursor) if cursor else {}
@@ -45,9 +59,12 @@ def evaluate(pipeline: PipelineResource, cursor: str | None, now: float | None =
 
     requests: dict[str, dg.RunRequest] = {}
     events = []
+    arrived_now = {r.group_id for r in report.registered if r.status == "valid"}
     for group in queue.ready_groups():
         window = partitions.window_key(group.start)
         requests[f"{window}:{group.group_id}"] = run_request(window, group.group_id)
+        if group.group_id in arrived_now:
+            events.append(subband_files_event(queue, group, window))
     for group in queue.stale_groups(pipeline.incomplete_timeout_s, now=now):
         window = partitions.window_key(group.start)
         decision = decide_incomplete(queue, group, pipeline.incomplete_policy)
@@ -66,6 +83,7 @@ def evaluate(pipeline: PipelineResource, cursor: str | None, now: float | None =
         )
         if decision != DECISION_FAILED:
             requests[f"{window}:{group.group_id}"] = run_request(window, group.group_id)
+            events.append(subband_files_event(queue, group, window))
 
     last_window = state.get("last_window")
     windows = sorted({r.partition_key for r in requests.values()})

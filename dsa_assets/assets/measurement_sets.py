@@ -8,10 +8,12 @@ from resources.pipeline import PipelineResource
 from .. import partitions
 from ..streaming.observations import convert_window
 from .ms_checks import MS_CHECK, check_measurement_sets
+from .subband_files import SUBBAND_FILES
 
 
 @dg.asset(
     partitions_def=partitions.OBSERVATION_PARTITIONS,
+    deps=[SUBBAND_FILES],
     check_specs=[MS_CHECK],
     group_name="observations",
     kinds={"casa", "python"},

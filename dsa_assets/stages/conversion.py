@@ -326,9 +326,9 @@ class ConversionStage:
             warnings.simplefilter("ignore")
             uv.write_ms(str(ms_path), clobber=True, run_check=False)
         timings["write"] = time.perf_counter() - t0
-        duration = (utimes[-1] - utimes[0]) * 86400.0 + float(np.median(ref.integration_time_s))
+        duration = float((utimes[-1] - utimes[0]) * 86400.0 + np.median(ref.integration_time_s))
         return {
-            "n_rows": n_blts,
+            "n_rows": int(n_blts),
             "duration_s": duration,
             "ra_deg": float(center.ra.deg),
             "dec_deg": float(center.dec.deg),

@@ -111,11 +111,13 @@ def scan_directory(
         try:
             check_subband_file(Path(path), subband)
         except InvalidSubbandError as exc:
-            if queue.reject(path, str(exc)):
+            if queue.reject(path, str(exc), now=now):
                 log.warning("rejected %s: %s", entry.name, exc)
             report.rejected.append((path, str(exc)))
             continue
-        reg = queue.register(path, file_time=file_time, subband=subband, size=st.st_size, mtime=st.st_mtime)
+        reg = queue.register(
+            path, file_time=file_time, subband=subband, size=st.st_size, mtime=st.st_mtime, now=now
+        )
         if reg.new:
             report.registered.append(reg)
             if reg.status != "valid":
