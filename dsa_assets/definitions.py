@@ -2,7 +2,8 @@
 
 Paths come from the environment at run time (``dg.EnvVar``): ``DSA110_INPUT_DIR`` and
 ``DSA110_OUTPUT_DIR`` (required), optional ``DSA110_SCRATCH_DIR``, ``DSA110_QUEUE_DB``,
-``DSA110_PRODUCTS_DB``, ``DSA110_INCOMPLETE_POLICY``. Tests and ``dsa110-stream`` build their
+``DSA110_PRODUCTS_DB``, ``DSA110_INCOMPLETE_POLICY``, ``DSA110_INCOMPLETE_TIMEOUT_S``,
+``DSA110_STABLE_S`` (``dsa110-stream`` sets them all). Tests and ``dsa110-stream`` build their
 own with :func:`build_definitions`.
 """
 
@@ -12,6 +13,7 @@ import os
 
 import dagster as dg
 
+from dsa_assets.constants import INCOMPLETE_GROUP_TIMEOUT_S
 from resources.pipeline import PipelineResource
 from sensors.subband_arrival import MEASUREMENT_SET_JOB, subband_arrival_sensor
 
@@ -47,5 +49,7 @@ defs = build_definitions(
         queue_db=_optional("DSA110_QUEUE_DB"),
         products_db=_optional("DSA110_PRODUCTS_DB"),
         incomplete_policy=os.environ.get("DSA110_INCOMPLETE_POLICY", "convert_partial"),
+        incomplete_timeout_s=float(os.environ.get("DSA110_INCOMPLETE_TIMEOUT_S", INCOMPLETE_GROUP_TIMEOUT_S)),
+        stable_s=float(os.environ.get("DSA110_STABLE_S", 5.0)),
     )
 )

@@ -26,9 +26,12 @@ from astropy.utils import iers
 
 from . import constants as C
 
-# Offline machines: use the IERS tables bundled with astropy-iers-data, never download,
-# and degrade (with a warning) rather than fail for dates past the bundled predictions.
+# Offline machines: use the IERS tables bundled with astropy-iers-data and never download.
+# Their UT1-UTC predictions (about a year ahead of the package date) are accepted whatever
+# their age: a prediction a few months old is good to ~1 ms of UT1, i.e. ~0.015" of sky
+# rotation; past the table's end astropy degrades with a warning rather than failing.
 iers.conf.auto_download = False
+iers.conf.auto_max_age = None
 iers.conf.iers_degraded_accuracy = "warn"
 
 SPEED_OF_LIGHT_M_S = 299_792_458.0

@@ -1,0 +1,103 @@
+"""``dsa110-stream``: run the platform on a directory the correlator writes into."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..constants import INCOMPLETE_GROUP_TIMEOUT_S
+from ..logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dsa110-stream",
+        description=(
+            "Watch a directory of DSA-110 subband files and turn every complete observation into "
+            "Measurement Sets (and downstream products) as partitioned Dagster assets. Starts the "
+            "Dagster daemon (sensors, run queue, retries) and webserver; Ctrl-C or SIGTERM stops both."
+        ),
+    )
+    io = p.add_argument_group("paths")
+    io.add_argument("--input-dir", required=True, help="directory the correlator writes *_sbNN.hdf5 files into")
+    io.add_argument("--output-dir", required=True, help="root of all products (ms/, state/, dagster_home/)")
+    io.add_argument("--queue-db", help="SQLite file of the subband queue (default <output>/state/queue.sqlite3)")
+    io.add_argument("--scratch-dir", help="where products are written before being renamed into place "
+                    "(default <output>/scratch; same filesystem as the output makes that a rename)")
+    io.add_argument("--products-db", "--registry-db", dest="products_db",
+                    help="products database: SQLAlchemy URL or SQLite path (default <output>/state/products.sqlite3)")
+    io.add_argument("--dagster-home", help="Dagster instance directory (default <output>/dagster_home)")
+
+    stages = p.add_argument_group("stages")
+    stages.add_argument("--enable-calibration-solving", action="store_true",
+                        help="solve calibration on calibrator transits (otherwise apply existing tables only)")
+    stages.add_argument("--enable-photometry", action="store_true", help="forced photometry on images and mosaics")
+    stages.add_argument("--enable-mosaic-creation", action="store_true", help="hourly mosaics")
+
+    ingest = p.add_argument_group("ingest")
+    ingest.add_argument("--incomplete-timeout", type=float, default=INCOMPLETE_GROUP_TIMEOUT_S, metavar="SECONDS",
+                        help="how long to wait for a group's missing subbands (default %(default)s s)")
+    ingest.add_argument("--incomplete-policy", choices=("convert_partial", "fail"), default="convert_partial",
+                        help="after the timeout: convert with missing subbands flagged, or fail the group")
+    ingest.add_argument("--stable-seconds", type=float, default=5.0,
+                        help="a file must be unchanged this long before it is registered (default %(default)s)")
+
+    ops = p.add_argument_group("operation")
+    ops.add_argument("--once", action="store_true",
+                     help="process what is in the input directory now, in this process, and exit")
+    ops.add_argument("--no-webserver", action="store_true", help="run only the daemon (no UI)")
+    ops.add_argument("--host", default="127.0.0.1", help="webserver host (default %(default)s)")
+    ops.add_argument("--port", type=int, default=3000, help="webserver port (default %(default)s)")
+    ops.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    ops.add_argument("--log-format", default="text", choices=("text", "json"))
+    return p
+
+
+def config_from_args(args):
+    from .worker import WorkerConfig
+
+    return WorkerConfig(
+        input_dir=args.input_dir,
+        output_dir=args.output_dir,
+        scratch_dir=args.scratch_dir,
+        queue_db=args.queue_db,
+        registry_db=args.products_db,
+        dagster_home=args.dagster_home,
+        enable_calibration_solving=args.enable_calibration_solving,
+        enable_photometry=args.enable_photometry,
+        enable_mosaic_creation=args.enable_mosaic_creation,
+        webserver=not args.no_webserver,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        incomplete_timeout_s=args.incomplete_timeout,
+        incomplete_policy=args.incomplete_policy,
+        stable_s=args.stable_seconds,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    from .worker import StreamingWorker
+
+    config = config_from_args(args)
+    for flag in ("enable_calibration_solving", "enable_photometry", "enable_mosaic_creation"):
+        if getattr(config, flag):
+            log.warning("--%s: this stage is not part of this release yet; the flag is recorded only",
+                        flag.replace("_", "-"))
+    worker = StreamingWorker(config)
+    if args.once:
+        windows = worker.run_once()
+        for window, groups in sorted(windows.items()):
+            print(f"{window}\t{','.join(groups)}")
+        failed = worker.queue.groups("failed")
+        return 1 if failed else 0
+    return worker.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""StreamingWorker: runs the platform for one deployment, with or without its long-lived services.
+
+``run()`` prepares the Dagster instance directory (``dagster.yaml``), recovers from a crash
+(queue rows stuck in processing go back to pending, half-published products are swept),
+then starts the Dagster daemon (sensors, run queue, retries) and, unless disabled, the
+webserver, as child processes with the deployment's environment, and stops them cleanly on
+SIGTERM/SIGINT. ``run_once()`` processes whatever is in the input directory now, in this
+process, recording every materialization in the same instance, and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import resources as _resources
+from pathlib import Path
+
+from .. import casa_env, partitions
+from ..constants import GROUP_TOLERANCE_S, INCOMPLETE_GROUP_TIMEOUT_S, N_SUBBANDS
+from .queue import SubbandQueue
+from .scanner import scan_directory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerConfig:
+    """One deployment's settings (the options of ``dsa110-stream``)."""
+
+    input_dir: Path
+    output_dir: Path
+    scratch_dir: Path | None = None
+    queue_db: Path | None = None
+    registry_db: str | None = None
+    """Products database: SQLAlchemy URL or SQLite path (default under the output dir)."""
+    dagster_home: Path | None = None
+    """Dagster instance directory (default ``<output_dir>/dagster_home``)."""
+    enable_calibration_solving: bool = False
+    enable_photometry: bool = False
+    enable_mosaic_creation: bool = False
+    webserver: bool = True
+    host: str = "127.0.0.1"
+    port: int = 3000
+    log_level: str = "INFO"
+    incomplete_timeout_s: float = INCOMPLETE_GROUP_TIMEOUT_S
+    incomplete_policy: str = "convert_partial"
+    group_tolerance_s: float = GROUP_TOLERANCE_S
+    expected_subbands: int = N_SUBBANDS
+    stable_s: float = 5.0
+
+    def __post_init__(self):
+        self.input_dir = Path(self.input_dir).resolve()
+        self.output_dir = Path(self.output_dir).resolve()
+        self.scratch_dir = Path(self.scratch_dir).resolve() if self.scratch_dir else self.output_dir / "scratch"
+        self.queue_db = Path(self.queue_db).resolve() if self.queue_db else self.output_dir / "state" / "queue.sqlite3"
+        self.registry_db = self.registry_db or str(self.output_dir / "state" / "products.sqlite3")
+        self.dagster_home = Path(self.dagster_home).resolve() if self.dagster_home else self.output_dir / "dagster_home"
+
+    def environment(self) -> dict[str, str]:
+        """Variables the Dagster processes read (see ``dsa_assets.definitions``)."""
+        return {
+            "DAGSTER_HOME": str(self.dagster_home),
+            "DSA110_INPUT_DIR": str(self.input_dir),
+            "DSA110_OUTPUT_DIR": str(self.output_dir),
+            "DSA110_SCRATCH_DIR": str(self.scratch_dir),
+            "DSA110_QUEUE_DB": str(self.queue_db),
+            "DSA110_PRODUCTS_DB": str(self.registry_db),
+            "DSA110_INCOMPLETE_POLICY": self.incomplete_policy,
+            "DSA110_INCOMPLETE_TIMEOUT_S": str(self.incomplete_timeout_s),
+            "DSA110_STABLE_S": str(self.stable_s),
+            "DSA110_ENABLE_CALIBRATION_SOLVING": str(int(self.enable_calibration_solving)),
+            "DSA110_ENABLE_PHOTOMETRY": str(int(self.enable_photometry)),
+            "DSA110_ENABLE_MOSAIC_CREATION": str(int(self.enable_mosaic_creation)),
+        }
+
+    def pipeline_resource(self):
+        from resources.pipeline import PipelineResource
+
+        return PipelineResource(
+            input_dir=str(self.input_dir),
+            output_dir=str(self.output_dir),
+            scratch_dir=str(self.scratch_dir),
+            queue_db=str(self.queue_db),
+            products_db=str(self.registry_db),
+            expected_subbands=self.expected_subbands,
+            group_tolerance_s=self.group_tolerance_s,
+            stable_s=self.stable_s,
+            incomplete_timeout_s=self.incomplete_timeout_s,
+            incomplete_policy=self.incomplete_policy,
+        )
+
+
+def instance_config_template() -> Path:
+    """The packaged local-instance ``dagster.yaml``."""
+    return Path(str(_resources.files("dsa_assets") / "data" / "dagster.yaml"))
+
+
+class StreamingWorker:
+    """Runs the platform for one ``WorkerConfig``."""
+
+    def __init__(self, config: WorkerConfig, queue: SubbandQueue | None = None):
+        self.config = config
+        self.queue = queue or SubbandQueue(
+            config.queue_db, expected_subbands=config.expected_subbands, tolerance_s=config.group_tolerance_s
+        )
+        self._children: list[subprocess.Popen] = []
+        self._stopping = False
+
+    # -- shared set-up --------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create directories and the instance config; recover what a crash left behind."""
+        cfg = self.config
+        for d in (cfg.input_dir, cfg.output_dir, cfg.scratch_dir, cfg.dagster_home):
+            d.mkdir(parents=True, exist_ok=True)
+        target = cfg.dagster_home / "dagster.yaml"
+        template = instance_config_template()
+        if not target.exists() or target.read_text() != template.read_text():
+            shutil.copyfile(template, target)
+        os.environ.update(cfg.environment())
+        casa_env.configure()
+        requeued = self.queue.requeue_stuck()
+        if requeued:
+            log.warning("re-queued %d observation(s) left processing by a crash: %s", len(requeued), requeued)
+        removed = cfg.pipeline_resource().conversion_stage().cleanup()
+        if removed:
+            log.warning("removed %d partial product(s) left by a crash", len(removed))
+
+    # -- long-running mode ----------------------------------------------------------------
+    def command(self) -> list[list[str]]:
+        """The service command lines (pure; tested without running them)."""
+        bin_dir = Path(sys.executable).parent
+        target = ["-m", "dsa_assets.definitions", "-a", "defs"]
+        if self.config.webserver:
+            return [[str(bin_dir / "dagster"), "dev", *target, "-h", self.config.host, "-p", str(self.config.port),
+                     "--log-level", self.config.log_level.lower()]]
+        return [[str(bin_dir / "dagster-daemon"), "run", *target, "--log-level", self.config.log_level.lower()]]
+
+    def run(self) -> int:
+        """Start the services and block until they exit or SIGTERM/SIGINT; returns an exit code."""
+        self.prepare()
+        env = {**os.environ, **self.config.environment()}
+        for argv in self.command():
+            log.info("starting %s", " ".join(argv))
+            self._children.append(subprocess.Popen(argv, env=env, start_new_session=True))
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            codes = [child.wait() for child in self._children]
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        return 0 if self._stopping else max(codes, default=0)
+
+    def _on_signal(self, signum, _frame) -> None:
+        log.info("signal %d: stopping services", signum)
+        self.stop()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Ask the services to stop (SIGTERM to their process groups), then kill stragglers."""
+        self._stopping = True
+        for child in self._children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in self._children:
+            try:
+                child.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+
+    # -- one-shot mode --------------------------------------------------------------------
+    def run_once(self) -> dict[str, list[str]]:
+        """Register everything in the input directory, then materialize every window that holds
+        an observation ready to convert (complete, or incomplete past the timeout), in this
+        process, against the deployment's Dagster instance. Returns window -> observations."""
+        import dagster as dg
+
+        from ..definitions import build_definitions
+        from .observations import is_stale
+
+        self.prepare()
+        scan_directory(self.config.input_dir, self.queue, stable_s=self.config.stable_s)
+        now = time.time()
+        windows: dict[str, list[str]] = {}
+        for group in self.queue.groups("pending"):
+            if group.n_subbands >= self.queue.expected_subbands or is_stale(group, self.config.incomplete_timeout_s, now):
+                windows.setdefault(partitions.window_key(group.start), []).append(group.group_id)
+        if not windows:
+            return windows
+        defs = build_definitions(self.config.pipeline_resource())
+        job = defs.resolve_job_def("measurement_set_job")
+        with dg.DagsterInstance.get() as instance:
+            for window in sorted(windows):
+                result = job.execute_in_process(
+                    instance=instance, partition_key=window, tags={"dsa110/window": window}, raise_on_error=False
+                )
+                log.info("window %s: %s", window, "materialized" if result.success else "failed")
+        return windows

@@ -1,0 +1,59 @@
+"""dsa110-stream end to end: the real Dagster daemon, sensor and run queue on a temp instance."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from dsa_assets import partitions
+from dsa_assets.sim.correlator import CorrelatorSimulator
+
+from ..conftest import SMALL
+
+pytestmark = pytest.mark.slow
+
+
+def materialized(dagster_home: Path) -> set[str]:
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        return instance.get_materialized_partitions(dg.AssetKey("measurement_set"))
+
+
+def test_stream_daemon_materializes_arriving_observation_and_stops_on_sigterm(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    incoming, out = tmp_path / "in", tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dsa_assets.streaming.cli", "--input-dir", str(incoming), "--output-dir", str(out),
+         "--no-webserver", "--stable-seconds", "1", "--log-format", "json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        start = (datetime.now(timezone.utc) - timedelta(minutes=10)).replace(microsecond=0)
+        group = CorrelatorSimulator(SMALL).write_observation(incoming, start)
+        window = partitions.window_key(group.data_start)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "dagster_home" / "storage").exists() and window in materialized(out / "dagster_home"):
+                break
+            time.sleep(3)
+        assert proc.poll() is None, proc.stdout.read()
+        assert window in materialized(out / "dagster_home")
+        ms = out / "ms" / group.stamp[:10] / f"{group.stamp}.ms"
+        assert ms.is_dir()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            rc = proc.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    assert rc == 0
