@@ -9,7 +9,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/bootstrap.sh"
 DEMO="${DSA110_DEMO_DIR:-$ROOT/state/demo}"
 mkdir -p "$DEMO/incoming"
-START="$(date -u -d '-20 minutes' +%Y-%m-%dT%H:%M:%S)"
+# Start an hour ago, so that even the paced observations all lie in the past.
+START="$(date -u -d '-70 minutes' +%Y-%m-%dT%H:%M:%S)"
 dsa110-sim --output-dir "$DEMO/incoming" --n-observations 3 --start "$START"
 LATER="$(date -u -d "$START UTC + 927 seconds" +%Y-%m-%dT%H:%M:%S)"
 dsa110-sim --output-dir "$DEMO/incoming" --n-observations 9 --start "$LATER" --realtime-factor 10 \

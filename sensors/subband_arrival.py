@@ -14,7 +14,8 @@ and as an asset observation on the partition, visible in the UI.
 
 
 import json
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
@@ -50,8 +51,34 @@ def subband_files_event(queue, group, window: str) -> dg.AssetMaterialization:
     )
 
 
+def incomplete_decision_event(queue, group, window: str, decision: str) -> dg.AssetObservation:
+    """The incomplete-group policy's decision, shown on the measurement_set partition."""
+    missing = queue.missing_subbands(group.group_id)
+    return dg.AssetObservation(
+        asset_key="measurement_set",
+        partition=window,
+        metadata={
+            "observation": group.group_id,
+            "incomplete_group_decision": decision,
+            "subbands_present": group.n_subbands,
+            "missing_subbands": ", ".join(f"sb{s:02d}" for s in missing),
+        },
+    )
+
+
+def window_status(window: str, now: float) -> str:
+    """"ok", "future" (a window that does not exist yet: a fast correlator clock; it waits)
+    or "before_start" (earlier than the first partition: can never be materialized)."""
+    if window > partitions.window_key(datetime.fromtimestamp(now, timezone.utc)):
+        return "future"
+    if window < partitions.OBSERVATION_PARTITIONS.start.strftime(partitions.KEY_FORMAT):
+        return "before_start"
+    return "ok"
+
+
 def evaluate(pipeline: PipelineResource, cursor: str | None, now: float | None = None) -> dg.SensorResult:
     """One sensor tick, as a plain function of the resource and the cursor (testable)."""
+    now = time.time() if now is None else now
     state = json.loads(cursor) if cursor else {}
     queue = pipeline.queue()
     since = parse_time(state["scan_from"]) if state.get("scan_from") else None
@@ -59,28 +86,33 @@ def evaluate(pipeline: PipelineResource, cursor: str | None, now: float | None =
 
     requests: dict[str, dg.RunRequest] = {}
     events = []
+    deferred = set()
+
+    def usable(group, window) -> bool:
+        status = window_status(window, now)
+        if status == "future":
+            deferred.add(window)
+        elif status == "before_start":
+            queue.fail(
+                group.group_id,
+                f"observation starts before the first partition; set {partitions.START_ENV} earlier to process it",
+            )
+        return status == "ok"
+
     arrived_now = {r.group_id for r in report.registered if r.status == "valid"}
     for group in queue.ready_groups():
         window = partitions.window_key(group.start)
+        if not usable(group, window):
+            continue
         requests[f"{window}:{group.group_id}"] = run_request(window, group.group_id)
         if group.group_id in arrived_now:
             events.append(subband_files_event(queue, group, window))
     for group in queue.stale_groups(pipeline.incomplete_timeout_s, now=now):
         window = partitions.window_key(group.start)
+        if not usable(group, window):
+            continue
         decision = decide_incomplete(queue, group, pipeline.incomplete_policy)
-        missing = queue.missing_subbands(group.group_id)
-        events.append(
-            dg.AssetObservation(
-                asset_key="measurement_set",
-                partition=window,
-                metadata={
-                    "observation": group.group_id,
-                    "incomplete_group_decision": decision,
-                    "subbands_present": group.n_subbands,
-                    "missing_subbands": ", ".join(f"sb{s:02d}" for s in missing),
-                },
-            )
-        )
+        events.append(incomplete_decision_event(queue, group, window, decision))
         if decision != DECISION_FAILED:
             requests[f"{window}:{group.group_id}"] = run_request(window, group.group_id)
             events.append(subband_files_event(queue, group, window))
@@ -103,6 +135,8 @@ def evaluate(pipeline: PipelineResource, cursor: str | None, now: float | None =
             f"no complete observation; {len(report.registered)} file(s) registered, "
             f"{len(report.waiting)} still being written, {len(report.rejected)} rejected"
         )
+        if deferred:
+            skip += f"; waiting for windows that have not started yet: {', '.join(sorted(deferred))}"
     return dg.SensorResult(
         run_requests=sorted(requests.values(), key=lambda r: r.run_key),
         cursor=json.dumps(state, sort_keys=True),

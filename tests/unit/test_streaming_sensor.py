@@ -114,3 +114,31 @@ def test_gap_windows_are_requested_as_empty(simulated_group, tmp_path):
     gaps = [(start + timedelta(minutes=m)).strftime(partitions.KEY_FORMAT) for m in (5, 10, 15)]
     assert [k for k in keys if k.endswith(":empty")] == [f"{g}:empty" for g in gaps]
     assert len(keys) == 5
+
+
+def test_observation_from_the_future_waits_for_its_window(group_copy, tmp_path):
+    group, incoming, _ = group_copy
+    # a correlator clock ahead of ours: the observation's window has not started yet
+    before = group.data_start.timestamp() - 600
+    settle(incoming, before - 60)
+    pipeline = pipeline_for(tmp_path, incoming)
+    early = evaluate(pipeline, None, now=before)
+    assert early.run_requests == [] and early.asset_events == []
+    assert "have not started yet" in early.skip_reason.skip_message
+    # once the window exists, the run is requested
+    later = evaluate(pipeline, early.cursor, now=group.data_start.timestamp() + 3600)
+    assert len(later.run_requests) == 1
+
+
+def test_observation_before_first_partition_is_failed_with_reason(simulated_group, tmp_path):
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    for f in simulated_group.files:
+        t, sb = parse_subband_name(f.name)
+        (incoming / subband_file_name(format_time(t.replace(year=2020)), sb)).symlink_to(f)
+    settle(incoming)
+    pipeline = pipeline_for(tmp_path, incoming)
+    result = evaluate(pipeline, None)
+    assert result.run_requests == []
+    (g,) = pipeline.queue().groups()
+    assert g.state == "failed" and "before the first partition" in g.error
