@@ -5,8 +5,11 @@ into one ascending-frequency spectral window (absent subbands become flagged cha
 with zero weight); rephase every integration from the correlator's per-integration
 meridian centre ``s0(t)`` to one phase centre, the ICRS position of the meridian at the
 pointing declination at mid-observation, ``V' = V exp(+2 pi i b.(s0 - c) / lambda)``;
-compute UVW for that centre on J2000 axes; write the Measurement Set with pyuvdata into the
-scratch directory and rename it into the output directory.
+compute UVW for that centre on J2000 axes; write the Measurement Set into the scratch
+directory and rename it into the output directory. The default writer streams row blocks of
+all subbands into fixed-shape tiled columns in bounded memory (:mod:`.ms_writer`); the
+reference writer holds the observation in memory and uses ``pyuvdata.UVData.write_ms``. Both
+give the same Measurement Set.
 
 Plain Python: no Dagster import. Usable from a notebook::
 
@@ -56,13 +59,16 @@ class ConversionConfig:
     "file": the positions in the files."""
     pointing_dec_rad: float | None = None
     """Override of the pointing declination (rad); default: the files' ``phase_center_dec``."""
-    telescope_name: str = C.TELESCOPE_NAME_FILES
-    """Name written to the MS; CASA must recognise it (it does not know "DSA_110")."""
+    writer: str = "streaming"
+    """"streaming": block-by-block writer, bounded memory (:mod:`.ms_writer`);
+    "pyuvdata": the whole observation in memory through ``UVData.write_ms`` (the reference)."""
 
     def __post_init__(self):
         object.__setattr__(self, "output_dir", Path(self.output_dir))
         if self.scratch_dir is not None:
             object.__setattr__(self, "scratch_dir", Path(self.scratch_dir))
+        if self.writer not in ("streaming", "pyuvdata"):
+            raise ValueError(f"writer must be 'streaming' or 'pyuvdata', got {self.writer!r}")
         if self.antenna_positions not in ("stations", "file"):
             raise ValueError(f"antenna_positions must be 'stations' or 'file', got {self.antenna_positions!r}")
 
@@ -281,7 +287,70 @@ class ConversionStage:
                 out[i] = table[int(digits) - 1]
         return out
 
+    def _geometry(self, plan: GroupPlan) -> "ObservationGeometry":
+        """Phase centre, per-row rephasing delays and UVW (UVH5 convention) of the group."""
+        ref = plan.reference
+        location = geometry.site_location(ref.latitude_deg, ref.longitude_deg, ref.altitude_m)
+        ecef = self._antenna_ecef(ref, location)
+        index_of = {int(n): i for i, n in enumerate(ref.antenna_numbers)}
+        idx1 = np.array([index_of[a] for a in ref.ant1])
+        idx2 = np.array([index_of[a] for a in ref.ant2])
+        b = ecef[idx2] - ecef[idx1]  # (Nblts, 3)
+        utimes, tidx = np.unique(ref.times_jd, return_inverse=True)
+        times = Time(utimes, format="jd", scale="utc")
+        s0 = geometry.meridian_unit_vectors(plan.pointing_dec_rad, times, location)
+        mid = Time(0.5 * (utimes[0] + utimes[-1]), format="jd", scale="utc")
+        center = geometry.meridian_icrs(plan.pointing_dec_rad, mid, location)
+        basis = geometry.uvw_basis(center, times, location)  # (Nt, 3, 3)
+        uvw = np.einsum("nij,nj->ni", basis[tidx], b)
+        delay = np.einsum("nj,nj->n", b, s0[tidx] - basis[tidx, 2, :]) / geometry.SPEED_OF_LIGHT_M_S
+        duration = float((utimes[-1] - utimes[0]) * 86400.0 + np.median(ref.integration_time_s))
+        return ObservationGeometry(location, ecef, center, uvw, delay, duration)
+
     def _write(self, plan: GroupPlan, ms_path: Path, timings: dict) -> dict:
+        t0 = time.perf_counter()
+        geo = self._geometry(plan)
+        timings["geometry"] = time.perf_counter() - t0
+        writer = self._write_streaming if self.config.writer == "streaming" else self._write_pyuvdata
+        writer(plan, geo, ms_path, timings)
+        return {
+            "n_rows": int(plan.reference.n_blts),
+            "duration_s": geo.duration_s,
+            "ra_deg": float(geo.center.ra.deg),
+            "dec_deg": float(geo.center.dec.deg),
+        }
+
+    def _write_streaming(self, plan: GroupPlan, geo: "ObservationGeometry", ms_path: Path, timings: dict) -> None:
+        """Block-by-block writer (:mod:`dsa_assets.stages.ms_writer`): bounded memory."""
+        from . import ms_writer
+
+        ref = plan.reference
+        swapped = ref.ant1 > ref.ant2
+        rows = ms_writer.RowGeometry(
+            delay_s=geo.delay_s,
+            swapped=swapped,
+            # UVH5 -> MS flips the sign; a swapped pair flips it back
+            uvw_ms=np.where(swapped[:, None], geo.uvw, -geo.uvw),
+            ant1=np.where(swapped, ref.ant2, ref.ant1).astype(np.int32),
+            ant2=np.where(swapped, ref.ant1, ref.ant2).astype(np.int32),
+            time_mjd_s=Time(ref.times_jd, format="jd", scale="utc").mjd * 86400.0,
+            interval_s=ref.integration_time_s,
+        )
+        t0 = time.perf_counter()
+        ms = ms_writer.create_main_table(ms_path, ref.n_blts, len(plan.freqs_hz), len(ref.polarizations))
+        try:
+            ms_writer.write_main_table(ms, plan, rows, plan.freqs_hz, len(ref.polarizations))
+            ms.putcolkeyword("DATA", "QuantumUnits", "uncalib")
+            ms.putkeyword("pyuvdata_flip_conj", True)
+        finally:
+            ms.done()
+        timings["write_main"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ms_writer.write_subtables(ms_path, _build_uvdata(plan, ref, geo, None, None, None))
+        timings["write_subtables"] = time.perf_counter() - t0
+
+    def _write_pyuvdata(self, plan: GroupPlan, geo: "ObservationGeometry", ms_path: Path, timings: dict) -> None:
+        """Reference writer: the whole observation in memory, written by pyuvdata.write_ms."""
         ref = plan.reference
         n_blts, n_pols, n_chan = ref.n_blts, len(ref.polarizations), len(plan.freqs_hz)
         t0 = time.perf_counter()
@@ -295,44 +364,32 @@ class ConversionStage:
             flags[:, cols] = flg
             nsamples[:, cols] = nsa
         timings["read"] = time.perf_counter() - t0
-
         t0 = time.perf_counter()
-        location = geometry.site_location(ref.latitude_deg, ref.longitude_deg, ref.altitude_m)
-        ecef = self._antenna_ecef(ref, location)
-        index_of = {int(n): i for i, n in enumerate(ref.antenna_numbers)}
-        idx1 = np.array([index_of[a] for a in ref.ant1])
-        idx2 = np.array([index_of[a] for a in ref.ant2])
-        b = ecef[idx2] - ecef[idx1]  # (Nblts, 3)
-        utimes, tidx = np.unique(ref.times_jd, return_inverse=True)
-        times = Time(utimes, format="jd", scale="utc")
-        s0 = geometry.meridian_unit_vectors(plan.pointing_dec_rad, times, location)
-        mid = Time(0.5 * (utimes[0] + utimes[-1]), format="jd", scale="utc")
-        center = geometry.meridian_icrs(plan.pointing_dec_rad, mid, location)
-        basis = geometry.uvw_basis(center, times, location)  # (Nt, 3, 3)
-        w_hat = basis[:, 2, :]
-        uvw = np.einsum("nij,nj->ni", basis[tidx], b)
         freqs = plan.freqs_hz
-        for t in range(len(utimes)):
-            rows = np.nonzero(tidx == t)[0]
-            delay = b[rows] @ (s0[t] - w_hat[t]) / geometry.SPEED_OF_LIGHT_M_S
-            data[rows] *= np.exp(2j * np.pi * delay[:, None] * freqs[None, :]).astype(np.complex64)[:, :, None]
+        for start in range(0, n_blts, 4096):
+            rows = slice(start, start + 4096)
+            phasor = np.exp(2j * np.pi * geo.delay_s[rows, None] * freqs[None, :]).astype(np.complex64)
+            data[rows] *= phasor[:, :, None]
         timings["rephase"] = time.perf_counter() - t0
-
         t0 = time.perf_counter()
-        uv = _build_uvdata(plan, ref, location, ecef, center, uvw, data, flags, nsamples)
-        timings["build"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        uv = _build_uvdata(plan, ref, geo, data, flags, nsamples)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             uv.write_ms(str(ms_path), clobber=True, run_check=False)
         timings["write"] = time.perf_counter() - t0
-        duration = float((utimes[-1] - utimes[0]) * 86400.0 + np.median(ref.integration_time_s))
-        return {
-            "n_rows": int(n_blts),
-            "duration_s": duration,
-            "ra_deg": float(center.ra.deg),
-            "dec_deg": float(center.dec.deg),
-        }
+
+
+@dataclass(frozen=True)
+class ObservationGeometry:
+    """Site, antenna ITRF positions (m), phase centre (ICRS), per-row UVW (m, UVH5 sign),
+    per-row rephasing delay (s) and observation duration (s)."""
+
+    location: object
+    ecef: np.ndarray
+    center: object
+    uvw: np.ndarray
+    delay_s: np.ndarray
+    duration_s: float
 
 
 def _compare(ref: SubbandHeader, h: SubbandHeader, ref_offsets, offsets) -> list[str]:
@@ -368,10 +425,12 @@ def _short(values, n=12) -> str:
     return str(values) if len(values) <= n else f"{values[:n]}... ({len(values)} in all)"
 
 
-def _build_uvdata(plan, ref, location, ecef, center, uvw, data, flags, nsamples):
-    """A pyuvdata UVData holding the converted observation (UVH5 sign conventions)."""
+def _build_uvdata(plan, ref, geo: ObservationGeometry, data, flags, nsamples):
+    """A pyuvdata UVData holding the converted observation (UVH5 sign conventions);
+    metadata only when ``data`` is None."""
     from pyuvdata import Telescope, UVData
 
+    location, ecef, center = geo.location, geo.ecef, geo.center
     site = np.array([location.x.to_value(u.m), location.y.to_value(u.m), location.z.to_value(u.m)])
     names = [_station_name(n) for n in ref.antenna_names]
     diam = ref.antenna_diameters if ref.antenna_diameters is not None else np.full(len(names), C.DISH_DIAMETER_M)
@@ -423,7 +482,7 @@ def _build_uvdata(plan, ref, location, ecef, center, uvw, data, flags, nsamples)
             history=f"Converted from {len(plan.headers)} DSA-110 subband files by dsa_assets.",
             check_kw={"run_check_acceptability": False, "check_autos": False},
         )
-        uv.uvw_array = uvw
+        uv.uvw_array = geo.uvw
         uv._set_app_coords_helper()
     return uv
 

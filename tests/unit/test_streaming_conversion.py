@@ -180,7 +180,7 @@ def test_failed_write_leaves_no_partial_product(group_copy, tmp_path, monkeypatc
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("pyuvdata.UVData.write_ms", boom)
+    monkeypatch.setattr("dsa_assets.stages.ms_writer.write_main_table", boom)
     with pytest.raises(ConversionError, match="No space left on device"):
         stage.execute(group_id=group.stamp, hdf5_files=files)
     out = tmp_path / "out"
