@@ -128,8 +128,12 @@ def icrs_unit_vectors(
 
 
 def meridian_icrs(dec_rad: float, time: Time, location: EarthLocation) -> SkyCoord:
-    """ICRS position of (hour angle 0, apparent declination ``dec_rad``) at ``time``."""
-    hadec = SkyCoord(ha=0 * u.rad, dec=dec_rad * u.rad, frame=HADec(obstime=time, location=location))
+    """ICRS position of (hour angle 0, apparent declination ``dec_rad``) at ``time`` (scalar
+    or array of times)."""
+    shape = np.shape(time)
+    hadec = SkyCoord(
+        ha=np.zeros(shape) * u.rad, dec=np.full(shape, dec_rad) * u.rad, frame=HADec(obstime=time, location=location)
+    )
     out = hadec.transform_to(ICRS())
     return SkyCoord(ra=out.ra, dec=out.dec, frame=ICRS())
 

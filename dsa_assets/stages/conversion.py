@@ -322,7 +322,7 @@ class ConversionStage:
 
     def _write_streaming(self, plan: GroupPlan, geo: "ObservationGeometry", ms_path: Path, timings: dict) -> None:
         """Block-by-block writer (:mod:`dsa_assets.stages.ms_writer`): bounded memory."""
-        from . import ms_writer
+        from . import ms_subtables, ms_writer
 
         ref = plan.reference
         swapped = ref.ant1 > ref.ant2
@@ -346,7 +346,29 @@ class ConversionStage:
             ms.done()
         timings["write_main"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ms_writer.write_subtables(ms_path, _build_uvdata(plan, ref, geo, None, None, None))
+        utimes = np.unique(rows.time_mjd_s)
+        pointing = geometry.meridian_icrs(
+            plan.pointing_dec_rad, Time(utimes / 86400.0, format="mjd", scale="utc"), geo.location
+        )
+        diam = ref.antenna_diameters if ref.antenna_diameters is not None else np.full(len(geo.ecef), C.DISH_DIAMETER_M)
+        ms_subtables.write_subtables(
+            ms_path,
+            ms_subtables.ObservationMetadata(
+                antenna_names=[_station_name(n) for n in ref.antenna_names],
+                antenna_positions_itrf=geo.ecef,
+                antenna_diameters=diam,
+                freqs_hz=plan.freqs_hz,
+                channel_width_hz=C.CHANNEL_WIDTH_HZ,
+                polarizations=ref.polarizations,
+                field_name=f"meridian_{plan.group_id}",
+                phase_center_radec=(float(geo.center.ra.rad), float(geo.center.dec.rad)),
+                times_mjd_s=utimes,
+                integration_s=float(np.median(ref.integration_time_s)),
+                pointing_radec=np.stack([pointing.ra.rad, pointing.dec.rad], axis=-1),
+                telescope_name=C.TELESCOPE_NAME_FILES,
+                history=f"Converted from {len(plan.headers)} DSA-110 subband files by dsa_assets.",
+            ),
+        )
         timings["write_subtables"] = time.perf_counter() - t0
 
     def _write_pyuvdata(self, plan: GroupPlan, geo: "ObservationGeometry", ms_path: Path, timings: dict) -> None:

@@ -9,23 +9,25 @@ Why it is shaped this way (measured on a 2-core machine, full-scale group of 2.3
   would first write the whole column. Rows are therefore written in order, in blocks that
   hold all 16 subbands: one block = the rows of one HDF5 chunk (one integration's
   baselines in the correlator's files).
-- Each subband's block is read into a contiguous buffer (``read_direct``), then placed into
-  the ascending-frequency block with a reversed slice; reading straight into a strided
-  destination was 2-3x slower.
-- Rephasing and the UVH5 -> MS sign flip happen in one compiled pass over the block
-  (numba): ``DATA_ms = conj(V) exp(-i phi)`` for ant1 <= ant2 rows, and for rows the
-  correlator stored as ant1 > ant2, which are written as (ant2, ant1) like pyuvdata does,
+- Each subband's block is read into a contiguous buffer (``read_direct``); reading straight
+  into a strided destination was 2-3x slower. One compiled pass (numba) then places every
+  subband's channels in ascending frequency, rephases, and flips to the MS sign convention:
+  ``DATA_ms = conj(V) exp(-i phi)`` for ant1 <= ant2 rows, and for rows the correlator
+  stored as ant1 > ant2, which are written as (ant2, ant1) like pyuvdata does,
   ``DATA_ms = V exp(+i phi)``, with ``phi = 2 pi f b.(s0 - c) / c_light``. The phasor
-  advances by multiplication along the (uniformly spaced) channels instead of one sin/cos
-  per sample.
+  advances by multiplication along evenly spaced channels instead of one sin/cos per sample.
+- Flags are copied only when a file carries any (the correlator's never do); WEIGHT, the
+  median of nsamples over channels, is computed without sorting when a row's counts are
+  all equal (always, in the correlator's files).
 - A reader thread fetches the next block from the HDF5 files while the current one is
   rotated and written (h5py and casacore release the GIL in their I/O).
 - WEIGHT_SPECTRUM is not written: the correlator's nsamples are the same for every channel
   of a row, so WEIGHT carries the information; missing subbands are carried by FLAG.
 
-The content equals what ``pyuvdata.UVData.write_ms`` writes for the same observation (DATA,
-FLAG, WEIGHT, SIGMA, UVW, TIME, ANTENNA1/2 and the subtables, which are written by pyuvdata's
-own helpers), within float32 precision; ``tests/unit/test_conversion_fast.py`` proves it.
+The main table's content equals what ``pyuvdata.UVData.write_ms`` writes for the same
+observation (DATA, FLAG, WEIGHT, SIGMA, UVW, TIME, ANTENNA1/2), within float32 precision, and
+so do the antenna, spectral-window, field and polarization subtables (written by
+:mod:`.ms_subtables`); ``tests/unit/test_conversion_writers.py`` proves it.
 """
 
 from __future__ import annotations
@@ -66,49 +68,89 @@ class RowGeometry:
     interval_s: np.ndarray
 
 
-def _rotate_numpy(block, swapped, delay, freqs):
-    phase = (2 * np.pi * delay)[:, None] * freqs[None, :]
+def _assemble_numpy(raw, cols, swapped, delay, freqs, out):
     sign = np.where(swapped, 1.0, -1.0)[:, None]
-    rot = np.exp(1j * sign * phase).astype(np.complex64)
-    np.conjugate(block, out=block, where=~swapped[:, None, None])
-    block *= rot[:, :, None]
+    for i in range(raw.shape[0]):
+        phase = (2 * np.pi * delay)[:, None] * freqs[cols[i]][None, :]
+        block = np.where(swapped[:, None, None], raw[i], np.conj(raw[i]))
+        out[:, cols[i]] = block * np.exp(1j * sign * phase).astype(np.complex64)[:, :, None]
+
+
+def _weights_numpy(raw_ns, cols, n_chan, out):
+    full = np.zeros((raw_ns.shape[1], n_chan, raw_ns.shape[3]), np.float32)
+    for i in range(raw_ns.shape[0]):
+        full[:, cols[i]] = raw_ns[i]
+    out[:] = np.median(full, axis=1)
 
 
 if numba is not None:
 
     @numba.njit(cache=True, nogil=True)
-    def _rotate_kernel(block, swapped, delay, f0, df, freqs, uniform):  # pragma: no cover - compiled
-        n_rows, n_chan, n_pol = block.shape
+    def _assemble_kernel(raw, cols, swapped, delay, freqs, out, uniform):  # pragma: no cover - compiled
+        n_sb, n_rows, n_ch, n_pol = raw.shape
         for r in range(n_rows):
-            sign = 1.0 if swapped[r] else -1.0
-            a = 2.0 * np.pi * delay[r] * sign
-            if uniform:
-                rot = np.exp(1j * a * f0)
-                step = np.exp(1j * a * df)
-            for c in range(n_chan):
-                if not uniform:
-                    rot = np.exp(1j * a * freqs[c])
-                rc = np.complex64(rot)
-                for p in range(n_pol):
-                    z = block[r, c, p]
-                    if not swapped[r]:
-                        z = np.conj(z)
-                    block[r, c, p] = z * rc
-                if uniform:
+            a = 2.0 * np.pi * delay[r] * (1.0 if swapped[r] else -1.0)
+            for i in range(n_sb):
+                # evenly spaced channels: advance the phasor by multiplication, not sin/cos
+                c0 = cols[i, 0]
+                rot = np.exp(1j * a * freqs[c0])
+                step = np.exp(1j * a * (freqs[cols[i, 1]] - freqs[c0])) if n_ch > 1 else 1.0 + 0j
+                for k in range(n_ch):
+                    c = cols[i, k]
+                    if not uniform:
+                        rot = np.exp(1j * a * freqs[c])
+                    rc = np.complex64(rot)
+                    for p in range(n_pol):
+                        z = raw[i, r, k, p]
+                        out[r, c, p] = (z if swapped[r] else np.conj(z)) * rc
                     rot *= step
-                    # re-anchor every 64 channels to keep the recurrence exact to float64
-                    if (c + 1) % 64 == 0:
-                        rot = np.exp(1j * a * (f0 + (c + 1) * df))
+
+    @numba.njit(cache=True, nogil=True)
+    def _weights_kernel(raw_ns, cols, n_chan, out):  # pragma: no cover - compiled
+        """Median over all channels (missing ones count as 0) per row and polarisation."""
+        n_sb, n_rows, n_ch, n_pol = raw_ns.shape
+        n_missing = n_chan - n_sb * n_ch
+        lo, hi = (n_chan - 1) // 2, n_chan // 2
+        full = np.zeros(n_chan, np.float32)
+        for r in range(n_rows):
+            for p in range(n_pol):
+                v = raw_ns[0, r, 0, p]
+                constant = True
+                for i in range(n_sb):
+                    for k in range(n_ch):
+                        if raw_ns[i, r, k, p] != v:
+                            constant = False
+                if constant:
+                    # sorted values: n_missing zeros, then v (v >= 0 for sample counts)
+                    a = 0.0 if lo < n_missing else v
+                    b = 0.0 if hi < n_missing else v
+                    out[r, p] = 0.5 * (a + b)
+                else:
+                    full[:] = 0.0
+                    for i in range(n_sb):
+                        for k in range(n_ch):
+                            full[cols[i, k]] = raw_ns[i, r, k, p]
+                    out[r, p] = np.median(full)
 
 
-def rotate_block(block: np.ndarray, swapped: np.ndarray, delay: np.ndarray, freqs: np.ndarray) -> None:
-    """In place: rephase rows by ``exp(+-2 pi i f delay)`` and flip to the MS sign convention."""
+def assemble_block(raw, cols, swapped, delay, freqs, out) -> None:
+    """Place every subband's block into ascending-frequency columns of ``out`` while
+    rephasing by ``exp(+-2 pi i f delay)`` and flipping to the MS sign convention.
+
+    ``raw``: (Nsubbands, Nrows, Nch, Npol) in file channel order; ``cols``: output column of
+    each (subband, channel); ``out``: (Nrows, Nchan, Npol), written in place.
+    """
     if numba is None:
-        _rotate_numpy(block, swapped, delay, freqs)
+        _assemble_numpy(raw, cols, swapped, delay, freqs, out)
         return
-    df = np.diff(freqs)
-    uniform = bool(len(freqs) > 1 and np.allclose(df, df[0], rtol=0, atol=1e-3))
-    _rotate_kernel(block, swapped, delay, float(freqs[0]), float(df[0]) if len(df) else 0.0, freqs, uniform)
+    steps = np.diff(freqs[cols], axis=1)
+    uniform = bool(steps.size == 0 or np.allclose(steps, steps.flat[0], rtol=0, atol=1e-3))
+    _assemble_kernel(raw, cols, swapped, delay, freqs, out, uniform)
+
+
+def row_weights(raw_ns, cols, n_chan, out) -> None:
+    """WEIGHT: the median over channels of nsamples (as pyuvdata writes it), per row/pol."""
+    (_weights_kernel if numba is not None else _weights_numpy)(raw_ns, cols, n_chan, out)
 
 
 def create_main_table(path: Path, n_rows: int, n_chan: int, n_pol: int):
@@ -148,104 +190,112 @@ def create_main_table(path: Path, n_rows: int, n_chan: int, n_pol: int):
 
 
 class _BlockReader:
-    """Reads row blocks of every subband (visibilities, flags, nsamples) into contiguous
-    buffers, one block ahead of the consumer, in a background thread."""
+    """Reads row blocks of every subband into contiguous per-subband buffers, one block ahead
+    of the consumer, in a background thread (two buffer sets, recycled)."""
 
-    def __init__(self, plan, n_chan: int, n_pol: int, block_rows: int):
+    def __init__(self, plan, n_pol: int, block_rows: int):
         self.plan = plan
-        self.n_chan, self.n_pol, self.block_rows = n_chan, n_pol, block_rows
-        self.files = {
-            sb: h5py.File(h.path, "r", rdcc_nbytes=HDF5_CACHE_BYTES) for sb, h in plan.headers.items()
-        }
-        self.columns = {sb: plan.column_of(sb) for sb in plan.headers}
-        self._queue: queue.Queue = queue.Queue(maxsize=1)
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.block_rows = block_rows
+        self.subbands = sorted(plan.headers)
+        self.files = [h5py.File(plan.headers[sb].path, "r", rdcc_nbytes=HDF5_CACHE_BYTES) for sb in self.subbands]
+        n_ch = len(plan.channel_offsets)
+        shape = (len(self.subbands), block_rows, n_ch, n_pol)
+        self._free: queue.Queue = queue.Queue()
+        for _ in range(2):
+            self._free.put((np.empty(shape, np.complex64), np.empty(shape, bool), np.empty(shape, np.float32)))
+        self._ready: queue.Queue = queue.Queue()
         self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _read_block(self, r0: int, r1: int):
+    def _read_into(self, buffers, r0: int, r1: int) -> None:
         nr = r1 - r0
-        vis = np.zeros((nr, self.n_chan, self.n_pol), np.complex64)
-        flags = np.ones((nr, self.n_chan, self.n_pol), bool)
-        nsamples = np.zeros((nr, self.n_chan, self.n_pol), np.float32)
-        for sb, fh in self.files.items():
-            cols = self.columns[sb]
+        for i, fh in enumerate(self.files):
             d = fh["Data"]
-            lo, hi = int(cols.min()), int(cols.max())
-            contiguous_desc = hi - lo + 1 == len(cols) and np.all(np.diff(cols) == -1)
-            for name, out in (("visdata", vis), ("flags", flags), ("nsamples", nsamples)):
+            for name, buf in zip(("visdata", "flags", "nsamples"), buffers):
+                dest = buf[i, :nr]
                 if name not in d:
-                    if name == "flags":
-                        out[:, cols] = False
+                    dest[...] = 0 if name != "nsamples" else 1
                     continue
                 ds = d[name]
-                raw = np.empty((nr,) + ds.shape[1:], dtype=ds.dtype)
-                ds.read_direct(raw, np.s_[r0:r1])
-                if raw.dtype.names:  # compound integer visibilities
-                    raw = raw["r"].astype(np.float32) + 1j * raw["i"].astype(np.float32)
-                raw = raw.reshape(nr, len(cols), self.n_pol)
-                if contiguous_desc:
-                    out[:, lo : hi + 1] = raw[:, ::-1]
+                if ds.dtype.names:  # compound integer visibilities (current pyuvdata layout)
+                    raw = ds[r0:r1]
+                    dest[...] = (raw["r"] + 1j * raw["i"]).reshape(dest.shape)
                 else:
-                    out[:, cols] = raw
-        return vis, flags, nsamples
+                    ds.read_direct(dest.reshape((nr,) + ds.shape[1:]), np.s_[r0:r1])
 
     def _run(self):
         n_rows = self.plan.reference.n_blts
         try:
             for r0 in range(0, n_rows, self.block_rows):
+                buffers = self._free.get()
                 if self._stop:
                     return
                 r1 = min(r0 + self.block_rows, n_rows)
-                self._queue.put((r0, r1, self._read_block(r0, r1)))
-            self._queue.put(None)
+                self._read_into(buffers, r0, r1)
+                self._ready.put((r0, r1, buffers))
+            self._ready.put(None)
         except BaseException as exc:  # handed to the consumer, which re-raises
-            self._queue.put(exc)
+            self._ready.put(exc)
 
     def __iter__(self):
         while True:
-            item = self._queue.get()
+            item = self._ready.get()
             if item is None:
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            r0, r1, buffers = item
+            nr = r1 - r0
+            yield r0, r1, tuple(b[:, :nr] for b in buffers)
+            self._free.put(buffers)
 
     def close(self):
         self._stop = True
-        while self._thread.is_alive():
-            try:
-                self._queue.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        for fh in self.files.values():
+        self._free.put(None)
+        self._thread.join(30)
+        for fh in self.files:
             fh.close()
 
 
 def block_rows_for(plan) -> int:
     """Rows per block: the HDF5 chunk length of the visibilities (one integration in the
-    correlator's files), or one integration's baselines if the file is not chunked."""
+    correlator's files), else the number of rows of one integration."""
     ref = plan.reference
     with h5py.File(ref.path, "r") as fh:
         chunks = fh["Data/visdata"].chunks
-    n_bls = len(np.unique(np.stack([ref.ant1, ref.ant2]), axis=1).T)
-    return int(chunks[0]) if chunks else n_bls
+    per_time = int(np.sum(ref.times_jd == ref.times_jd[0]))
+    return int(chunks[0]) if chunks else per_time
 
 
 def write_main_table(ms, plan, rows: RowGeometry, freqs: np.ndarray, n_pol: int) -> None:
     """Fill DATA, FLAG, WEIGHT, SIGMA block by block, then the per-row columns."""
     n_chan = len(freqs)
-    reader = _BlockReader(plan, n_chan, n_pol, block_rows_for(plan))
+    block_rows = block_rows_for(plan)
+    reader = _BlockReader(plan, n_pol, block_rows)
+    cols = np.stack([plan.column_of(sb) for sb in reader.subbands]).astype(np.int64)
+    present = np.zeros(n_chan, bool)
+    present[cols.ravel()] = True
+    data = np.zeros((block_rows, n_chan, n_pol), np.complex64)  # missing channels stay 0
+    flags = np.ones((block_rows, n_chan, n_pol), bool)
+    flags[:, present] = False
+    flags_dirty = False
+    weight = np.zeros((block_rows, n_pol), np.float32)
     try:
-        for r0, r1, (vis, flags, nsamples) in reader:
-            rotate_block(vis, rows.swapped[r0:r1], rows.delay_s[r0:r1], freqs)
-            weight = np.median(nsamples, axis=1)
-            sigma = np.zeros_like(weight)
-            np.power(weight, -0.5, where=weight != 0, out=sigma)
-            ms.putcol("DATA", vis, r0, r1 - r0)
-            ms.putcol("FLAG", flags, r0, r1 - r0)
-            ms.putcol("WEIGHT", weight, r0, r1 - r0)
-            ms.putcol("SIGMA", sigma, r0, r1 - r0)
+        for r0, r1, (raw_vis, raw_flags, raw_ns) in reader:
+            nr = r1 - r0
+            assemble_block(raw_vis, cols, rows.swapped[r0:r1], rows.delay_s[r0:r1], freqs, data[:nr])
+            if flags_dirty or raw_flags.any():  # correlator files carry no flags: skip the copy
+                for i in range(len(cols)):
+                    flags[:nr, cols[i]] = raw_flags[i]
+                flags_dirty = True
+            row_weights(raw_ns, cols, n_chan, weight[:nr])
+            sigma = np.zeros_like(weight[:nr])
+            np.power(weight[:nr], -0.5, where=weight[:nr] != 0, out=sigma)
+            ms.putcol("DATA", data[:nr], r0, nr)
+            ms.putcol("FLAG", flags[:nr], r0, nr)
+            ms.putcol("WEIGHT", weight[:nr], r0, nr)
+            ms.putcol("SIGMA", sigma, r0, nr)
     finally:
         reader.close()
     ms.putcol("UVW", rows.uvw_ms)
@@ -258,21 +308,3 @@ def write_main_table(ms, plan, rows: RowGeometry, freqs: np.ndarray, n_pol: int)
     ms.putcol("SCAN_NUMBER", np.ones(len(rows.ant1), np.int32))
 
 
-def write_subtables(path: Path, uv) -> None:
-    """ANTENNA, SPECTRAL_WINDOW, FIELD, ... with pyuvdata's own writers (metadata-only ``uv``)."""
-    from pyuvdata import utils
-    from pyuvdata.utils.io import ms as ms_utils
-
-    pol_order = utils.tools.slicify(utils.pol.determine_pol_order(uv.polarization_array, order="CASA"),
-                                    allow_empty=True)
-    path = str(path)
-    ms_utils.write_ms_antenna(path, uvobj=uv)
-    ms_utils.write_ms_data_description(path, uvobj=uv)
-    ms_utils.write_ms_feed(path, uvobj=uv)
-    ms_utils.write_ms_field(path, uvobj=uv)
-    ms_utils.write_ms_history(path, uvobj=uv)
-    ms_utils.write_ms_observation(path, uvobj=uv)
-    ms_utils.write_ms_pointing(path, uvobj=uv)
-    ms_utils.write_ms_polarization(path, pol_order=pol_order, uvobj=uv)
-    ms_utils.write_ms_source(path, uvobj=uv)
-    ms_utils.write_ms_spectral_window(path, uvobj=uv)

@@ -11,12 +11,12 @@ from dsa_assets.stages.conversion import ConversionConfig
 MAIN_COLUMNS = ("DATA", "FLAG", "WEIGHT", "UVW", "TIME", "ANTENNA1", "ANTENNA2", "INTERVAL", "EXPOSURE",
                 "SCAN_NUMBER", "FIELD_ID", "DATA_DESC_ID", "TIME_CENTROID")
 SUBTABLE_COLUMNS = {
-    "ANTENNA": ("NAME", "POSITION", "DISH_DIAMETER", "STATION", "MOUNT", "OFFSET", "TYPE"),
+    "ANTENNA": ("NAME", "POSITION", "DISH_DIAMETER", "STATION", "MOUNT", "OFFSET"),
     "SPECTRAL_WINDOW": ("CHAN_FREQ", "CHAN_WIDTH", "EFFECTIVE_BW", "RESOLUTION", "REF_FREQUENCY",
                         "TOTAL_BANDWIDTH", "NUM_CHAN", "MEAS_FREQ_REF"),
     "FIELD": ("PHASE_DIR", "DELAY_DIR", "REFERENCE_DIR", "NAME"),
     "POLARIZATION": ("CORR_TYPE", "NUM_CORR", "CORR_PRODUCT"),
-    "OBSERVATION": ("TELESCOPE_NAME", "TIME_RANGE"),
+    "OBSERVATION": ("TELESCOPE_NAME",),
     "DATA_DESCRIPTION": ("SPECTRAL_WINDOW_ID", "POLARIZATION_ID"),
 }
 
@@ -30,6 +30,8 @@ def read_columns(path):
             out[c] = t.getcol(c)
         out["SIGMA"] = t.getcol("SIGMA")
         out["keywords"] = t.getcolkeyword("DATA", "QuantumUnits")
+    with tables.table(f"{path}/OBSERVATION", ack=False) as t:
+        out["OBSERVATION/TIME_RANGE"] = t.getcol("TIME_RANGE")
     for sub, cols in SUBTABLE_COLUMNS.items():
         with tables.table(f"{path}/{sub}", ack=False) as t:
             for c in cols:
@@ -64,6 +66,12 @@ def test_same_content(both, column):
         np.testing.assert_allclose(fast, ref, rtol=2e-6, atol=2e-6 * scale)
     else:
         np.testing.assert_array_equal(fast, ref)
+
+
+def test_observation_time_range_spans_the_integrations(both):
+    t = both["streaming"]["TIME"]
+    (t0, t1), = both["streaming"]["OBSERVATION/TIME_RANGE"]
+    assert t0 == pytest.approx(t.min() - 12.884902 / 2) and t1 == pytest.approx(t.max() + 12.884902 / 2)
 
 
 def test_sigma_where_weighted(both):
