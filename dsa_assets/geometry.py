@@ -34,6 +34,40 @@ iers.conf.auto_download = False
 iers.conf.auto_max_age = None
 iers.conf.iers_degraded_accuracy = "warn"
 
+
+def _use_cached_iers_table() -> None:
+    """Parse the bundled IERS-A table once per installed version and keep a pickle of it.
+
+    Parsing the ~20,000-line text table costs ~1 s in every new process (each Dagster run is
+    one); unpickling takes milliseconds. A corrupt or missing cache is simply rebuilt.
+    """
+    import os
+    import pickle
+    import tempfile
+    from pathlib import Path
+
+    try:
+        from astropy_iers_data import __version__ as version
+    except ImportError:  # pragma: no cover
+        return
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dsa110"
+    cache = cache_dir / f"iers-a-{version}.pickle"
+    try:
+        table = pickle.loads(cache.read_bytes())
+    except Exception:  # noqa: BLE001 - any problem with the cache means: rebuild it
+        table = iers.IERS_A.open(iers.IERS_A_FILE)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False) as fh:
+                pickle.dump(table, fh)
+            os.replace(fh.name, cache)
+        except OSError:
+            pass
+    iers.earth_orientation_table.set(table)
+
+
+_use_cached_iers_table()
+
 SPEED_OF_LIGHT_M_S = 299_792_458.0
 NORTH_STEP_RAD = 1e-4
 """Offset (rad) used to find the local ICRS-north direction numerically (exact to ~1e-8)."""

@@ -37,6 +37,16 @@ class PipelineResource(dg.ConfigurableResource):
     incomplete_timeout_s: float = INCOMPLETE_GROUP_TIMEOUT_S
     incomplete_policy: str = "convert_partial"
     """What to do with a group still incomplete after the timeout: convert_partial | fail."""
+    disk_warn_gb: float = 10.0
+    """Below this much free space (GB) on the output or scratch disk, warn."""
+    disk_pause_gb: float = 2.0
+    """Below this much free space (GB), request no new runs until space returns."""
+
+    def disk_status(self):
+        from dsa_assets.diskspace import check_disks
+
+        return check_disks({"output": self.output_path, "scratch": self.scratch_path},
+                           self.disk_warn_gb, self.disk_pause_gb)
 
     @property
     def output_path(self) -> Path:

@@ -84,6 +84,13 @@ def evaluate(pipeline: PipelineResource, cursor: str | None, now: float | None =
     since = parse_time(state["scan_from"]) if state.get("scan_from") else None
     report = scan_directory(pipeline.input_dir, queue, stable_s=pipeline.stable_s, since=since, now=now)
 
+    disk = pipeline.disk_status()
+    if disk.level == "pause":
+        # files stay registered; their runs are requested once space returns
+        return dg.SensorResult(
+            run_requests=[], cursor=json.dumps(state, sort_keys=True), skip_reason=f"paused: {disk.message}"
+        )
+
     requests: dict[str, dg.RunRequest] = {}
     events = []
     deferred = set()
@@ -137,6 +144,8 @@ def evaluate(pipeline: PipelineResource, cursor: str | None, now: float | None =
         )
         if deferred:
             skip += f"; waiting for windows that have not started yet: {', '.join(sorted(deferred))}"
+        if disk.level == "warn":
+            skip += f"; low disk space: {disk.message}"
     return dg.SensorResult(
         run_requests=sorted(requests.values(), key=lambda r: r.run_key),
         cursor=json.dumps(state, sort_keys=True),

@@ -70,10 +70,13 @@ SCALED_DOWN = SimConfig(n_antennas=20, n_integrations=4, channels_per_subband=4,
 
 
 def active_stations(n: int) -> np.ndarray:
-    """0-based antenna numbers of ``n`` active stations spread evenly over the array."""
+    """0-based antenna numbers of ``n`` active stations spread evenly over the array; more
+    than the 96 stations active in 2026 (up to all 117) draws on the whole array."""
     active = np.array([s - 1 for s in range(1, C.N_STATIONS + 1) if s not in C.INACTIVE_STATIONS])
+    if n > len(active):
+        active = np.arange(C.N_STATIONS)
     if not 2 <= n <= len(active):
-        raise ValueError(f"n_antennas must be in 2..{len(active)}, got {n}")
+        raise ValueError(f"n_antennas must be in 2..{C.N_STATIONS}, got {n}")
     return active[np.round(np.linspace(0, len(active) - 1, n)).astype(int)]
 
 

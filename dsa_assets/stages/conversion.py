@@ -308,11 +308,20 @@ class ConversionStage:
         return ObservationGeometry(location, ecef, center, uvw, delay, duration)
 
     def _write(self, plan: GroupPlan, ms_path: Path, timings: dict) -> dict:
-        t0 = time.perf_counter()
-        geo = self._geometry(plan)
-        timings["geometry"] = time.perf_counter() - t0
-        writer = self._write_streaming if self.config.writer == "streaming" else self._write_pyuvdata
-        writer(plan, geo, ms_path, timings)
+        if self.config.writer == "streaming":
+            from .ms_writer import BlockReader
+
+            # the reader process starts on the files while the geometry is computed
+            with BlockReader(plan, len(plan.reference.polarizations)) as reader:
+                t0 = time.perf_counter()
+                geo = self._geometry(plan)
+                timings["geometry"] = time.perf_counter() - t0
+                self._write_streaming(plan, geo, reader, ms_path, timings)
+        else:
+            t0 = time.perf_counter()
+            geo = self._geometry(plan)
+            timings["geometry"] = time.perf_counter() - t0
+            self._write_pyuvdata(plan, geo, ms_path, timings)
         return {
             "n_rows": int(plan.reference.n_blts),
             "duration_s": geo.duration_s,
@@ -320,7 +329,7 @@ class ConversionStage:
             "dec_deg": float(geo.center.dec.deg),
         }
 
-    def _write_streaming(self, plan: GroupPlan, geo: "ObservationGeometry", ms_path: Path, timings: dict) -> None:
+    def _write_streaming(self, plan: GroupPlan, geo: "ObservationGeometry", reader, ms_path: Path, timings: dict):
         """Block-by-block writer (:mod:`dsa_assets.stages.ms_writer`): bounded memory."""
         from . import ms_subtables, ms_writer
 
@@ -337,9 +346,11 @@ class ConversionStage:
             interval_s=ref.integration_time_s,
         )
         t0 = time.perf_counter()
-        ms = ms_writer.create_main_table(ms_path, ref.n_blts, len(plan.freqs_hz), len(ref.polarizations))
+        ms = ms_writer.create_main_table(
+            ms_path, ref.n_blts, len(plan.freqs_hz), len(ref.polarizations), reader.block_rows
+        )
         try:
-            ms_writer.write_main_table(ms, plan, rows, plan.freqs_hz, len(ref.polarizations))
+            ms_writer.write_main_table(ms, reader, plan, rows, plan.freqs_hz, len(ref.polarizations))
             ms.putcolkeyword("DATA", "QuantumUnits", "uncalib")
             ms.putkeyword("pyuvdata_flip_conj", True)
         finally:

@@ -2,9 +2,9 @@
 
 Why it is shaped this way (measured on a 2-core machine, full-scale group of 2.3 GB):
 
-- The main table is created with fixed-shape columns in ``TiledColumnStMan`` (DATA and FLAG
-  tiles of [Npol, 48 channels, ~1000 rows]); the variable-shape layout cannot be filled by
-  row slices without rewriting.
+- The main table is created with fixed-shape columns in ``TiledColumnStMan``, tiles spanning
+  all channels and a number of rows that divides the write block; the variable-shape layout
+  cannot be filled by row slices without rewriting.
 - casacore never leaves holes in a data file, so filling a fresh column subband by subband
   would first write the whole column. Rows are therefore written in order, in blocks that
   hold all 16 subbands: one block = the rows of one HDF5 chunk (one integration's
@@ -19,8 +19,9 @@ Why it is shaped this way (measured on a 2-core machine, full-scale group of 2.3
 - Flags are copied only when a file carries any (the correlator's never do); WEIGHT, the
   median of nsamples over channels, is computed without sorting when a row's counts are
   all equal (always, in the correlator's files).
-- A reader thread fetches the next block from the HDF5 files while the current one is
-  rotated and written (h5py and casacore release the GIL in their I/O).
+- A reader process fetches the next block from the HDF5 files into shared memory while the
+  current one is assembled and written (h5py and python-casacore hold the GIL, so a thread
+  would not overlap them).
 - WEIGHT_SPECTRUM is not written: the correlator's nsamples are the same for every channel
   of a row, so WEIGHT carries the information; missing subbands are carried by FLAG.
 
@@ -32,8 +33,6 @@ so do the antenna, spectral-window, field and polarization subtables (written by
 
 from __future__ import annotations
 
-import queue
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +45,6 @@ except ImportError:  # pragma: no cover
     numba = None
 
 HDF5_CACHE_BYTES = 64 * 1024 * 1024
-TILE_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -153,8 +151,22 @@ def row_weights(raw_ns, cols, n_chan, out) -> None:
     (_weights_kernel if numba is not None else _weights_numpy)(raw_ns, cols, n_chan, out)
 
 
-def create_main_table(path: Path, n_rows: int, n_chan: int, n_pol: int):
-    """An empty MS (all standard subtables) whose main table has fixed-shape tiled columns."""
+def tile_rows_for(block_rows: int, row_bytes: int, target_bytes: int = 1 << 20) -> int:
+    """Rows per tile: the largest divisor of ``block_rows`` whose tile stays under
+    ``target_bytes``, so that every block fills whole tiles (no tile is written twice)."""
+    best = 1
+    for n in range(1, block_rows + 1):
+        if block_rows % n == 0 and n * row_bytes <= target_bytes:
+            best = n
+    return best
+
+
+def create_main_table(path: Path, n_rows: int, n_chan: int, n_pol: int, block_rows: int):
+    """An empty MS (all standard subtables) whose main table has fixed-shape tiled columns.
+
+    Tiles span all channels and polarisations and a number of rows dividing the write
+    block, so each ``putcol`` of a block writes whole tiles exactly once.
+    """
     from casacore import tables
 
     desc = tables.required_ms_desc("MAIN")
@@ -175,87 +187,125 @@ def create_main_table(path: Path, n_rows: int, n_chan: int, n_pol: int):
     for key in ("ARRAY_ID", "EXPOSURE", "FEED1", "FEED2", "FIELD_ID", "INTERVAL", "OBSERVATION_ID",
                 "PROCESSOR_ID", "SCAN_NUMBER", "STATE_ID", "TIME", "TIME_CENTROID"):
         desc[key].update(dataManagerType="IncrementalStMan", dataManagerGroup=key)
-    tile_rows = min(TILE_ROWS, max(n_rows, 1))
-    chan_tile = min(n_chan, 48)
+    data_rows = tile_rows_for(block_rows, n_chan * n_pol * 8)
+    flag_rows = tile_rows_for(block_rows, max(n_chan * n_pol // 8, 1))  # booleans are stored as bits
+    small_rows = tile_rows_for(block_rows, 3 * 8, 1 << 16)
     spec = {
-        "TiledData": {"DEFAULTTILESHAPE": np.int32([n_pol, chan_tile, tile_rows])},
-        "TiledFlag": {"DEFAULTTILESHAPE": np.int32([n_pol, chan_tile, tile_rows * 8])},
-        "TiledWeight": {"DEFAULTTILESHAPE": np.int32([n_pol, tile_rows * 8])},
-        "TiledSigma": {"DEFAULTTILESHAPE": np.int32([n_pol, tile_rows * 8])},
-        "TiledUVW": {"DEFAULTTILESHAPE": np.int32([3, tile_rows * 8])},
+        "TiledData": {"DEFAULTTILESHAPE": np.int32([n_pol, n_chan, data_rows])},
+        "TiledFlag": {"DEFAULTTILESHAPE": np.int32([n_pol, n_chan, flag_rows])},
+        "TiledWeight": {"DEFAULTTILESHAPE": np.int32([n_pol, small_rows])},
+        "TiledSigma": {"DEFAULTTILESHAPE": np.int32([n_pol, small_rows])},
+        "TiledUVW": {"DEFAULTTILESHAPE": np.int32([3, small_rows])},
     }
     ms = tables.default_ms(str(path), desc, tables.makedminfo(desc, spec))
     ms.addrows(n_rows)
     return ms
 
 
-class _BlockReader:
-    """Reads row blocks of every subband into contiguous per-subband buffers, one block ahead
-    of the consumer, in a background thread (two buffer sets, recycled)."""
+def _read_block_into(files, buffers, r0: int, r1: int) -> None:
+    """Read rows [r0, r1) of every subband file into the per-subband buffers."""
+    nr = r1 - r0
+    for i, fh in enumerate(files):
+        d = fh["Data"]
+        for name, buf in zip(("visdata", "flags", "nsamples"), buffers):
+            dest = buf[i, :nr]
+            if name not in d:
+                dest[...] = 1 if name == "nsamples" else 0
+                continue
+            ds = d[name]
+            if ds.dtype.names:  # compound integer visibilities (current pyuvdata layout)
+                raw = ds[r0:r1]
+                dest[...] = (raw["r"] + 1j * raw["i"]).reshape(dest.shape)
+            else:
+                ds.read_direct(dest.reshape((nr,) + ds.shape[1:]), np.s_[r0:r1])
 
-    def __init__(self, plan, n_pol: int, block_rows: int):
-        self.plan = plan
-        self.block_rows = block_rows
+
+def _reader_main(paths, slots, n_rows, block_rows, free, ready):  # runs in the reader process
+    try:
+        files = [h5py.File(p, "r", rdcc_nbytes=HDF5_CACHE_BYTES) for p in paths]
+        for r0 in range(0, n_rows, block_rows):
+            slot = free.get()
+            if slot is None:
+                return
+            r1 = min(r0 + block_rows, n_rows)
+            _read_block_into(files, slots[slot], r0, r1)
+            ready.put((r0, r1, slot))
+        ready.put(None)
+    except BaseException as exc:  # noqa: BLE001 - reported to the writer, which raises
+        ready.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class BlockReader:
+    """Reads row blocks of every subband into contiguous per-subband buffers in a separate
+    process, one block ahead of the writer.
+
+    h5py and python-casacore hold the GIL, so a reader thread would wait for the writer's
+    ``putcol``; a forked process reading into anonymous shared memory (two buffer sets,
+    recycled) overlaps them. The process starts at once, so reading also overlaps the
+    geometry the writer computes before its first block.
+    """
+
+    def __init__(self, plan, n_pol: int, block_rows: int | None = None):
+        import mmap
+        import multiprocessing as mp
+
         self.subbands = sorted(plan.headers)
-        self.files = [h5py.File(plan.headers[sb].path, "r", rdcc_nbytes=HDF5_CACHE_BYTES) for sb in self.subbands]
-        n_ch = len(plan.channel_offsets)
-        shape = (len(self.subbands), block_rows, n_ch, n_pol)
-        self._free: queue.Queue = queue.Queue()
+        self.block_rows = block_rows = block_rows or block_rows_for(plan)
+        shape = (len(self.subbands), block_rows, len(plan.channel_offsets), n_pol)
+        n = int(np.prod(shape))
+        self._maps = []
+        self.slots = []
         for _ in range(2):
-            self._free.put((np.empty(shape, np.complex64), np.empty(shape, bool), np.empty(shape, np.float32)))
-        self._ready: queue.Queue = queue.Queue()
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _read_into(self, buffers, r0: int, r1: int) -> None:
-        nr = r1 - r0
-        for i, fh in enumerate(self.files):
-            d = fh["Data"]
-            for name, buf in zip(("visdata", "flags", "nsamples"), buffers):
-                dest = buf[i, :nr]
-                if name not in d:
-                    dest[...] = 0 if name != "nsamples" else 1
-                    continue
-                ds = d[name]
-                if ds.dtype.names:  # compound integer visibilities (current pyuvdata layout)
-                    raw = ds[r0:r1]
-                    dest[...] = (raw["r"] + 1j * raw["i"]).reshape(dest.shape)
-                else:
-                    ds.read_direct(dest.reshape((nr,) + ds.shape[1:]), np.s_[r0:r1])
-
-    def _run(self):
-        n_rows = self.plan.reference.n_blts
-        try:
-            for r0 in range(0, n_rows, self.block_rows):
-                buffers = self._free.get()
-                if self._stop:
-                    return
-                r1 = min(r0 + self.block_rows, n_rows)
-                self._read_into(buffers, r0, r1)
-                self._ready.put((r0, r1, buffers))
-            self._ready.put(None)
-        except BaseException as exc:  # handed to the consumer, which re-raises
-            self._ready.put(exc)
+            arrays = []
+            for dtype in (np.complex64, np.bool_, np.float32):
+                m = mmap.mmap(-1, n * np.dtype(dtype).itemsize)  # anonymous, shared with the fork
+                self._maps.append(m)
+                arrays.append(np.frombuffer(m, dtype=dtype).reshape(shape))
+            self.slots.append(tuple(arrays))
+        ctx = mp.get_context("fork")
+        self._free, self._ready = ctx.SimpleQueue(), ctx.SimpleQueue()
+        for slot in range(len(self.slots)):
+            self._free.put(slot)
+        paths = [str(plan.headers[sb].path) for sb in self.subbands]
+        self._proc = ctx.Process(
+            target=_reader_main,
+            args=(paths, self.slots, plan.reference.n_blts, block_rows, self._free, self._ready),
+            name="ms-block-reader",
+            daemon=True,
+        )
+        self._proc.start()
 
     def __iter__(self):
         while True:
             item = self._ready.get()
             if item is None:
                 return
-            if isinstance(item, BaseException):
-                raise item
-            r0, r1, buffers = item
+            if item[0] == "error":
+                raise OSError(f"reading subband files failed: {item[1]}")
+            r0, r1, slot = item
             nr = r1 - r0
-            yield r0, r1, tuple(b[:, :nr] for b in buffers)
-            self._free.put(buffers)
+            yield r0, r1, tuple(b[:, :nr] for b in self.slots[slot])
+            self._free.put(slot)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def close(self):
-        self._stop = True
-        self._free.put(None)
-        self._thread.join(30)
-        for fh in self.files:
-            fh.close()
+        if self._proc.is_alive():
+            self._free.put(None)
+            self._proc.join(10)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join()
+        self.slots.clear()
+        for m in self._maps:
+            try:
+                m.close()
+            except BufferError:  # a view is still referenced; the mapping goes with it
+                pass
 
 
 def block_rows_for(plan) -> int:
@@ -268,11 +318,10 @@ def block_rows_for(plan) -> int:
     return int(chunks[0]) if chunks else per_time
 
 
-def write_main_table(ms, plan, rows: RowGeometry, freqs: np.ndarray, n_pol: int) -> None:
-    """Fill DATA, FLAG, WEIGHT, SIGMA block by block, then the per-row columns."""
+def write_main_table(ms, reader: BlockReader, plan, rows: RowGeometry, freqs: np.ndarray, n_pol: int) -> None:
+    """Fill DATA, FLAG, WEIGHT, SIGMA block by block from ``reader``, then the per-row columns."""
     n_chan = len(freqs)
-    block_rows = block_rows_for(plan)
-    reader = _BlockReader(plan, n_pol, block_rows)
+    block_rows = reader.block_rows
     cols = np.stack([plan.column_of(sb) for sb in reader.subbands]).astype(np.int64)
     present = np.zeros(n_chan, bool)
     present[cols.ravel()] = True
@@ -281,23 +330,20 @@ def write_main_table(ms, plan, rows: RowGeometry, freqs: np.ndarray, n_pol: int)
     flags[:, present] = False
     flags_dirty = False
     weight = np.zeros((block_rows, n_pol), np.float32)
-    try:
-        for r0, r1, (raw_vis, raw_flags, raw_ns) in reader:
-            nr = r1 - r0
-            assemble_block(raw_vis, cols, rows.swapped[r0:r1], rows.delay_s[r0:r1], freqs, data[:nr])
-            if flags_dirty or raw_flags.any():  # correlator files carry no flags: skip the copy
-                for i in range(len(cols)):
-                    flags[:nr, cols[i]] = raw_flags[i]
-                flags_dirty = True
-            row_weights(raw_ns, cols, n_chan, weight[:nr])
-            sigma = np.zeros_like(weight[:nr])
-            np.power(weight[:nr], -0.5, where=weight[:nr] != 0, out=sigma)
-            ms.putcol("DATA", data[:nr], r0, nr)
-            ms.putcol("FLAG", flags[:nr], r0, nr)
-            ms.putcol("WEIGHT", weight[:nr], r0, nr)
-            ms.putcol("SIGMA", sigma, r0, nr)
-    finally:
-        reader.close()
+    for r0, r1, (raw_vis, raw_flags, raw_ns) in reader:
+        nr = r1 - r0
+        assemble_block(raw_vis, cols, rows.swapped[r0:r1], rows.delay_s[r0:r1], freqs, data[:nr])
+        if flags_dirty or raw_flags.any():  # correlator files carry no flags: skip the copy
+            for i in range(len(cols)):
+                flags[:nr, cols[i]] = raw_flags[i]
+            flags_dirty = True
+        row_weights(raw_ns, cols, n_chan, weight[:nr])
+        sigma = np.zeros_like(weight[:nr])
+        np.power(weight[:nr], -0.5, where=weight[:nr] != 0, out=sigma)
+        ms.putcol("DATA", data[:nr], r0, nr)
+        ms.putcol("FLAG", flags[:nr], r0, nr)
+        ms.putcol("WEIGHT", weight[:nr], r0, nr)
+        ms.putcol("SIGMA", sigma, r0, nr)
     ms.putcol("UVW", rows.uvw_ms)
     ms.putcol("ANTENNA1", rows.ant1)
     ms.putcol("ANTENNA2", rows.ant2)

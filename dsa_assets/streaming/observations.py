@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from .. import metrics
 from ..constants import GROUP_TOLERANCE_S, INCOMPLETE_GROUP_TIMEOUT_S
 from ..exceptions import DSA110Error
 from ..stages.conversion import ConversionResult, ConversionStage
@@ -107,12 +108,17 @@ def convert_window(
             result = stage.execute(group_id=gid, hdf5_files=queue.files(gid), partition_key=partition_key)
         except DSA110Error as exc:
             queue.fail(gid, str(exc))
+            metrics.OBSERVATIONS.labels("failed").inc()
             outcome.failed[gid] = str(exc)
-            log.error("conversion of %s failed: %s", gid, exc)
+            log.error("conversion of %s failed: %s", gid, exc, extra={"observation": gid, "stage": "conversion"})
             continue
         except BaseException as exc:
             queue.fail(gid, f"{type(exc).__name__}: {exc}")
+            metrics.OBSERVATIONS.labels("failed").inc()
             raise
         queue.complete(gid, str(result.ms_path))
+        metrics.OBSERVATIONS.labels("completed").inc()
+        metrics.STAGE_DURATION.labels("conversion").observe(result.wall_time_s)
+        metrics.LATENCY.labels("measurement_set").observe(max(time.time() - group.last_arrival, 0.0))
         outcome.converted.append(result)
     return outcome

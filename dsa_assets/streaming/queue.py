@@ -84,6 +84,18 @@ class GroupRecord:
 
 
 @dataclass(frozen=True)
+class SubbandFile:
+    """A complete, valid subband file to register: path, file-name time (UTC), subband index,
+    size (bytes) and mtime (POSIX s)."""
+
+    path: Path
+    file_time: datetime
+    subband: int
+    size: int | None = None
+    mtime: float | None = None
+
+
+@dataclass(frozen=True)
 class Registration:
     """Outcome of registering one file: its status and, if it joined one, the group id."""
 
@@ -171,53 +183,59 @@ class SubbandQueue:
         subband from another file) or ``late`` (its group is no longer pending). Registering
         a path twice changes nothing and returns the first outcome with ``new=False``.
         """
-        path = str(Path(path).resolve())
-        t = file_time.timestamp()
+        return self.register_many([SubbandFile(Path(path), file_time, subband, size, mtime)], now=now)[0]
+
+    def register_many(self, files: list["SubbandFile"], now: float | None = None) -> list[Registration]:
+        """``register`` for many files in one transaction (backfills of large directories)."""
         now = time.time() if now is None else now
         with self._transaction() as conn:
-            prior = conn.execute(
-                "SELECT f.status, g.group_id, f.reason FROM files f LEFT JOIN groups g ON g.id = f.group_ref "
-                "WHERE f.path = ?",
-                (path,),
-            ).fetchone()
-            if prior:
-                return Registration(path, prior[0], prior[1], prior[2], new=False)
-            rows = conn.execute(
-                "SELECT id, group_id, canonical_time, state FROM groups "
-                "WHERE canonical_time BETWEEN ? AND ? ORDER BY ABS(canonical_time - ?)",
-                (t - self.tolerance_s, t + self.tolerance_s, t),
-            ).fetchall()
-            group = rows[0] if rows else None
-            if group is None:
-                gid = format_time(file_time)
-                cur = conn.execute(
-                    "INSERT INTO groups (group_id, canonical_time, first_seen, last_arrival, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (gid, t, now, now, now),
-                )
-                group = (cur.lastrowid, gid, t, PENDING)
-            ref, gid, canonical, state = group
-            status, reason = VALID, None
-            if state != PENDING:
-                status, reason = LATE, f"arrived after group {gid} left pending (state {state})"
-            elif conn.execute(
-                "SELECT 1 FROM files WHERE group_ref = ? AND subband = ? AND status = ?", (ref, subband, VALID)
-            ).fetchone():
-                status, reason = DUPLICATE, f"group {gid} already has sb{subband:02d} from another file"
-            conn.execute(
-                "INSERT INTO files (path, group_ref, subband, file_time, size, mtime, status, reason, registered_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (path, ref, subband, t, size, mtime, status, reason, now),
+            return [self._register_in(conn, f, now) for f in files]
+
+    def _register_in(self, conn, f: "SubbandFile", now: float) -> Registration:
+        path = str(Path(f.path).resolve())
+        t = f.file_time.timestamp()
+        prior = conn.execute(
+            "SELECT f.status, g.group_id, f.reason FROM files f LEFT JOIN groups g ON g.id = f.group_ref "
+            "WHERE f.path = ?",
+            (path,),
+        ).fetchone()
+        if prior:
+            return Registration(path, prior[0], prior[1], prior[2], new=False)
+        group = conn.execute(
+            "SELECT id, group_id, canonical_time, state FROM groups "
+            "WHERE canonical_time BETWEEN ? AND ? ORDER BY ABS(canonical_time - ?) LIMIT 1",
+            (t - self.tolerance_s, t + self.tolerance_s, t),
+        ).fetchone()
+        if group is None:
+            gid = format_time(f.file_time)
+            cur = conn.execute(
+                "INSERT INTO groups (group_id, canonical_time, first_seen, last_arrival, updated_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (gid, t, now, now, now),
             )
-            if status == VALID:
-                if t < canonical:
-                    gid = format_time(file_time)
-                    conn.execute("UPDATE groups SET group_id = ?, canonical_time = ? WHERE id = ?", (gid, t, ref))
-                conn.execute(
-                    "UPDATE groups SET n_subbands = n_subbands + 1, last_arrival = ?, updated_at = ? WHERE id = ?",
-                    (now, now, ref),
-                )
-            return Registration(path, status, gid, reason)
+            group = (cur.lastrowid, gid, t, PENDING)
+        ref, gid, canonical, state = group
+        status, reason = VALID, None
+        if state != PENDING:
+            status, reason = LATE, f"arrived after group {gid} left pending (state {state})"
+        elif conn.execute(
+            "SELECT 1 FROM files WHERE group_ref = ? AND subband = ? AND status = ?", (ref, f.subband, VALID)
+        ).fetchone():
+            status, reason = DUPLICATE, f"group {gid} already has sb{f.subband:02d} from another file"
+        conn.execute(
+            "INSERT INTO files (path, group_ref, subband, file_time, size, mtime, status, reason, registered_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (path, ref, f.subband, t, f.size, f.mtime, status, reason, now),
+        )
+        if status == VALID:
+            if t < canonical:
+                gid = format_time(f.file_time)
+                conn.execute("UPDATE groups SET group_id = ?, canonical_time = ? WHERE id = ?", (gid, t, ref))
+            conn.execute(
+                "UPDATE groups SET n_subbands = n_subbands + 1, last_arrival = ?, updated_at = ? WHERE id = ?",
+                (now, now, ref),
+            )
+        return Registration(path, status, gid, reason)
 
     def reject(self, path: Path | str, reason: str, now: float | None = None) -> bool:
         """Record a file that is not a usable subband (the file itself is left alone).

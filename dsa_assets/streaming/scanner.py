@@ -24,7 +24,7 @@ from .. import constants as C
 from ..exceptions import InvalidSubbandError
 from ..naming import INCOMPLETE_SUFFIX, format_time, parse_subband_name
 from ..subband import read_header
-from .queue import Registration, SubbandQueue
+from .queue import Registration, SubbandFile, SubbandQueue
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ def scan_directory(
     report.latest_stamp = max(format_time(t) for _, t, _ in found)
     paths = [str(Path(e.path).resolve()) for e, _, _ in found]
     known = queue.known_paths(paths)
+    valid: list[SubbandFile] = []
     for (entry, file_time, subband), path in zip(found, paths):
         if path in known:
             continue
@@ -115,11 +116,10 @@ def scan_directory(
                 log.warning("rejected %s: %s", entry.name, exc)
             report.rejected.append((path, str(exc)))
             continue
-        reg = queue.register(
-            path, file_time=file_time, subband=subband, size=st.st_size, mtime=st.st_mtime, now=now
-        )
+        valid.append(SubbandFile(Path(path), file_time, subband, st.st_size, st.st_mtime))
+    for reg in queue.register_many(valid, now=now) if valid else []:
         if reg.new:
             report.registered.append(reg)
             if reg.status != "valid":
-                log.warning("%s recorded as %s: %s", entry.name, reg.status, reg.reason)
+                log.warning("%s recorded as %s: %s", Path(reg.path).name, reg.status, reg.reason)
     return report
