@@ -3,7 +3,8 @@
 Paths come from the environment at run time (``dg.EnvVar``): ``DSA110_INPUT_DIR`` and
 ``DSA110_OUTPUT_DIR`` (required), optional ``DSA110_SCRATCH_DIR``, ``DSA110_QUEUE_DB``,
 ``DSA110_PRODUCTS_DB``, ``DSA110_INCOMPLETE_POLICY``, ``DSA110_INCOMPLETE_TIMEOUT_S``,
-``DSA110_STABLE_S`` (``dsa110-stream`` sets them all). Tests and ``dsa110-stream`` build their
+``DSA110_STABLE_S``, ``DSA110_DISK_WARN_GB``, ``DSA110_DISK_PAUSE_GB`` (``dsa110-stream``
+sets them all). Tests and ``dsa110-stream`` build their
 own with :func:`build_definitions`.
 """
 
@@ -15,25 +16,26 @@ import dagster as dg
 
 from dsa_assets.constants import INCOMPLETE_GROUP_TIMEOUT_S
 from resources.pipeline import PipelineResource
-from sensors.subband_arrival import MEASUREMENT_SET_JOB, subband_arrival_sensor
+from resources.imaging import ImagingResource
+from sensors.subband_arrival import OBSERVATION_JOB, subband_arrival_sensor
 
+from .assets.images import image
 from .assets.measurement_sets import measurement_set
 from .assets.subband_files import SUBBAND_FILES
 
-measurement_set_job = dg.define_asset_job(
-    MEASUREMENT_SET_JOB,
-    selection=dg.AssetSelection.assets(measurement_set),
-    tags={"dsa110/casa": "true"},
-    description="Convert the observations of one 5-minute window to Measurement Sets.",
+observation_job = dg.define_asset_job(
+    OBSERVATION_JOB,
+    selection=dg.AssetSelection.assets(measurement_set, image),
+    description="Convert the observations of one 5-minute window to Measurement Sets and image them.",
 )
 
 
-def build_definitions(pipeline: PipelineResource) -> dg.Definitions:
+def build_definitions(pipeline: PipelineResource, imaging: ImagingResource | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=[SUBBAND_FILES, measurement_set],
-        jobs=[measurement_set_job],
+        assets=[SUBBAND_FILES, measurement_set, image],
+        jobs=[observation_job],
         sensors=[subband_arrival_sensor],
-        resources={"pipeline": pipeline},
+        resources={"pipeline": pipeline, "imaging": imaging or ImagingResource()},
     )
 
 
@@ -51,5 +53,7 @@ defs = build_definitions(
         incomplete_policy=os.environ.get("DSA110_INCOMPLETE_POLICY", "convert_partial"),
         incomplete_timeout_s=float(os.environ.get("DSA110_INCOMPLETE_TIMEOUT_S", INCOMPLETE_GROUP_TIMEOUT_S)),
         stable_s=float(os.environ.get("DSA110_STABLE_S", 5.0)),
+        disk_warn_gb=float(os.environ.get("DSA110_DISK_WARN_GB", 10.0)),
+        disk_pause_gb=float(os.environ.get("DSA110_DISK_PAUSE_GB", 2.0)),
     )
 )

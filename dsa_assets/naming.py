@@ -56,3 +56,9 @@ def ms_name(group_id: str) -> str:
 def ms_path(output_dir: Path, group_id: str) -> Path:
     """Where an observation's Measurement Set lives: ``<output>/ms/<YYYY-MM-DD>/<stamp>.ms``."""
     return Path(output_dir) / "ms" / group_id[:10] / ms_name(group_id)
+
+
+def image_dir(output_dir: Path, group_id: str) -> Path:
+    """Where an observation's images live: ``<output>/images/<YYYY-MM-DD>/``; files are
+    ``<stamp>-{image,residual,psf,model,pb,pbcor}.fits`` and ``<stamp>.png``."""
+    return Path(output_dir) / "images" / group_id[:10]

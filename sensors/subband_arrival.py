@@ -28,7 +28,7 @@ from resources.pipeline import PipelineResource
 
 LOOKBACK = timedelta(minutes=30)
 """Files stamped up to this long before the newest one seen are still looked for."""
-MEASUREMENT_SET_JOB = "measurement_set_job"
+OBSERVATION_JOB = "observation_job"
 
 
 def run_request(window: str, group_id: str | None) -> dg.RunRequest:
@@ -156,7 +156,7 @@ def evaluate(pipeline: PipelineResource, cursor: str | None, now: float | None =
 
 @dg.sensor(
     name="subband_arrival_sensor",
-    job_name=MEASUREMENT_SET_JOB,
+    job_name=OBSERVATION_JOB,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Registers new subband files and requests a Measurement Set run per complete observation.",

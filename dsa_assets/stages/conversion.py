@@ -350,7 +350,7 @@ class ConversionStage:
             ms_path, ref.n_blts, len(plan.freqs_hz), len(ref.polarizations), reader.block_rows
         )
         try:
-            ms_writer.write_main_table(ms, reader, plan, rows, plan.freqs_hz, len(ref.polarizations))
+            ms_writer.write_main_table(ms, reader, plan, rows, plan.freqs_hz, len(ref.polarizations), timings)
             ms.putcolkeyword("DATA", "QuantumUnits", "uncalib")
             ms.putkeyword("pyuvdata_flip_conj", True)
         finally:

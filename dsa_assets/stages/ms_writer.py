@@ -318,8 +318,14 @@ def block_rows_for(plan) -> int:
     return int(chunks[0]) if chunks else per_time
 
 
-def write_main_table(ms, reader: BlockReader, plan, rows: RowGeometry, freqs: np.ndarray, n_pol: int) -> None:
-    """Fill DATA, FLAG, WEIGHT, SIGMA block by block from ``reader``, then the per-row columns."""
+def write_main_table(
+    ms, reader: BlockReader, plan, rows: RowGeometry, freqs: np.ndarray, n_pol: int, timings: dict | None = None
+) -> None:
+    """Fill DATA, FLAG, WEIGHT, SIGMA block by block from ``reader``, then the per-row columns.
+    Adds the seconds spent waiting for reads, assembling and writing to ``timings``."""
+    import time
+
+    spent = {"wait_read": 0.0, "assemble": 0.0, "put": 0.0}
     n_chan = len(freqs)
     block_rows = reader.block_rows
     cols = np.stack([plan.column_of(sb) for sb in reader.subbands]).astype(np.int64)
@@ -330,7 +336,10 @@ def write_main_table(ms, reader: BlockReader, plan, rows: RowGeometry, freqs: np
     flags[:, present] = False
     flags_dirty = False
     weight = np.zeros((block_rows, n_pol), np.float32)
+    t = time.perf_counter()
     for r0, r1, (raw_vis, raw_flags, raw_ns) in reader:
+        spent["wait_read"] += time.perf_counter() - t
+        t = time.perf_counter()
         nr = r1 - r0
         assemble_block(raw_vis, cols, rows.swapped[r0:r1], rows.delay_s[r0:r1], freqs, data[:nr])
         if flags_dirty or raw_flags.any():  # correlator files carry no flags: skip the copy
@@ -340,10 +349,16 @@ def write_main_table(ms, reader: BlockReader, plan, rows: RowGeometry, freqs: np
         row_weights(raw_ns, cols, n_chan, weight[:nr])
         sigma = np.zeros_like(weight[:nr])
         np.power(weight[:nr], -0.5, where=weight[:nr] != 0, out=sigma)
+        spent["assemble"] += time.perf_counter() - t
+        t = time.perf_counter()
         ms.putcol("DATA", data[:nr], r0, nr)
         ms.putcol("FLAG", flags[:nr], r0, nr)
         ms.putcol("WEIGHT", weight[:nr], r0, nr)
         ms.putcol("SIGMA", sigma, r0, nr)
+        spent["put"] += time.perf_counter() - t
+        t = time.perf_counter()
+    if timings is not None:
+        timings.update(spent)
     ms.putcol("UVW", rows.uvw_ms)
     ms.putcol("ANTENNA1", rows.ant1)
     ms.putcol("ANTENNA2", rows.ant2)

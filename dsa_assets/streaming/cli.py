@@ -45,12 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--stable-seconds", type=float, default=5.0,
                         help="a file must be unchanged this long before it is registered (default %(default)s)")
 
+    ingest.add_argument("--disk-warn-gb", type=float, default=10.0,
+                        help="warn when the output or scratch disk has less free space (default %(default)s GB)")
+    ingest.add_argument("--disk-pause-gb", type=float, default=2.0,
+                        help="request no new runs below this free space; resumes by itself (default %(default)s GB)")
+
     ops = p.add_argument_group("operation")
     ops.add_argument("--once", action="store_true",
                      help="process what is in the input directory now, in this process, and exit")
     ops.add_argument("--no-webserver", action="store_true", help="run only the daemon (no UI)")
     ops.add_argument("--host", default="127.0.0.1", help="webserver host (default %(default)s)")
     ops.add_argument("--port", type=int, default=3000, help="webserver port (default %(default)s)")
+    ops.add_argument("--metrics-port", type=int, default=0,
+                     help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)")
     ops.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     ops.add_argument("--log-format", default="text", choices=("text", "json"))
     return p
@@ -76,6 +83,9 @@ def config_from_args(args):
         incomplete_timeout_s=args.incomplete_timeout,
         incomplete_policy=args.incomplete_policy,
         stable_s=args.stable_seconds,
+        metrics_port=args.metrics_port,
+        disk_warn_gb=args.disk_warn_gb,
+        disk_pause_gb=args.disk_pause_gb,
     )
 
 

@@ -53,6 +53,10 @@ class WorkerConfig:
     group_tolerance_s: float = GROUP_TOLERANCE_S
     expected_subbands: int = N_SUBBANDS
     stable_s: float = 5.0
+    metrics_port: int = 0
+    """Serve Prometheus metrics on this port (0: off)."""
+    disk_warn_gb: float = 10.0
+    disk_pause_gb: float = 2.0
 
     def __post_init__(self):
         self.input_dir = Path(self.input_dir).resolve()
@@ -77,7 +81,15 @@ class WorkerConfig:
             "DSA110_ENABLE_CALIBRATION_SOLVING": str(int(self.enable_calibration_solving)),
             "DSA110_ENABLE_PHOTOMETRY": str(int(self.enable_photometry)),
             "DSA110_ENABLE_MOSAIC_CREATION": str(int(self.enable_mosaic_creation)),
+            "DSA110_DISK_WARN_GB": str(self.disk_warn_gb),
+            "DSA110_DISK_PAUSE_GB": str(self.disk_pause_gb),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
         }
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where every process of the deployment writes its metric samples."""
+        return self.output_dir / "state" / "metrics"
 
     def pipeline_resource(self):
         from resources.pipeline import PipelineResource
@@ -93,6 +105,8 @@ class WorkerConfig:
             stable_s=self.stable_s,
             incomplete_timeout_s=self.incomplete_timeout_s,
             incomplete_policy=self.incomplete_policy,
+            disk_warn_gb=self.disk_warn_gb,
+            disk_pause_gb=self.disk_pause_gb,
         )
 
 
@@ -124,6 +138,9 @@ class StreamingWorker:
             shutil.copyfile(template, target)
         os.environ.update(cfg.environment())
         casa_env.configure()
+        # samples of processes from a previous start describe dead processes: start afresh
+        shutil.rmtree(cfg.metrics_dir, ignore_errors=True)
+        cfg.metrics_dir.mkdir(parents=True, exist_ok=True)
         requeued = self.queue.requeue_stuck()
         if requeued:
             log.warning("re-queued %d observation(s) left processing by a crash: %s", len(requeued), requeued)
@@ -141,9 +158,20 @@ class StreamingWorker:
                      "--log-level", self.config.log_level.lower()]]
         return [[str(bin_dir / "dagster-daemon"), "run", *target, "--log-level", self.config.log_level.lower()]]
 
+    def start_metrics(self) -> None:
+        """Serve ``/metrics`` if a port is configured."""
+        if self.config.metrics_port:
+            from .. import metrics
+
+            metrics.serve(self.config.metrics_port, self.queue,
+                          {"output": self.config.output_dir, "scratch": self.config.scratch_dir},
+                          host=self.config.host)
+            log.info("metrics on http://%s:%d/metrics", self.config.host, self.config.metrics_port)
+
     def run(self) -> int:
         """Start the services and block until they exit or SIGTERM/SIGINT; returns an exit code."""
         self.prepare()
+        self.start_metrics()
         env = {**os.environ, **self.config.environment()}
         for argv in self.command():
             log.info("starting %s", " ".join(argv))
@@ -192,7 +220,7 @@ class StreamingWorker:
         if not windows:
             return windows
         defs = build_definitions(self.config.pipeline_resource())
-        job = defs.resolve_job_def("measurement_set_job")
+        job = defs.resolve_job_def("observation_job")
         with dg.DagsterInstance.get() as instance:
             for window in sorted(windows):
                 result = job.execute_in_process(

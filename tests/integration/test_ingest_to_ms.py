@@ -12,6 +12,7 @@ import numpy as np
 from dsa_assets import partitions
 from dsa_assets.definitions import build_definitions
 from dsa_assets.products import ProductsDB
+from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 from sensors.subband_arrival import subband_arrival_sensor
 
@@ -19,6 +20,7 @@ from ..sky_fit import fit_sources
 
 MS = dg.AssetKey("measurement_set")
 FILES = dg.AssetKey("subband_files")
+IMAGE = dg.AssetKey("image")
 
 
 def test_sensor_to_materialized_partition_with_lineage(group_copy, tmp_path):
@@ -27,8 +29,8 @@ def test_sensor_to_materialized_partition_with_lineage(group_copy, tmp_path):
     for f in incoming.iterdir():
         os.utime(f, (old, old))
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1)
-    defs = build_definitions(pipeline)
-    job = defs.resolve_job_def("measurement_set_job")
+    defs = build_definitions(pipeline, ImagingResource(size=512, cell_arcsec=16, niter=500))
+    job = defs.resolve_job_def("observation_job")
     window = partitions.window_key(group.data_start)
 
     (tmp_path / "dagster_home").mkdir()
@@ -57,9 +59,19 @@ def test_sensor_to_materialized_partition_with_lineage(group_copy, tmp_path):
         )[dg.AssetCheckKey(MS, "ms_matches_inputs")]
         assert check.status.value == "SUCCEEDED"
 
-    # lineage in the asset graph: subband_files -> measurement_set, same partitions
+        # the same run imaged the observation: image partition with QA metadata and thumbnail
+        assert instance.get_materialized_partitions(IMAGE) == {window}
+        image_meta = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=IMAGE, asset_partitions=[window]), limit=1
+        ).records[0].asset_materialization.metadata
+        assert image_meta["n_images"].value == 1 and image_meta["rms_mjy"].value > 0
+        assert "data:image/png;base64," in image_meta["thumbnail"].value
+        assert Path(image_meta["pbcor_path"].value).exists()
+
+    # lineage in the asset graph: subband_files -> measurement_set -> image, same partitions
     graph = defs.resolve_asset_graph()
     assert graph.get(MS).parent_keys == {FILES}
+    assert graph.get(IMAGE).parent_keys == {MS}
 
     # the product itself
     assert ms_path.is_dir() and ms_path.parent.parent.parent == tmp_path / "out"
@@ -76,7 +88,7 @@ def test_empty_window_materializes_explicitly(tmp_path):
     incoming.mkdir()
     defs = build_definitions(PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out")))
     with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def("measurement_set_job").execute_in_process(
+        result = defs.resolve_job_def("observation_job").execute_in_process(
             instance=instance, partition_key="2026-01-15-12:05"
         )
         assert result.success
@@ -94,7 +106,7 @@ def test_backfill_of_unregistered_old_files(group_copy, tmp_path):
     defs = build_definitions(PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1))
     window = partitions.window_key(group.data_start)
     with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def("measurement_set_job").execute_in_process(
+        result = defs.resolve_job_def("observation_job").execute_in_process(
             instance=instance, partition_key=window
         )
         (mat,) = result.asset_materializations_for_node("measurement_set")
@@ -121,7 +133,7 @@ def test_two_observations_in_one_window_give_two_measurement_sets(simulated_grou
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1)
     defs = build_definitions(pipeline)
     with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def("measurement_set_job").execute_in_process(
+        result = defs.resolve_job_def("observation_job").execute_in_process(
             instance=instance, partition_key=partitions.window_key(start)
         )
     (mat,) = result.asset_materializations_for_node("measurement_set")

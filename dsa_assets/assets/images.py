@@ -1,0 +1,67 @@
+"""The ``image`` asset: one 5-minute window's observations imaged, with QA metadata,
+a thumbnail in the UI, and checks against the thermal noise."""
+
+import base64
+
+import dagster as dg
+
+from resources.imaging import ImagingResource
+from resources.pipeline import PipelineResource
+
+from .. import partitions
+from .measurement_sets import measurement_set
+
+NOISE_CHECK = dg.AssetCheckSpec(
+    name="rms_near_thermal",
+    asset="image",
+    description="Residual rms of every image is at most 1.5 x the thermal expectation from the SEFD.",
+)
+
+
+def thumbnail_markdown(png_path, width: int = 360) -> str:
+    data = base64.b64encode(open(png_path, "rb").read()).decode()
+    return f'<img src="data:image/png;base64,{data}" width="{width}"/>'
+
+
+@dg.asset(
+    partitions_def=partitions.OBSERVATION_PARTITIONS,
+    deps=[measurement_set],
+    check_specs=[NOISE_CHECK],
+    group_name="observations",
+    kinds={"wsclean", "fits"},
+    tags={"dsa110/heavy": "imaging"},
+    description=(
+        "Restored, residual, PSF, model, primary-beam and primary-beam-corrected FITS images of each "
+        "observation of the window (WSClean by default, CASA tclean as the alternative)."
+    ),
+)
+def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging: ImagingResource):
+    start, end = partitions.window_bounds(context.partition_key)
+    groups = [g for g in pipeline.queue().groups_between(start, end) if g.state == "completed" and g.ms_path]
+    stage = imaging.stage(pipeline.output_path, pipeline.scratch_path)
+    results = [stage.execute(group_id=g.group_id, ms_path=g.ms_path) for g in groups]
+    metadata = {"n_images": len(results), "observations": ", ".join(r.group_id for r in results)}
+    if results:
+        first = results[0]
+        m = first.metrics
+        metadata.update({
+            "path": dg.MetadataValue.path(str(first.images["image"])),
+            "pbcor_path": dg.MetadataValue.path(str(first.images["pbcor"])),
+            "rms_mjy": round(m["rms_jy"] * 1e3, 4),
+            "rms_over_thermal": round(m["rms_over_thermal"], 3),
+            "peak_jy": round(m["peak_jy"], 4),
+            "dynamic_range": round(m["dynamic_range"], 1),
+            "beam_arcsec": f'{m["beam_major_arcsec"]:.1f} x {m["beam_minor_arcsec"]:.1f} @ {m["beam_pa_deg"]:.0f} deg',
+            "n_sources_5sigma": m["n_sources_5sigma"],
+            "imager": m["imager"],
+            "imaging_s": round(sum(r.wall_time_s for r in results), 1),
+            "thumbnail": dg.MetadataValue.md(thumbnail_markdown(first.thumbnail)),
+        })
+    worst = max((r.metrics["rms_over_thermal"] for r in results), default=0.0)
+    check = dg.AssetCheckResult(
+        check_name=NOISE_CHECK.name,
+        asset_key=NOISE_CHECK.asset_key,
+        passed=bool(worst <= 1.5),
+        metadata={"worst_rms_over_thermal": float(worst)},
+    )
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])

@@ -1,0 +1,338 @@
+"""Imaging: one Measurement Set -> restored, residual, PSF, model, primary-beam and
+primary-beam-corrected FITS images, with quality metrics and a PNG thumbnail.
+
+WSClean (Debian package ``wsclean``) is the default imager; CASA ``tclean`` (w-projection)
+the alternative. The command is built by a pure function (testable without the imager) and
+run by one runner that keeps the imager's log and turns a failure into ImagingError. Images
+are made under the scratch directory and renamed into ``<output>/images/<date>/``.
+
+The primary beam of a transit array moves over the sky during the observation: the beam
+image is the 4.65 m Airy power pattern centred on the pointing (the meridian at the pointing
+declination) at every integration, averaged over the integrations and over the band.
+
+Plain Python: no Dagster import.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import constants as C
+from .. import fsutil, geometry, naming
+from ..exceptions import DSA110Error
+
+log = logging.getLogger(__name__)
+
+PRODUCTS = ("image", "residual", "psf", "model", "pb", "pbcor")
+FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+
+
+class ImagingError(DSA110Error):
+    """The imager failed or produced no image; the message carries the end of its log."""
+
+
+@dataclass(frozen=True)
+class ImagingConfig:
+    """How to image. Angles in arcseconds, sizes in pixels."""
+
+    output_dir: Path
+    scratch_dir: Path | None = None
+    imager: str = "wsclean"
+    """"wsclean" (default) or "tclean"."""
+    size: int = 1024
+    """Image width and height (pixels): 1024 x 12" = 3.4 deg, the primary beam's FWHM."""
+    cell_arcsec: float = 12.0
+    weighting: str = "briggs"
+    robust: float = 0.5
+    niter: int = 1000
+    auto_threshold: float = 3.0
+    """Stop cleaning at this many times the residual rms."""
+    auto_mask: float = 5.0
+    """Clean freely down to this many sigma, then only inside the mask so formed."""
+    mgain: float = 0.8
+    threads: int = 2
+    data_column: str = "DATA"
+    pb_cutoff: float = 0.1
+    """The corrected image is blank where the beam falls below this fraction of its peak."""
+    sefd_jy: float = C.SEFD_JY
+    """For the thermal-noise expectation of the image (Jy)."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+        if self.scratch_dir is not None:
+            object.__setattr__(self, "scratch_dir", Path(self.scratch_dir))
+        if self.imager not in ("wsclean", "tclean"):
+            raise ValueError(f"imager must be 'wsclean' or 'tclean', got {self.imager!r}")
+
+
+@dataclass(frozen=True)
+class ImagingResult:
+    """Products (FITS paths by kind, thumbnail) and metrics (Jy/beam, arcsec, deg, s)."""
+
+    group_id: str
+    images: dict[str, Path]
+    thumbnail: Path
+    metrics: dict
+    wall_time_s: float
+    timings_s: dict = field(default_factory=dict)
+
+
+def wsclean_command(ms_path: Path, prefix: Path, cfg: ImagingConfig, temp_dir: Path) -> list[str]:
+    """The WSClean argument list (pure)."""
+    argv = [
+        "wsclean", "-quiet",
+        "-size", str(cfg.size), str(cfg.size),
+        "-scale", f"{cfg.cell_arcsec}asec",
+        "-pol", "I",
+        "-data-column", cfg.data_column,
+        "-niter", str(cfg.niter),
+        "-mgain", str(cfg.mgain),
+        "-auto-threshold", str(cfg.auto_threshold),
+        "-auto-mask", str(cfg.auto_mask),
+        "-j", str(cfg.threads),
+        "-no-update-model-required",
+        "-temp-dir", str(temp_dir),
+        "-name", str(prefix),
+    ]
+    if cfg.weighting == "briggs":
+        argv[2:2] = ["-weight", "briggs", str(cfg.robust)]
+    else:
+        argv[2:2] = ["-weight", cfg.weighting]
+    return [*argv, str(ms_path)]
+
+
+def run_external(argv: list[str], log_path: Path) -> None:
+    """Run an external tool, keeping its output in ``log_path``; ImagingError on failure."""
+    with open(log_path, "w") as fh:
+        proc = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = "".join(Path(log_path).read_text().splitlines(keepends=True)[-15:])
+        raise ImagingError(f"{argv[0]} exited with status {proc.returncode}:\n{tail}")
+
+
+def _tclean(ms_path: Path, prefix: Path, cfg: ImagingConfig) -> None:
+    from casatasks import exportfits, tclean
+
+    tclean(
+        vis=str(ms_path), imagename=str(prefix), imsize=cfg.size, cell=f"{cfg.cell_arcsec}arcsec",
+        specmode="mfs", gridder="wproject", wprojplanes=-1, weighting=cfg.weighting, robust=cfg.robust,
+        niter=cfg.niter, gain=0.1, nsigma=cfg.auto_threshold, datacolumn=cfg.data_column.lower().replace("_data", ""),
+        stokes="I",
+    )
+    for casa_kind, kind in (("image", "image"), ("residual", "residual"), ("psf", "psf"), ("model", "model")):
+        exportfits(imagename=f"{prefix}.{casa_kind}", fitsimage=f"{prefix}-{kind}.fits", overwrite=True)
+
+
+def primary_beam(header, times_mjd_s: np.ndarray, freqs_hz: np.ndarray, pointing_dec_rad: float,
+                 location, grid: int = 96) -> np.ndarray:
+    """Time- and band-averaged Airy power beam on the image grid of ``header`` (2-D, peak ~1).
+
+    Evaluated on a ``grid`` x ``grid`` subsample and interpolated (the beam is smooth).
+    """
+    from astropy.time import Time
+    from astropy.wcs import WCS
+    from scipy.interpolate import RegularGridInterpolator
+
+    wcs = WCS(header).celestial
+    ny, nx = wcs.array_shape
+    xs = np.linspace(0, nx - 1, grid)
+    ys = np.linspace(0, ny - 1, grid)
+    gx, gy = np.meshgrid(xs, ys)
+    ra, dec = wcs.pixel_to_world_values(gx, gy)
+    ra, dec = np.radians(ra), np.radians(dec)
+    times = Time(np.unique(times_mjd_s) / 86400.0, format="mjd", scale="utc")
+    pointing = geometry.meridian_icrs(pointing_dec_rad, times, location)
+    f = np.asarray(freqs_hz)[np.linspace(0, len(freqs_hz) - 1, min(len(freqs_hz), 16)).astype(int)]
+    beam = np.zeros_like(ra)
+    for pra, pdec in zip(pointing.ra.rad, pointing.dec.rad):
+        cos_off = np.sin(dec) * np.sin(pdec) + np.cos(dec) * np.cos(pdec) * np.cos(ra - pra)
+        beam += geometry.airy_power_beam(cos_off[..., None], f[None, None, :]).mean(axis=-1)
+    beam /= len(times)
+    interp = RegularGridInterpolator((ys, xs), beam)
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    return interp(np.stack([yy.ravel(), xx.ravel()], axis=-1)).reshape(ny, nx)
+
+
+def robust_rms(values: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation of the finite values (Jy/beam)."""
+    v = values[np.isfinite(values)]
+    return float(1.4826 * np.median(np.abs(v - np.median(v))))
+
+
+def fit_point_source(image: np.ndarray, header, x: float, y: float, box: int = 6) -> tuple[float, float, float]:
+    """Fit the restoring beam (fixed shape) at pixel (x, y): returns (peak, x, y) of the fit."""
+    from scipy.optimize import least_squares
+
+    cell = abs(header["CDELT1"])
+    smaj = header["BMAJ"] / cell * FWHM_TO_SIGMA
+    smin = header["BMIN"] / cell * FWHM_TO_SIGMA
+    pa = np.radians(header.get("BPA", 0.0))
+    xi, yi = int(round(x)), int(round(y))
+    cut = image[yi - box : yi + box + 1, xi - box : xi + box + 1]
+    yy, xx = np.mgrid[yi - box : yi + box + 1, xi - box : xi + box + 1]
+
+    def model(p):
+        a, x0, y0 = p
+        dx, dy = xx - x0, yy - y0
+        # position angle east of north: major axis along +y rotated towards -x (RA increases left)
+        u = dx * np.cos(pa) + dy * np.sin(pa)
+        v = -dx * np.sin(pa) + dy * np.cos(pa)
+        return a * np.exp(-0.5 * ((u / smin) ** 2 + (v / smaj) ** 2))
+
+    j, i = np.unravel_index(np.nanargmax(cut), cut.shape)
+    start = [cut[j, i], xx[j, i], yy[j, i]]
+    fit = least_squares(lambda p: (model(p) - cut).ravel(), start)
+    return float(fit.x[0]), float(fit.x[1]), float(fit.x[2])
+
+
+def image_metrics(image: np.ndarray, residual: np.ndarray, header, expected_rms: float) -> dict:
+    """rms (robust, from the residual), peak, restoring beam, dynamic range, source count."""
+    from scipy import ndimage
+
+    rms = robust_rms(residual)
+    peak = float(np.nanmax(image))
+    labels, n = ndimage.label(np.nan_to_num(image) > 5 * rms)
+    return {
+        "rms_jy": rms,
+        "expected_rms_jy": expected_rms,
+        "rms_over_thermal": rms / expected_rms if expected_rms > 0 else float("nan"),
+        "peak_jy": peak,
+        "dynamic_range": peak / rms if rms > 0 else float("inf"),
+        "beam_major_arcsec": float(header["BMAJ"] * 3600),
+        "beam_minor_arcsec": float(header["BMIN"] * 3600),
+        "beam_pa_deg": float(header.get("BPA", 0.0)),
+        "n_sources_5sigma": int(n),
+    }
+
+
+def render_thumbnail(fits_path: Path, png_path: Path, rms: float, title: str) -> None:
+    """PNG of an image with RA/Dec axes (astropy WCSAxes), scaled from -3 to +20 rms."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    with fits.open(fits_path) as hdul:
+        data = np.squeeze(hdul[0].data)
+        wcs = WCS(hdul[0].header).celestial
+    fig = plt.figure(figsize=(5, 5), dpi=100)
+    ax = fig.add_subplot(projection=wcs)
+    im = ax.imshow(data, origin="lower", cmap="inferno", vmin=-3 * rms, vmax=20 * rms)
+    ax.set_xlabel("RA (ICRS)")
+    ax.set_ylabel("Dec (ICRS)")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="Jy/beam")
+    fig.savefig(png_path, bbox_inches="tight")
+    plt.close(fig)
+
+
+def ms_summary(ms_path: Path) -> dict:
+    """What imaging needs from the MS: unique times (MJD s), frequencies (Hz), the number of
+    unflagged cross-correlation visibilities per polarisation, the phase centre (rad)."""
+    from casacore import tables
+
+    with tables.table(str(ms_path), ack=False) as t:
+        times = np.unique(t.getcol("TIME"))
+        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+        n_good = 0
+        for start in range(0, t.nrows(), 50_000):
+            flags = t.getcol("FLAG", start, 50_000)
+            cross = (a1 != a2)[start : start + 50_000]
+            n_good += int(np.sum(~flags[cross]))
+        n_pol = flags.shape[-1]
+    with tables.table(f"{ms_path}/SPECTRAL_WINDOW", ack=False) as t:
+        freqs = t.getcol("CHAN_FREQ")[0]
+    return {"times_mjd_s": times, "freqs_hz": freqs, "n_vis_per_pol": n_good / n_pol}
+
+
+class ImagingStage:
+    """Images one observation's Measurement Set."""
+
+    name = "imaging"
+
+    def __init__(self, config: ImagingConfig, pointing_dec_rad: float = C.DEFAULT_POINTING_DEC_RAD):
+        self.config = config
+        self.pointing_dec_rad = pointing_dec_rad
+
+    def validate(self, ms_path: Path | str) -> None:
+        """The MS exists and the imager is installed."""
+        if not Path(ms_path, "table.dat").exists():
+            raise ImagingError(f"{ms_path}: not a Measurement Set (no table.dat)")
+        if self.config.imager == "wsclean" and shutil.which("wsclean") is None:
+            raise ImagingError("wsclean is not installed (Debian package 'wsclean')")
+
+    def expected_rms(self, n_vis_per_pol: float) -> float:
+        """Thermal noise (Jy/beam) of a naturally weighted Stokes I image."""
+        sigma_vis = self.config.sefd_jy / np.sqrt(2 * C.CHANNEL_WIDTH_HZ * C.INTEGRATION_TIME_S)
+        return float(sigma_vis / np.sqrt(2 * n_vis_per_pol)) if n_vis_per_pol else float("nan")
+
+    def execute(self, *, group_id: str, ms_path: Path | str) -> ImagingResult:
+        """Image, build the beam and corrected images, measure, render, publish."""
+        from astropy.io import fits
+
+        t_start = time.perf_counter()
+        timings = {}
+        ms_path = Path(ms_path)
+        self.validate(ms_path)
+        summary = ms_summary(ms_path)
+        cfg = self.config
+        dest_dir = naming.image_dir(cfg.output_dir, group_id)
+        with fsutil.scratch_directory(cfg.scratch_dir, f"image-{group_id}-") as scratch:
+            prefix = scratch / group_id
+            t0 = time.perf_counter()
+            if cfg.imager == "wsclean":
+                (scratch / "tmp").mkdir()
+                run_external(wsclean_command(ms_path, prefix, cfg, scratch / "tmp"), scratch / "imager.log")
+            else:
+                _tclean(ms_path, prefix, cfg)
+            timings["imager"] = time.perf_counter() - t0
+            image_path = Path(f"{prefix}-image.fits")
+            if not image_path.exists():
+                raise ImagingError(f"{cfg.imager} produced no image for {group_id}")
+            t0 = time.perf_counter()
+            with fits.open(image_path) as hdul:
+                header = hdul[0].header.copy()
+                image = np.squeeze(hdul[0].data).astype(np.float64)
+            with fits.open(f"{prefix}-residual.fits") as hdul:
+                residual = np.squeeze(hdul[0].data).astype(np.float64)
+            pb = primary_beam(header, summary["times_mjd_s"], summary["freqs_hz"], self.pointing_dec_rad,
+                              geometry.default_site())
+            pb_header = header.copy()
+            pb_header["BUNIT"] = ""
+            fits.writeto(f"{prefix}-pb.fits", pb.reshape(np.shape(fits.getdata(image_path))).astype(np.float32),
+                         pb_header, overwrite=True)
+            pbcor = np.where(pb >= cfg.pb_cutoff, image / np.maximum(pb, 1e-12), np.nan)
+            fits.writeto(f"{prefix}-pbcor.fits",
+                         pbcor.reshape(np.shape(fits.getdata(image_path))).astype(np.float32), header, overwrite=True)
+            metrics = image_metrics(image, residual, header, self.expected_rms(summary["n_vis_per_pol"]))
+            metrics["imager"] = cfg.imager
+            timings["beam_and_metrics"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            thumb = scratch / f"{group_id}.png"
+            render_thumbnail(image_path, thumb, metrics["rms_jy"], f"{group_id}  rms {metrics['rms_jy'] * 1e3:.2f} mJy/beam")
+            timings["thumbnail"] = time.perf_counter() - t0
+            images = {}
+            for kind in PRODUCTS:
+                src = Path(f"{prefix}-{kind}.fits")
+                if src.exists():
+                    images[kind] = fsutil.publish(src, dest_dir / f"{group_id}-{kind}.fits")
+            thumbnail = fsutil.publish(thumb, dest_dir / f"{group_id}.png")
+        return ImagingResult(group_id, images, thumbnail, metrics, time.perf_counter() - t_start, timings)
+
+    def cleanup(self) -> list[Path]:
+        """Remove scratch directories of interrupted imaging runs and partial publishes."""
+        removed = fsutil.sweep_partials(self.config.output_dir / "images")
+        if self.config.scratch_dir and self.config.scratch_dir.exists():
+            for p in self.config.scratch_dir.glob("image-*"):
+                fsutil.remove(p)
+                removed.append(p)
+        return removed

@@ -1,0 +1,32 @@
+"""ImagingResource: the imager and its parameters (DSA-110 defaults)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from dsa_assets.stages.imaging import ImagingConfig, ImagingStage
+
+
+class ImagingResource(dg.ConfigurableResource):
+    """Imager choice and parameters; sizes in pixels, angles in arcseconds."""
+
+    imager: str = "wsclean"
+    """"wsclean" or "tclean"."""
+    size: int = 1024
+    cell_arcsec: float = 12.0
+    robust: float = 0.5
+    niter: int = 1000
+    auto_threshold: float = 3.0
+    auto_mask: float = 5.0
+    threads: int = 2
+
+    def stage(self, output_dir: Path, scratch_dir: Path) -> ImagingStage:
+        return ImagingStage(
+            ImagingConfig(
+                output_dir=output_dir, scratch_dir=scratch_dir, imager=self.imager, size=self.size,
+                cell_arcsec=self.cell_arcsec, robust=self.robust, niter=self.niter,
+                auto_threshold=self.auto_threshold, auto_mask=self.auto_mask, threads=self.threads,
+            )
+        )
