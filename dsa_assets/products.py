@@ -38,7 +38,8 @@ measurement_sets = Table(
 
 
 def database_url(target: str | Path) -> str:
-    """A SQLAlchemy URL for ``target``: URLs pass through, paths become SQLite files."""
+    """A SQLAlchemy URL for ``target``: URLs (``postgresql://...``) pass through, paths become
+    SQLite files."""
     text = str(target)
     return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
 

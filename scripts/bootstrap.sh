@@ -9,10 +9,14 @@ PYTHON="${PYTHON:-python3}"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # WSClean (the imager) comes from Debian; the PyPI package of that name is unrelated.
-if ! command -v wsclean >/dev/null 2>&1; then
-  echo "bootstrap: installing Debian packages (wsclean)" >&2
+# PostgreSQL: the production storage, started by the tests on a private port.
+missing=()
+command -v wsclean >/dev/null 2>&1 || missing+=(wsclean)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing Debian packages (${missing[*]})" >&2
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq wsclean >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -1,0 +1,96 @@
+"""Production storage: the Dagster instance and the products database on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from dsa_assets import partitions
+from dsa_assets.definitions import build_definitions
+from dsa_assets.products import ProductsDB
+from resources.imaging import ImagingResource
+from resources.pipeline import PipelineResource
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(argv, **kw):
+    """PostgreSQL refuses to run as root: run its tools as the 'postgres' user when root."""
+    if os.geteuid() == 0:
+        argv = ["runuser", "-u", "postgres", "--", *argv]
+    return subprocess.run(argv, check=True, capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throw-away PostgreSQL server on 127.0.0.1; yields its connection settings."""
+    import tempfile
+
+    assert PG_BIN, "PostgreSQL server binaries missing: scripts/bootstrap.sh installs Debian's postgresql"
+    bin_dir = PG_BIN[-1]
+    # outside pytest's private (0700, root) temp tree: the server runs as 'postgres'
+    root = Path(tempfile.mkdtemp(prefix="dsa110-pg-"))
+    data = root / "data"
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    port = _free_port()
+    _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "dsa", "--auth=trust"])
+    _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "pg.log"), "-w", "-o",
+                  f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"])
+    try:
+        _as_postgres([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dsa", "dagster"])
+        _as_postgres([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dsa", "products"])
+        yield {"host": "127.0.0.1", "port": port, "user": "dsa", "password": "unused"}
+    finally:
+        _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"])
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_production_instance_and_products_on_postgres(postgres, group_copy, tmp_path, monkeypatch):
+    group, incoming, _ = group_copy
+    old = time.time() - 3600
+    for f in incoming.iterdir():
+        os.utime(f, (old, old))
+    for key, value in {"HOST": postgres["host"], "PORT": str(postgres["port"]), "USER": postgres["user"],
+                       "PASSWORD": postgres["password"], "DB": "dagster"}.items():
+        monkeypatch.setenv(f"DAGSTER_PG_{key}", value)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "deploy" / "production" / "dagster.yaml", home / "dagster.yaml")
+    products_url = f"postgresql://dsa@127.0.0.1:{postgres['port']}/products"
+    pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1,
+                                products_db=products_url)
+    defs = build_definitions(pipeline, ImagingResource(size=256, cell_arcsec=30, niter=100))
+    window = partitions.window_key(group.data_start)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        result = defs.resolve_job_def("observation_job").execute_in_process(instance=instance, partition_key=window)
+        assert result.success
+    # a second, independent instance object (another machine) sees the same history
+    with dg.DagsterInstance.from_config(str(home)) as other:
+        assert other.get_materialized_partitions(dg.AssetKey("measurement_set")) == {window}
+        assert other.get_run_by_id(result.run_id).is_success
+    row = ProductsDB(products_url).measurement_set(group.stamp)
+    assert row is not None and row["partition_key"] == window
+    # re-materializing replaces the product row, never duplicates it
+    ProductsDB(products_url).record_measurement_set(**{k: v for k, v in row.items() if k != "created_at"})
+    from sqlalchemy import func, select
+
+    from dsa_assets.products import measurement_sets
+
+    with ProductsDB(products_url).engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(measurement_sets)).scalar() == 1
