@@ -459,8 +459,7 @@ def _short(values, n=12) -> str:
 
 
 def _build_uvdata(plan, ref, geo: ObservationGeometry, data, flags, nsamples):
-    """A pyuvdata UVData holding the converted observation (UVH5 sign conventions);
-    metadata only when ``data`` is None."""
+    """A pyuvdata UVData holding the converted observation (UVH5 sign conventions)."""
     from pyuvdata import Telescope, UVData
 
     location, ecef, center = geo.location, geo.ecef, geo.center

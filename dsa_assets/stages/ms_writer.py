@@ -33,16 +33,14 @@ so do the antenna, spectral-window, field and polarization subtables (written by
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-try:  # the compiled kernel; numpy fallback keeps the writer usable without numba
-    import numba
-except ImportError:  # pragma: no cover
-    numba = None
+import numba
 
 HDF5_CACHE_BYTES = 64 * 1024 * 1024
 
@@ -66,69 +64,53 @@ class RowGeometry:
     interval_s: np.ndarray
 
 
-def _assemble_numpy(raw, cols, swapped, delay, freqs, out):
-    sign = np.where(swapped, 1.0, -1.0)[:, None]
-    for i in range(raw.shape[0]):
-        phase = (2 * np.pi * delay)[:, None] * freqs[cols[i]][None, :]
-        block = np.where(swapped[:, None, None], raw[i], np.conj(raw[i]))
-        out[:, cols[i]] = block * np.exp(1j * sign * phase).astype(np.complex64)[:, :, None]
+@numba.njit(cache=True, nogil=True)
+def _assemble_kernel(raw, cols, swapped, delay, freqs, out, uniform):  # pragma: no cover - compiled
+    n_sb, n_rows, n_ch, n_pol = raw.shape
+    for r in range(n_rows):
+        a = 2.0 * np.pi * delay[r] * (1.0 if swapped[r] else -1.0)
+        for i in range(n_sb):
+            # evenly spaced channels: advance the phasor by multiplication, not sin/cos
+            c0 = cols[i, 0]
+            rot = np.exp(1j * a * freqs[c0])
+            step = np.exp(1j * a * (freqs[cols[i, 1]] - freqs[c0])) if n_ch > 1 else 1.0 + 0j
+            for k in range(n_ch):
+                c = cols[i, k]
+                if not uniform:
+                    rot = np.exp(1j * a * freqs[c])
+                rc = np.complex64(rot)
+                for p in range(n_pol):
+                    z = raw[i, r, k, p]
+                    out[r, c, p] = (z if swapped[r] else np.conj(z)) * rc
+                rot *= step
 
 
-def _weights_numpy(raw_ns, cols, n_chan, out):
-    full = np.zeros((raw_ns.shape[1], n_chan, raw_ns.shape[3]), np.float32)
-    for i in range(raw_ns.shape[0]):
-        full[:, cols[i]] = raw_ns[i]
-    out[:] = np.median(full, axis=1)
-
-
-if numba is not None:
-
-    @numba.njit(cache=True, nogil=True)
-    def _assemble_kernel(raw, cols, swapped, delay, freqs, out, uniform):  # pragma: no cover - compiled
-        n_sb, n_rows, n_ch, n_pol = raw.shape
-        for r in range(n_rows):
-            a = 2.0 * np.pi * delay[r] * (1.0 if swapped[r] else -1.0)
+@numba.njit(cache=True, nogil=True)
+def _weights_kernel(raw_ns, cols, n_chan, out):  # pragma: no cover - compiled
+    """Median over all channels (missing ones count as 0) per row and polarisation."""
+    n_sb, n_rows, n_ch, n_pol = raw_ns.shape
+    n_missing = n_chan - n_sb * n_ch
+    lo, hi = (n_chan - 1) // 2, n_chan // 2
+    full = np.zeros(n_chan, np.float32)
+    for r in range(n_rows):
+        for p in range(n_pol):
+            v = raw_ns[0, r, 0, p]
+            constant = True
             for i in range(n_sb):
-                # evenly spaced channels: advance the phasor by multiplication, not sin/cos
-                c0 = cols[i, 0]
-                rot = np.exp(1j * a * freqs[c0])
-                step = np.exp(1j * a * (freqs[cols[i, 1]] - freqs[c0])) if n_ch > 1 else 1.0 + 0j
                 for k in range(n_ch):
-                    c = cols[i, k]
-                    if not uniform:
-                        rot = np.exp(1j * a * freqs[c])
-                    rc = np.complex64(rot)
-                    for p in range(n_pol):
-                        z = raw[i, r, k, p]
-                        out[r, c, p] = (z if swapped[r] else np.conj(z)) * rc
-                    rot *= step
-
-    @numba.njit(cache=True, nogil=True)
-    def _weights_kernel(raw_ns, cols, n_chan, out):  # pragma: no cover - compiled
-        """Median over all channels (missing ones count as 0) per row and polarisation."""
-        n_sb, n_rows, n_ch, n_pol = raw_ns.shape
-        n_missing = n_chan - n_sb * n_ch
-        lo, hi = (n_chan - 1) // 2, n_chan // 2
-        full = np.zeros(n_chan, np.float32)
-        for r in range(n_rows):
-            for p in range(n_pol):
-                v = raw_ns[0, r, 0, p]
-                constant = True
+                    if raw_ns[i, r, k, p] != v:
+                        constant = False
+            if constant:
+                # sorted values: n_missing zeros, then v (v >= 0 for sample counts)
+                a = 0.0 if lo < n_missing else v
+                b = 0.0 if hi < n_missing else v
+                out[r, p] = 0.5 * (a + b)
+            else:
+                full[:] = 0.0
                 for i in range(n_sb):
                     for k in range(n_ch):
-                        if raw_ns[i, r, k, p] != v:
-                            constant = False
-                if constant:
-                    # sorted values: n_missing zeros, then v (v >= 0 for sample counts)
-                    a = 0.0 if lo < n_missing else v
-                    b = 0.0 if hi < n_missing else v
-                    out[r, p] = 0.5 * (a + b)
-                else:
-                    full[:] = 0.0
-                    for i in range(n_sb):
-                        for k in range(n_ch):
-                            full[cols[i, k]] = raw_ns[i, r, k, p]
-                    out[r, p] = np.median(full)
+                        full[cols[i, k]] = raw_ns[i, r, k, p]
+                out[r, p] = np.median(full)
 
 
 def assemble_block(raw, cols, swapped, delay, freqs, out) -> None:
@@ -138,9 +120,6 @@ def assemble_block(raw, cols, swapped, delay, freqs, out) -> None:
     ``raw``: (Nsubbands, Nrows, Nch, Npol) in file channel order; ``cols``: output column of
     each (subband, channel); ``out``: (Nrows, Nchan, Npol), written in place.
     """
-    if numba is None:
-        _assemble_numpy(raw, cols, swapped, delay, freqs, out)
-        return
     steps = np.diff(freqs[cols], axis=1)
     uniform = bool(steps.size == 0 or np.allclose(steps, steps.flat[0], rtol=0, atol=1e-3))
     _assemble_kernel(raw, cols, swapped, delay, freqs, out, uniform)
@@ -148,7 +127,7 @@ def assemble_block(raw, cols, swapped, delay, freqs, out) -> None:
 
 def row_weights(raw_ns, cols, n_chan, out) -> None:
     """WEIGHT: the median over channels of nsamples (as pyuvdata writes it), per row/pol."""
-    (_weights_kernel if numba is not None else _weights_numpy)(raw_ns, cols, n_chan, out)
+    _weights_kernel(raw_ns, cols, n_chan, out)
 
 
 def tile_rows_for(block_rows: int, row_bytes: int, target_bytes: int = 1 << 20) -> int:
@@ -323,8 +302,6 @@ def write_main_table(
 ) -> None:
     """Fill DATA, FLAG, WEIGHT, SIGMA block by block from ``reader``, then the per-row columns.
     Adds the seconds spent waiting for reads, assembling and writing to ``timings``."""
-    import time
-
     spent = {"wait_read": 0.0, "assemble": 0.0, "put": 0.0}
     n_chan = len(freqs)
     block_rows = reader.block_rows

@@ -12,6 +12,8 @@ duplicating a registration (``path`` is unique; a second registration is a no-op
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -41,7 +43,8 @@ CREATE TABLE IF NOT EXISTS groups (
     decision TEXT,
     ms_path TEXT,
     processing_started REAL,
-    completed_at REAL
+    completed_at REAL,
+    claimed_by TEXT
 );
 CREATE INDEX IF NOT EXISTS groups_state ON groups(state);
 CREATE INDEX IF NOT EXISTS groups_time ON groups(canonical_time);
@@ -106,6 +109,22 @@ class Registration:
     new: bool = True
 
 
+def _claimant_is_dead(claimant: str | None) -> bool:
+    """True if ``host:pid`` names a process of this host that no longer exists."""
+    if not claimant or ":" not in claimant:
+        return False
+    host, pid = claimant.rsplit(":", 1)
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's worker: only its own restart may recover it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 _GROUP_COLS = (
     "group_id, canonical_time, state, n_subbands, first_seen, last_arrival, updated_at, "
     "attempts, error, decision, ms_path"
@@ -130,6 +149,9 @@ class SubbandQueue:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(groups)")}
+            if "claimed_by" not in columns:  # queues created before claims were recorded
+                conn.execute("ALTER TABLE groups ADD COLUMN claimed_by TEXT")
 
     # -- plumbing -----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -334,15 +356,26 @@ class SubbandQueue:
             return True
 
     def claim(self, group_id: str, *, allow_reprocess: bool = True) -> bool:
-        """pending (or, re-materializing, completed/failed) -> processing; counts an attempt.
-        Returns False if another worker holds it (already processing)."""
+        """pending (or, re-materializing, completed/failed) -> processing; counts an attempt and
+        records the claimant (host:pid). A group processing under a claimant process that no
+        longer exists on this host (a run killed with -9, retried) is taken over. Returns
+        False if a live worker holds it."""
         allowed = (PENDING, COMPLETED, FAILED) if allow_reprocess else (PENDING,)
-        return self._transition(
-            group_id,
-            allowed,
-            "state = 'processing', attempts = attempts + 1, error = NULL, processing_started = ?",
-            (time.time(),),
-        )
+        now = time.time()
+        me = f"{socket.gethostname()}:{os.getpid()}"
+        with self._transaction() as conn:
+            row = conn.execute("SELECT state, claimed_by FROM groups WHERE group_id = ?", (group_id,)).fetchone()
+            if row is None:
+                raise QueueError(f"unknown group {group_id}")
+            state, claimant = row
+            if state not in allowed and not (state == PROCESSING and _claimant_is_dead(claimant)):
+                return False
+            conn.execute(
+                "UPDATE groups SET state = 'processing', attempts = attempts + 1, error = NULL, "
+                "processing_started = ?, claimed_by = ?, updated_at = ? WHERE group_id = ?",
+                (now, me, now, group_id),
+            )
+            return True
 
     def complete(self, group_id: str, ms_path: str) -> None:
         if not self._transition(

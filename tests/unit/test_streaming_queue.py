@@ -128,3 +128,18 @@ def test_concurrent_processes_neither_lose_nor_duplicate(tmp_path):
     assert all(g.n_subbands == 16 for g in groups)
     assert len(q.file_records()) == 6 * 16
     assert all(r["status"] == "valid" for r in q.file_records())
+
+
+def test_claim_of_a_dead_worker_is_taken_over(tmp_path):
+    """A run killed with -9 leaves its group processing; the retried run takes it over."""
+    import subprocess
+    import sys
+
+    q = SubbandQueue(db_path=tmp_path / "q.db", expected_subbands=1)
+    gid = reg(q, tmp_path, 0, 0).group_id
+    code = f"from dsa_assets.streaming import SubbandQueue; SubbandQueue({str(tmp_path / 'q.db')!r}).claim({gid!r})"
+    subprocess.run([sys.executable, "-c", code], check=True)  # that process has exited now
+    assert q.group(gid).state == "processing"
+    assert q.claim(gid), "the claimant is dead: the claim is taken over"
+    assert not q.claim(gid), "a live claimant (this process) keeps it"
+    assert q.group(gid).attempts == 2
