@@ -377,6 +377,7 @@ class ConversionStage:
                 integration_s=float(np.median(ref.integration_time_s)),
                 pointing_radec=np.stack([pointing.ra.rad, pointing.dec.rad], axis=-1),
                 telescope_name=C.TELESCOPE_NAME_FILES,
+                telescope_location_itrf=np.array([geo.location.x.value, geo.location.y.value, geo.location.z.value]),
                 history=f"Converted from {len(plan.headers)} DSA-110 subband files by dsa_assets.",
             ),
         )

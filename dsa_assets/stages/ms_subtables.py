@@ -39,6 +39,8 @@ class ObservationMetadata:
     pointing_radec: np.ndarray
     """ICRS (ra, dec) of the pointing at each unique time, shape (Ntimes, 2)."""
     telescope_name: str
+    telescope_location_itrf: np.ndarray
+    """The array's reference position (m): the site the correlator's files name."""
     history: str
 
 
@@ -143,7 +145,11 @@ def write_subtables(ms_path: Path | str, meta: ObservationMetadata) -> None:
         for col in ("DIRECTION", "TARGET"):
             t.putcolkeyword(col, "MEASINFO", ICRS_MEASINFO)
     with open_("OBSERVATION") as t:
+        # not in the MS definition, but read by pyuvdata (otherwise it asks the network
+        # for the site of a telescope name it knows)
+        t.addcols(tables.maketabdesc(tables.makearrcoldesc("TELESCOPE_LOCATION", 0.0, shape=[3])))
         _fill(t, 1, {
+            "TELESCOPE_LOCATION": np.asarray(meta.telescope_location_itrf, float)[None, :],
             "TELESCOPE_NAME": [meta.telescope_name],
             "TIME_RANGE": np.array([[meta.times_mjd_s.min() - half, meta.times_mjd_s.max() + half]]),
             "OBSERVER": [""], "PROJECT": ["DSA-110 continuum survey"], "SCHEDULE_TYPE": [""],
