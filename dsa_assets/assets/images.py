@@ -2,13 +2,14 @@
 a thumbnail in the UI, and checks against the thermal noise."""
 
 import base64
+import time
 
 import dagster as dg
 
 from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 
-from .. import partitions
+from .. import metrics, partitions
 from .measurement_sets import measurement_set
 
 NOISE_CHECK = dg.AssetCheckSpec(
@@ -39,7 +40,13 @@ def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging
     start, end = partitions.window_bounds(context.partition_key)
     groups = [g for g in pipeline.queue().groups_between(start, end) if g.state == "completed" and g.ms_path]
     stage = imaging.stage(pipeline.output_path, pipeline.scratch_path)
-    results = [stage.execute(group_id=g.group_id, ms_path=g.ms_path) for g in groups]
+    results = []
+    for g in groups:
+        result = stage.execute(group_id=g.group_id, ms_path=g.ms_path)
+        metrics.STAGE_DURATION.labels("imaging").observe(result.wall_time_s)
+        metrics.LATENCY.labels("image").observe(max(time.time() - g.last_arrival, 0.0))
+        context.log.info(f"imaged {g.group_id}: rms {result.metrics['rms_jy'] * 1e3:.3f} mJy/beam")
+        results.append(result)
     metadata = {"n_images": len(results), "observations": ", ".join(r.group_id for r in results)}
     if results:
         first = results[0]
