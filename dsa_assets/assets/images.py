@@ -3,6 +3,7 @@ a thumbnail in the UI, and checks against the thermal noise."""
 
 import base64
 import time
+from pathlib import Path
 
 import dagster as dg
 
@@ -11,6 +12,16 @@ from resources.pipeline import PipelineResource
 
 from .. import metrics, partitions
 from .measurement_sets import measurement_set
+
+RECOVERY_CHECK = dg.AssetCheckSpec(
+    name="simulated_sources_recovered",
+    asset="image",
+    description=(
+        "For simulated observations (a truth file beside the subbands): every source above 10 sigma "
+        "lies within 1/5 of the beam of its true position, with its flux within 5% (+3 sigma) after "
+        "primary-beam correction. Real observations have no truth file; the check records that."
+    ),
+)
 
 NOISE_CHECK = dg.AssetCheckSpec(
     name="rms_near_thermal",
@@ -27,7 +38,7 @@ def thumbnail_markdown(png_path, width: int = 360) -> str:
 @dg.asset(
     partitions_def=partitions.OBSERVATION_PARTITIONS,
     deps=[measurement_set],
-    check_specs=[NOISE_CHECK],
+    check_specs=[NOISE_CHECK, RECOVERY_CHECK],
     group_name="observations",
     kinds={"wsclean", "fits"},
     tags={"dsa110/heavy": "imaging"},
@@ -71,4 +82,33 @@ def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging
         passed=bool(worst <= 1.5),
         metadata={"worst_rms_over_thermal": float(worst)},
     )
-    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+    return dg.MaterializeResult(metadata=metadata, check_results=[check, recovery_check(pipeline, results)])
+
+
+def recovery_check(pipeline: PipelineResource, results) -> dg.AssetCheckResult:
+    """Compare each image with the simulator's truth file, when there is one."""
+    from ..naming import truth_file_name
+    from ..sim.sky import Truth
+    from ..stages.imaging import recovery_problems, source_recovery
+
+    rows, problems, simulated = [], [], 0
+    for r in results:
+        truth_path = Path(pipeline.input_dir) / truth_file_name(r.group_id)
+        if not truth_path.exists():
+            continue
+        simulated += 1
+        found = source_recovery(r.images["image"], r.images["pb"], Truth.read(truth_path).sources, r.metrics["rms_jy"])
+        rows += found
+        problems += recovery_problems(found)
+    return dg.AssetCheckResult(
+        check_name=RECOVERY_CHECK.name,
+        asset_key=RECOVERY_CHECK.asset_key,
+        passed=not problems,
+        metadata={
+            "simulated_observations": simulated,
+            "sources_measured": len(rows),
+            "problems": dg.MetadataValue.json(problems),
+            "sources": dg.MetadataValue.json([{k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}
+                                              for row in rows]),
+        },
+    )

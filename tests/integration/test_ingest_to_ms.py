@@ -67,6 +67,12 @@ def test_sensor_to_materialized_partition_with_lineage(group_copy, tmp_path):
         assert image_meta["n_images"].value == 1 and image_meta["rms_mjy"].value > 0
         assert "data:image/png;base64," in image_meta["thumbnail"].value
         assert Path(image_meta["pbcor_path"].value).exists()
+        recovery = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(IMAGE, "simulated_sources_recovered")]
+        )[dg.AssetCheckKey(IMAGE, "simulated_sources_recovered")]
+        evaluation = recovery.event.dagster_event.event_specific_data
+        assert evaluation.metadata["simulated_observations"].value == 1
+        assert evaluation.metadata["sources_measured"].value >= 1
 
     # lineage in the asset graph: subband_files -> measurement_set -> image, same partitions
     graph = defs.resolve_asset_graph()

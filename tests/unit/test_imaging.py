@@ -7,7 +7,14 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from dsa_assets.stages.imaging import ImagingConfig, ImagingError, ImagingStage, fit_point_source, wsclean_command
+from dsa_assets.stages.imaging import (
+    ImagingConfig,
+    ImagingError,
+    ImagingStage,
+    recovery_problems,
+    source_recovery,
+    wsclean_command,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -81,34 +88,24 @@ def test_noise_near_thermal(imaged):
 
 
 def measured_fluxes(group, result):
-    """{source: (flux corrected for the beam, position offset in arcsec)} for sources > 10 sigma."""
-    header = fits.getheader(result.images["image"])
-    image = np.squeeze(fits.getdata(result.images["image"]))
-    pb = np.squeeze(fits.getdata(result.images["pb"]))
-    wcs = WCS(header).celestial
-    rms = result.metrics["rms_jy"]
-    beam = header["BMIN"] * 3600
-    cell = abs(header["CDELT1"]) * 3600
-    out = {}
-    for s in group.truth.sources:
-        x, y = (float(v) for v in wcs.world_to_pixel_values(s.ra_deg, s.dec_deg))
-        xi, yi = int(round(x)), int(round(y))
-        if not (0 <= xi < image.shape[1] and 0 <= yi < image.shape[0]) or s.flux_jy * pb[yi, xi] < 10 * rms:
-            continue
-        peak, fx, fy = fit_point_source(image, header, x, y)
-        out[s.name] = (peak / pb[int(round(fy)), int(round(fx))], np.hypot(fx - x, fy - y) * cell,
-                       rms / pb[yi, xi], beam)
-    return out
+    rows = source_recovery(result.images["image"], result.images["pb"], group.truth.sources, result.metrics["rms_jy"])
+    return {r["name"]: r for r in rows}
 
 
 def test_sources_recovered_at_true_position_and_flux(imaged):
     group, result = imaged
     measured = measured_fluxes(group, result)
-    truth = {s.name: s.flux_jy for s in group.truth.sources}
     assert len(measured) >= 3
-    for name, (flux, offset, noise, beam) in measured.items():
-        assert offset < beam / 5, (name, offset, beam)
-        assert abs(flux - truth[name]) <= 0.05 * truth[name] + 3 * noise, (name, flux, truth[name])
+    assert recovery_problems(list(measured.values())) == []
+    for r in measured.values():
+        assert r["offset_arcsec"] < r["beam_minor_arcsec"] / 5
+        assert abs(r["flux_jy"] - r["true_flux_jy"]) <= 0.05 * r["true_flux_jy"] + 3 * r["noise_jy"]
+
+
+def test_recovery_problems_flags_a_wrong_flux_and_position():
+    row = {"name": "S", "flux_jy": 1.2, "true_flux_jy": 1.0, "offset_arcsec": 9.0, "beam_minor_arcsec": 20.0,
+           "noise_jy": 0.001}
+    assert len(recovery_problems([row])) == 2
 
 
 def test_wsclean_and_tclean_agree(imaged, faint_sky_ms, tmp_path):
@@ -118,8 +115,9 @@ def test_wsclean_and_tclean_agree(imaged, faint_sky_ms, tmp_path):
     common = set(a) & set(b)
     assert len(common) >= 3
     for name in common:
-        noise = max(a[name][2], b[name][2])
-        assert abs(a[name][0] - b[name][0]) <= 0.03 * a[name][0] + 3 * noise, (name, a[name][0], b[name][0])
+        fa, fb = a[name]["flux_jy"], b[name]["flux_jy"]
+        noise = max(a[name]["noise_jy"], b[name]["noise_jy"])
+        assert abs(fa - fb) <= 0.03 * fa + 3 * noise, (name, fa, fb)
 
 
 def test_missing_ms_is_a_clear_error(tmp_path):
