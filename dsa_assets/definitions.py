@@ -4,7 +4,8 @@ Paths come from the environment at run time (``dg.EnvVar``): ``DSA110_INPUT_DIR`
 ``DSA110_OUTPUT_DIR`` (required), optional ``DSA110_SCRATCH_DIR``, ``DSA110_QUEUE_DB``,
 ``DSA110_PRODUCTS_DB``, ``DSA110_INCOMPLETE_POLICY``, ``DSA110_INCOMPLETE_TIMEOUT_S``,
 ``DSA110_STABLE_S``, ``DSA110_DISK_WARN_GB``, ``DSA110_DISK_PAUSE_GB`` (``dsa110-stream``
-sets them all). Tests and ``dsa110-stream`` build their
+sets them all). ``DSA110_EXECUTOR=celery`` spreads run steps over Celery workers on other
+machines (``deploy/production/README.md``). Tests and ``dsa110-stream`` build their
 own with :func:`build_definitions`.
 """
 
@@ -30,8 +31,24 @@ observation_job = dg.define_asset_job(
 )
 
 
-def build_definitions(pipeline: PipelineResource, imaging: ImagingResource | None = None) -> dg.Definitions:
+def celery_executor_from_env():
+    """The Celery executor (steps spread over worker machines) when ``DSA110_EXECUTOR=celery``;
+    broker and result backend from ``DSA110_CELERY_BROKER`` / ``DSA110_CELERY_BACKEND``.
+    None (Dagster's default multiprocess executor) otherwise."""
+    if os.environ.get("DSA110_EXECUTOR") != "celery":
+        return None
+    from dagster_celery import celery_executor
+
+    return celery_executor.configured(
+        {"broker": {"env": "DSA110_CELERY_BROKER"}, "backend": {"env": "DSA110_CELERY_BACKEND"}}
+    )
+
+
+def build_definitions(
+    pipeline: PipelineResource, imaging: ImagingResource | None = None, executor=None
+) -> dg.Definitions:
     return dg.Definitions(
+        executor=executor,
         assets=[SUBBAND_FILES, measurement_set, image],
         jobs=[observation_job],
         sensors=[subband_arrival_sensor],
@@ -55,5 +72,12 @@ defs = build_definitions(
         stable_s=float(os.environ.get("DSA110_STABLE_S", 5.0)),
         disk_warn_gb=float(os.environ.get("DSA110_DISK_WARN_GB", 10.0)),
         disk_pause_gb=float(os.environ.get("DSA110_DISK_PAUSE_GB", 2.0)),
-    )
+    ),
+    executor=celery_executor_from_env(),
 )
+
+
+def observation_job_definition():
+    """The observation job of ``defs``, as a module-level function so that
+    ``dg.reconstructable`` can point worker processes on other machines at it."""
+    return defs.resolve_job_def(OBSERVATION_JOB)

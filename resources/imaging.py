@@ -20,6 +20,7 @@ class ImagingResource(dg.ConfigurableResource):
     niter: int = 1000
     auto_threshold: float = 3.0
     auto_mask: float = 5.0
+    baseline_averaging_wavelengths: float = 10.0
     threads: int = 2
 
     def stage(self, output_dir: Path, scratch_dir: Path) -> ImagingStage:
@@ -27,6 +28,7 @@ class ImagingResource(dg.ConfigurableResource):
             ImagingConfig(
                 output_dir=output_dir, scratch_dir=scratch_dir, imager=self.imager, size=self.size,
                 cell_arcsec=self.cell_arcsec, robust=self.robust, niter=self.niter,
-                auto_threshold=self.auto_threshold, auto_mask=self.auto_mask, threads=self.threads,
+                auto_threshold=self.auto_threshold, auto_mask=self.auto_mask,
+                baseline_averaging_wavelengths=self.baseline_averaging_wavelengths, threads=self.threads,
             )
         )

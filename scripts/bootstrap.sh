@@ -15,6 +15,8 @@ command -v wsclean >/dev/null 2>&1 || missing+=(wsclean)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 # Chromium: the UI tests read the Dagster webserver's pages in a real headless browser.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# Redis: the Celery broker of the scale-out test.
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages (${missing[*]})" >&2
   as_root apt-get update -qq

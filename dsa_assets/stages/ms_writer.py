@@ -241,12 +241,22 @@ class BlockReader:
                 self._maps.append(m)
                 arrays.append(np.frombuffer(m, dtype=dtype).reshape(shape))
             self.slots.append(tuple(arrays))
-        ctx = mp.get_context("fork")
-        self._free, self._ready = ctx.SimpleQueue(), ctx.SimpleQueue()
+        paths = [str(plan.headers[sb].path) for sb in self.subbands]
+        if mp.current_process().daemon:
+            # a daemonic process (e.g. a Celery prefork worker) may not start children:
+            # read in a thread instead (slower: the reads then hold the writer's GIL)
+            import queue
+            import threading
+
+            self._free, self._ready = queue.SimpleQueue(), queue.SimpleQueue()
+            start = threading.Thread
+        else:
+            ctx = mp.get_context("fork")
+            self._free, self._ready = ctx.SimpleQueue(), ctx.SimpleQueue()
+            start = ctx.Process
         for slot in range(len(self.slots)):
             self._free.put(slot)
-        paths = [str(plan.headers[sb].path) for sb in self.subbands]
-        self._proc = ctx.Process(
+        self._proc = start(
             target=_reader_main,
             args=(paths, self.slots, plan.reference.n_blts, block_rows, self._free, self._ready),
             name="ms-block-reader",
@@ -276,7 +286,7 @@ class BlockReader:
         if self._proc.is_alive():
             self._free.put(None)
             self._proc.join(10)
-            if self._proc.is_alive():
+            if self._proc.is_alive() and hasattr(self._proc, "kill"):
                 self._proc.kill()
                 self._proc.join()
         self.slots.clear()

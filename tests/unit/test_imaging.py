@@ -26,6 +26,10 @@ def test_wsclean_command_is_built_from_config(tmp_path):
     assert argv[argv.index("-size") + 1 : argv.index("-size") + 3] == ["512", "512"]
     assert argv[argv.index("-weight") + 1 : argv.index("-weight") + 3] == ["briggs", "0.0"]
     assert "-no-update-model-required" in argv
+    assert argv[argv.index("-baseline-averaging") + 1] == "10.0"
+    no_bda = wsclean_command(tmp_path / "x.ms", tmp_path / "p", ImagingConfig(output_dir=tmp_path,
+                             baseline_averaging_wavelengths=0), tmp_path / "t")
+    assert "-baseline-averaging" not in no_bda
 
 
 @pytest.fixture(scope="module")
