@@ -144,7 +144,10 @@ class StreamingWorker:
         requeued = self.queue.requeue_stuck()
         if requeued:
             log.warning("re-queued %d observation(s) left processing by a crash: %s", len(requeued), requeued)
+        from ..stages.imaging import ImagingConfig, ImagingStage
+
         removed = cfg.pipeline_resource().conversion_stage().cleanup()
+        removed += ImagingStage(ImagingConfig(output_dir=cfg.output_dir, scratch_dir=cfg.scratch_dir)).cleanup()
         if removed:
             log.warning("removed %d partial product(s) left by a crash", len(removed))
 
@@ -202,9 +205,11 @@ class StreamingWorker:
 
     # -- one-shot mode --------------------------------------------------------------------
     def run_once(self) -> dict[str, list[str]]:
-        """Register everything in the input directory, then materialize every window that holds
-        an observation ready to convert (complete, or incomplete past the timeout), in this
-        process, against the deployment's Dagster instance. Returns window -> observations."""
+        """Register everything in the input directory, then, in this process and against the
+        deployment's Dagster instance: run the observation job for every window holding an
+        observation ready to convert (complete, or incomplete past the timeout), and the image
+        step alone for windows whose Measurement Sets exist but whose image is missing (a run
+        interrupted while imaging). Returns window -> observations."""
         import dagster as dg
 
         from ..definitions import build_definitions
@@ -213,18 +218,25 @@ class StreamingWorker:
         self.prepare()
         scan_directory(self.config.input_dir, self.queue, stable_s=self.config.stable_s)
         now = time.time()
-        windows: dict[str, list[str]] = {}
+        convert: dict[str, list[str]] = {}
         for group in self.queue.groups("pending"):
             if group.n_subbands >= self.queue.expected_subbands or is_stale(group, self.config.incomplete_timeout_s, now):
-                windows.setdefault(partitions.window_key(group.start), []).append(group.group_id)
-        if not windows:
-            return windows
+                convert.setdefault(partitions.window_key(group.start), []).append(group.group_id)
         defs = build_definitions(self.config.pipeline_resource())
         job = defs.resolve_job_def("observation_job")
         with dg.DagsterInstance.get() as instance:
-            for window in sorted(windows):
+            imaged = instance.get_materialized_partitions(dg.AssetKey("image"))
+            image_only: dict[str, list[str]] = {}
+            for group in self.queue.groups("completed"):
+                window = partitions.window_key(group.start)
+                if window not in convert and window not in imaged:
+                    image_only.setdefault(window, []).append(group.group_id)
+            for window in sorted(set(convert) | set(image_only)):
+                selection = None if window in convert else [dg.AssetKey("image")]
                 result = job.execute_in_process(
-                    instance=instance, partition_key=window, tags={"dsa110/window": window}, raise_on_error=False
+                    instance=instance, partition_key=window, tags={"dsa110/window": window},
+                    asset_selection=selection, raise_on_error=False,
                 )
-                log.info("window %s: %s", window, "materialized" if result.success else "failed")
-        return windows
+                log.info("window %s: %s%s", window, "materialized" if result.success else "failed",
+                         "" if selection is None else " (image only)")
+        return {**image_only, **convert}

@@ -62,3 +62,33 @@ def test_kill_during_conversion_then_restart(tmp_path):
     assert inspect_ms(ms)["rows"] == 12 * 64 * 65 // 2
     assert not list(scratch.glob("convert-*")), "scratch left-overs swept"
     assert {f: f.stat().st_size for f in group.files} == inputs
+
+
+def test_kill_during_imaging_then_restart_images_without_reconverting(tmp_path):
+    incoming, out = tmp_path / "in", tmp_path / "out"
+    group = CorrelatorSimulator(replace(SMALL, n_integrations=8)).write_observation(incoming, START)
+    proc = stream_once(incoming, out)
+    scratch = out / "scratch"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if scratch.exists() and any(scratch.glob("image-*")):
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "imaging finished before it could be interrupted:\n" + proc.stdout.read()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    queue = SubbandQueue(out / "state" / "queue.sqlite3")
+    assert queue.group(group.stamp).state == "completed"
+    (ms,) = list((out / "ms").rglob("*.ms"))
+    ms_mtime = ms.stat().st_mtime_ns
+    assert not list((out / "images").rglob("*.fits")) if (out / "images").exists() else True
+
+    restart = stream_once(incoming, out)
+    log_text = restart.communicate(timeout=600)[0]
+    assert restart.returncode == 0, log_text
+    assert "(image only)" in log_text
+    assert queue.group(group.stamp).attempts == 1, "not converted twice"
+    assert ms.stat().st_mtime_ns == ms_mtime
+    images = {p.name for p in (out / "images").rglob("*") if p.is_file()}
+    assert f"{group.stamp}-pbcor.fits" in images and f"{group.stamp}.png" in images
+    assert not list(scratch.glob("image-*")), "scratch left-overs swept"
