@@ -11,6 +11,7 @@ from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 
 from .. import metrics, partitions
+from ..logs import attach_log_file, log_context
 from .measurement_sets import measurement_set
 
 RECOVERY_CHECK = dg.AssetCheckSpec(
@@ -51,9 +52,12 @@ def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging
     start, end = partitions.window_bounds(context.partition_key)
     groups = [g for g in pipeline.queue().groups_between(start, end) if g.state == "completed" and g.ms_path]
     stage = imaging.stage(pipeline.output_path, pipeline.scratch_path)
+    attach_log_file()
     results = []
     for g in groups:
-        result = stage.execute(group_id=g.group_id, ms_path=g.ms_path)
+        with log_context(partition=context.partition_key, run_id=context.run_id, stage="imaging",
+                         observation=g.group_id):
+            result = stage.execute(group_id=g.group_id, ms_path=g.ms_path)
         metrics.STAGE_DURATION.labels("imaging").observe(result.wall_time_s)
         metrics.LATENCY.labels("image").observe(max(time.time() - g.last_arrival, 0.0))
         context.log.info(f"imaged {g.group_id}: rms {result.metrics['rms_jy'] * 1e3:.3f} mJy/beam")

@@ -6,6 +6,7 @@ import dagster as dg
 from resources.pipeline import PipelineResource
 
 from .. import partitions
+from ..logs import attach_log_file, log_context
 from ..streaming.observations import convert_window
 from .ms_checks import MS_CHECK, check_measurement_sets
 from .subband_files import SUBBAND_FILES
@@ -26,17 +27,13 @@ from .subband_files import SUBBAND_FILES
 )
 def measurement_set(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     start, end = partitions.window_bounds(context.partition_key)
-    outcome = convert_window(
-        pipeline.queue(),
-        pipeline.conversion_stage(),
-        pipeline.input_dir,
-        start,
-        end,
-        partition_key=context.partition_key,
-        stable_s=pipeline.stable_s,
-        timeout_s=pipeline.incomplete_timeout_s,
-        policy=pipeline.incomplete_policy,
-    )
+    attach_log_file()
+    with log_context(partition=context.partition_key, run_id=context.run_id, stage="conversion"):
+        outcome = convert_window(
+            pipeline.queue(), pipeline.conversion_stage(), pipeline.input_dir, start, end,
+            partition_key=context.partition_key, stable_s=pipeline.stable_s,
+            timeout_s=pipeline.incomplete_timeout_s, policy=pipeline.incomplete_policy,
+        )
     for gid, reason in outcome.failed.items():
         context.log.error(f"observation {gid} failed: {reason}")
     conversion_errors = {g: r for g, r in outcome.failed.items() if "incomplete after timeout" not in r}

@@ -378,7 +378,10 @@ class ImagingStage:
                 if src.exists():
                     images[kind] = fsutil.publish(src, dest_dir / f"{group_id}-{kind}.fits")
             thumbnail = fsutil.publish(thumb, dest_dir / f"{group_id}.png")
-        return ImagingResult(group_id, images, thumbnail, metrics, time.perf_counter() - t_start, timings)
+        wall = time.perf_counter() - t_start
+        log.info("imaged %s: rms %.3g Jy/beam (%.2f x thermal) in %.1f s", group_id, metrics["rms_jy"],
+                 metrics["rms_over_thermal"], wall)
+        return ImagingResult(group_id, images, thumbnail, metrics, wall, timings)
 
     def cleanup(self) -> list[Path]:
         """Remove scratch directories of interrupted imaging runs and partial publishes."""

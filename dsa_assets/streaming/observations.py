@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from .. import metrics
+from ..logs import log_context
 from ..constants import GROUP_TOLERANCE_S, INCOMPLETE_GROUP_TIMEOUT_S
 from ..exceptions import DSA110Error
 from ..stages.conversion import ConversionResult, ConversionStage
@@ -105,7 +106,8 @@ def convert_window(
             outcome.busy.append(gid)
             continue
         try:
-            result = stage.execute(group_id=gid, hdf5_files=queue.files(gid), partition_key=partition_key)
+            with log_context(observation=gid):
+                result = stage.execute(group_id=gid, hdf5_files=queue.files(gid), partition_key=partition_key)
         except DSA110Error as exc:
             queue.fail(gid, str(exc))
             metrics.OBSERVATIONS.labels("failed").inc()

@@ -84,6 +84,7 @@ class WorkerConfig:
             "DSA110_DISK_WARN_GB": str(self.disk_warn_gb),
             "DSA110_DISK_PAUSE_GB": str(self.disk_pause_gb),
             "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
+            "DSA110_LOG_FILE": str(self.output_dir / "state" / "logs" / "dsa110.jsonl"),
         }
 
     @property

@@ -121,3 +121,33 @@ def test_worker_commands_and_environment(tmp_path):
     assert env["DSA110_QUEUE_DB"] == str(tmp_path / "out" / "state" / "queue.sqlite3")
     with_ui = StreamingWorker(WorkerConfig(input_dir=tmp_path / "in", output_dir=tmp_path / "out", port=3456))
     assert "dev" in with_ui.command()[0] and "3456" in with_ui.command()[0]
+
+
+def test_run_logs_are_json_lines_with_partition_run_and_observation(group_copy, tmp_path, monkeypatch):
+    """A run's events go to the JSON log file with their context, and into Dagster's run log."""
+    import dagster as dg
+
+    from dsa_assets import partitions
+    from dsa_assets.definitions import build_definitions
+    from resources.imaging import ImagingResource
+
+    group, incoming, _ = group_copy
+    old = time.time() - 3600
+    for f in incoming.iterdir():
+        os.utime(f, (old, old))
+    log_file = tmp_path / "logs" / "dsa110.jsonl"
+    monkeypatch.setenv("DSA110_LOG_FILE", str(log_file))
+    defs = build_definitions(PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0),
+                             ImagingResource(size=256, cell_arcsec=30, niter=50))
+    window = partitions.window_key(group.data_start)
+    overrides = {"python_logs": {"managed_python_loggers": ["dsa_assets"], "python_log_level": "INFO"}}
+    with dg.instance_for_test(overrides=overrides) as instance:
+        result = defs.resolve_job_def("observation_job").execute_in_process(instance=instance, partition_key=window)
+        assert result.success
+        run_messages = [e.message for e in instance.all_logs(result.run_id)]
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    converted = [r for r in records if f"converted {group.stamp}" in r["message"]]
+    assert converted and converted[0]["partition"] == window and converted[0]["run_id"] == result.run_id
+    assert converted[0]["stage"] == "conversion" and converted[0]["observation"] == group.stamp
+    assert any(r["stage"] == "imaging" and f"imaged {group.stamp}" in r["message"] for r in records)
+    assert any(m and f"converted {group.stamp}" in m for m in run_messages), "visible in the run log"
