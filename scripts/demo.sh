@@ -11,9 +11,9 @@ DEMO="${DSA110_DEMO_DIR:-$ROOT/state/demo}"
 mkdir -p "$DEMO/incoming"
 # Start an hour ago, so that even the paced observations all lie in the past.
 START="$(date -u -d '-70 minutes' +%Y-%m-%dT%H:%M:%S)"
-dsa110-sim --output-dir "$DEMO/incoming" --n-observations 3 --start "$START"
+dsa110-sim --output-dir "$DEMO/incoming" --n-observations 3 --start "$START" --no-gains
 LATER="$(date -u -d "$START UTC + 927 seconds" +%Y-%m-%dT%H:%M:%S)"
-dsa110-sim --output-dir "$DEMO/incoming" --n-observations 9 --start "$LATER" --realtime-factor 10 \
+dsa110-sim --output-dir "$DEMO/incoming" --n-observations 9 --start "$LATER" --realtime-factor 10 --no-gains \
   > "$DEMO/simulator.log" 2>&1 &
 SIM=$!
 trap 'kill $SIM 2>/dev/null || true' EXIT
