@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,6 +24,13 @@ SMALL = SimConfig(
     seed=7,
 )
 """Small enough to simulate and convert in seconds; long baselines kept for astrometry."""
+
+
+def settle(directory: Path, age_s: float = 3600.0) -> None:
+    """Make every file in ``directory`` look finished ``age_s`` seconds ago (stable for the scanner)."""
+    t = time.time() - age_s
+    for f in Path(directory).iterdir():
+        os.utime(f, (t, t), follow_symlinks=False)
 
 
 @pytest.fixture(scope="session")

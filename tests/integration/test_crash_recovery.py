@@ -30,22 +30,26 @@ def stream_once(incoming: Path, out: Path) -> subprocess.Popen:
     )
 
 
+def kill_when_scratch_has(proc: subprocess.Popen, scratch: Path, pattern: str, stage: str) -> None:
+    """kill -9 the whole process group as soon as ``scratch`` holds ``pattern`` (work under way)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if scratch.exists() and any(scratch.glob(pattern)):
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, f"{stage} finished before it could be interrupted:\n" + proc.stdout.read()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def test_kill_during_conversion_then_restart(tmp_path):
     incoming, out = tmp_path / "in", tmp_path / "out"
     # big enough that the conversion lasts a moment
     group = CorrelatorSimulator(replace(SMALL, n_antennas=64, n_integrations=12, channels_per_subband=48,
                                         noise=False)).write_observation(incoming, START)
     inputs = {f: f.stat().st_size for f in group.files}
-    proc = stream_once(incoming, out)
     scratch = out / "scratch"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if scratch.exists() and any(scratch.glob("convert-*/*.ms")):
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "conversion finished before it could be interrupted:\n" + proc.stdout.read()
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when_scratch_has(stream_once(incoming, out), scratch, "convert-*/*.ms", "conversion")
 
     queue = SubbandQueue(out / "state" / "queue.sqlite3")
     assert queue.group(group.stamp).state == "processing"
@@ -67,16 +71,8 @@ def test_kill_during_conversion_then_restart(tmp_path):
 def test_kill_during_imaging_then_restart_images_without_reconverting(tmp_path):
     incoming, out = tmp_path / "in", tmp_path / "out"
     group = CorrelatorSimulator(replace(SMALL, n_integrations=8)).write_observation(incoming, START)
-    proc = stream_once(incoming, out)
     scratch = out / "scratch"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if scratch.exists() and any(scratch.glob("image-*")):
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "imaging finished before it could be interrupted:\n" + proc.stdout.read()
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when_scratch_has(stream_once(incoming, out), scratch, "image-*", "imaging")
     queue = SubbandQueue(out / "state" / "queue.sqlite3")
     assert queue.group(group.stamp).state == "completed"
     (ms,) = list((out / "ms").rglob("*.ms"))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,8 @@ from dsa_assets import partitions
 from dsa_assets.stages.imaging import ImagingConfig, ImagingError, ImagingStage
 from dsa_assets.streaming.observations import convert_window
 from resources.pipeline import PipelineResource
+
+from ..conftest import settle
 
 
 def _convert(input_dir, output_dir, key, results):
@@ -24,9 +24,7 @@ def _convert(input_dir, output_dir, key, results):
 
 def test_two_runs_of_one_partition_at_once_convert_it_once(group_copy, tmp_path):
     group, incoming, _ = group_copy
-    old = time.time() - 3600
-    for f in incoming.iterdir():
-        os.utime(f, (old, old))
+    settle(incoming)
     key = partitions.window_key(group.data_start)
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
@@ -62,16 +60,14 @@ def test_subband_arriving_after_its_group_was_processed_is_recorded_late(group_c
     straggler = files[-1]
     hidden = tmp_path / straggler.name
     straggler.rename(hidden)
-    old = time.time() - 3600
-    for f in incoming.iterdir():
-        os.utime(f, (old, old))
+    settle(incoming)
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0,
                                 incomplete_timeout_s=60)
     start, end = partitions.window_bounds(partitions.window_key(group.data_start))
     outcome = convert_window(pipeline.queue(), pipeline.conversion_stage(), incoming, start, end)
     assert [r.subbands_missing for r in outcome.converted] == [[15]]
     hidden.rename(straggler)
-    os.utime(straggler, (old, old))
+    settle(incoming)
     report = scan_directory(incoming, pipeline.queue(), stable_s=0)
     (reg,) = report.registered
     assert reg.status == "late" and "left pending" in reg.reason

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +14,7 @@ from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 from sensors.subband_arrival import subband_arrival_sensor
 
+from ..conftest import settle
 from ..sky_fit import fit_sources
 
 MS = dg.AssetKey("measurement_set")
@@ -25,9 +24,7 @@ IMAGE = dg.AssetKey("image")
 
 def test_sensor_to_materialized_partition_with_lineage(group_copy, tmp_path):
     group, incoming, _ = group_copy
-    old = time.time() - 3600
-    for f in incoming.iterdir():
-        os.utime(f, (old, old))
+    settle(incoming)
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1)
     defs = build_definitions(pipeline, ImagingResource(size=512, cell_arcsec=16, niter=500))
     job = defs.resolve_job_def("observation_job")
@@ -106,9 +103,7 @@ def test_empty_window_materializes_explicitly(tmp_path):
 def test_backfill_of_unregistered_old_files(group_copy, tmp_path):
     """A partition run registers the window's files itself: backfills need no watcher."""
     group, incoming, _ = group_copy
-    old = time.time() - 3600
-    for f in incoming.iterdir():
-        os.utime(f, (old, old))
+    settle(incoming)
     defs = build_definitions(PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1))
     window = partitions.window_key(group.data_start)
     with dg.instance_for_test() as instance:
@@ -133,9 +128,7 @@ def test_two_observations_in_one_window_give_two_measurement_sets(simulated_grou
             t, sb = parse_subband_name(f.name)
             t = start + (t - simulated_group.data_start) + timedelta(seconds=delay + 5)
             (incoming / subband_file_name(format_time(t), sb)).symlink_to(f)
-    old = time.time() - 3600
-    for f in incoming.iterdir():
-        os.utime(f, (old, old), follow_symlinks=False)
+    settle(incoming)
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1)
     defs = build_definitions(pipeline)
     with dg.instance_for_test() as instance:

@@ -6,7 +6,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -17,6 +16,8 @@ from dsa_assets.definitions import build_definitions
 from dsa_assets.products import ProductsDB
 from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
+
+from ..conftest import settle
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
@@ -62,9 +63,7 @@ def postgres():
 
 def test_production_instance_and_products_on_postgres(postgres, group_copy, tmp_path, monkeypatch):
     group, incoming, _ = group_copy
-    old = time.time() - 3600
-    for f in incoming.iterdir():
-        os.utime(f, (old, old))
+    settle(incoming)
     for key, value in {"HOST": postgres["host"], "PORT": str(postgres["port"]), "USER": postgres["user"],
                        "PASSWORD": postgres["password"], "DB": "dagster"}.items():
         monkeypatch.setenv(f"DAGSTER_PG_{key}", value)

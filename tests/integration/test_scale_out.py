@@ -18,6 +18,8 @@ import pytest
 from dsa_assets import partitions
 from dsa_assets.streaming.worker import instance_config_template
 
+from ..conftest import settle
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -42,9 +44,7 @@ def test_celery_worker_executes_the_observation_job(group_copy, tmp_path):
     redis = shutil.which("redis-server")
     assert redis, "redis-server missing: scripts/bootstrap.sh installs Debian's redis-server"
     group, incoming, _ = group_copy
-    old = time.time() - 3600
-    for f in incoming.iterdir():
-        os.utime(f, (old, old))
+    settle(incoming)
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(instance_config_template(), home / "dagster.yaml")

@@ -21,6 +21,8 @@ from dsa_assets.streaming.worker import instance_config_template
 from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 
+from ..conftest import settle
+
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium")
 CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -37,9 +39,7 @@ def rendered_dom(url: str, profile: Path) -> str:
 
 def test_asset_graph_and_partition_metadata_in_the_ui(group_copy, tmp_path):
     group, incoming, _ = group_copy
-    old = time.time() - 3600
-    for f in incoming.iterdir():
-        os.utime(f, (old, old))
+    settle(incoming)
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(instance_config_template(), home / "dagster.yaml")

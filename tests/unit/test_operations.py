@@ -17,6 +17,8 @@ from dsa_assets.streaming import SubbandQueue
 from resources.pipeline import PipelineResource
 from sensors.subband_arrival import evaluate
 
+from ..conftest import settle
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -35,9 +37,7 @@ def test_disk_levels(tmp_path):
 
 def test_sensor_pauses_below_threshold_and_resumes(group_copy, tmp_path):
     _, incoming, _ = group_copy
-    old = time.time() - 3600
-    for f in incoming.iterdir():
-        os.utime(f, (old, old))
+    settle(incoming)
     huge = diskspace.free_bytes(tmp_path) / 1e9 * 10
     paused = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1,
                               disk_warn_gb=huge, disk_pause_gb=huge)
@@ -132,9 +132,7 @@ def test_run_logs_are_json_lines_with_partition_run_and_observation(group_copy, 
     from resources.imaging import ImagingResource
 
     group, incoming, _ = group_copy
-    old = time.time() - 3600
-    for f in incoming.iterdir():
-        os.utime(f, (old, old))
+    settle(incoming)
     log_file = tmp_path / "logs" / "dsa110.jsonl"
     monkeypatch.setenv("DSA110_LOG_FILE", str(log_file))
     defs = build_definitions(PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0),
