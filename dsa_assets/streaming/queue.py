@@ -392,17 +392,21 @@ class SubbandQueue:
         self._transition(group_id, STATES, "decision = ?", (decision,))
 
     def requeue_stuck(self, older_than_s: float = 0.0) -> list[str]:
-        """processing -> pending for groups whose worker died (crash recovery)."""
+        """processing -> pending for groups whose worker died (crash recovery). A group whose
+        claimant process is still alive on this host (a run that outlived a restart of the
+        service), or that another host claimed, is left to its worker."""
         cutoff = time.time() - older_than_s
         with self._transaction() as conn:
             rows = conn.execute(
-                "SELECT group_id FROM groups WHERE state = ? AND processing_started <= ?", (PROCESSING, cutoff)
+                "SELECT group_id, claimed_by FROM groups WHERE state = ? AND processing_started <= ?",
+                (PROCESSING, cutoff),
             ).fetchall()
-            conn.execute(
-                "UPDATE groups SET state = 'pending', updated_at = ? WHERE state = ? AND processing_started <= ?",
-                (time.time(), PROCESSING, cutoff),
+            stuck = [gid for gid, claimant in rows if claimant is None or _claimant_is_dead(claimant)]
+            conn.executemany(
+                "UPDATE groups SET state = 'pending', updated_at = ? WHERE group_id = ?",
+                [(time.time(), gid) for gid in stuck],
             )
-        return [r[0] for r in rows]
+        return stuck
 
     def counts(self) -> dict[str, int]:
         """Number of groups in each state."""

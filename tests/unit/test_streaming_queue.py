@@ -75,15 +75,26 @@ def test_rejected_files_keep_their_reason(tmp_path):
     assert rec["reason"] == "not HDF5"
 
 
+def claim_in_a_process_that_exits(db, gid):
+    import subprocess
+    import sys
+
+    code = f"from dsa_assets.streaming import SubbandQueue; SubbandQueue({str(db)!r}).claim({gid!r})"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_fail_requeue_and_unknown_group(tmp_path):
     q = SubbandQueue(db_path=tmp_path / "q.db", expected_subbands=1)
     gid = reg(q, tmp_path, 0, 0).group_id
     q.claim(gid)
-    assert q.requeue_stuck() == [gid]
+    assert q.requeue_stuck() == [], "a live worker keeps its group"
+    q.fail(gid, "reset")
+    claim_in_a_process_that_exits(tmp_path / "q.db", gid)
+    assert q.requeue_stuck() == [gid], "a dead worker's group goes back to pending"
     assert q.group(gid).state == "pending"
     q.claim(gid)
     q.fail(gid, "boom")
-    assert (q.group(gid).state, q.group(gid).error, q.group(gid).attempts) == ("failed", "boom", 2)
+    assert (q.group(gid).state, q.group(gid).error, q.group(gid).attempts) == ("failed", "boom", 3)
     with pytest.raises(QueueError, match="unknown group"):
         q.group("1999-01-01T00:00:00")
 
@@ -132,13 +143,9 @@ def test_concurrent_processes_neither_lose_nor_duplicate(tmp_path):
 
 def test_claim_of_a_dead_worker_is_taken_over(tmp_path):
     """A run killed with -9 leaves its group processing; the retried run takes it over."""
-    import subprocess
-    import sys
-
     q = SubbandQueue(db_path=tmp_path / "q.db", expected_subbands=1)
     gid = reg(q, tmp_path, 0, 0).group_id
-    code = f"from dsa_assets.streaming import SubbandQueue; SubbandQueue({str(tmp_path / 'q.db')!r}).claim({gid!r})"
-    subprocess.run([sys.executable, "-c", code], check=True)  # that process has exited now
+    claim_in_a_process_that_exits(tmp_path / "q.db", gid)
     assert q.group(gid).state == "processing"
     assert q.claim(gid), "the claimant is dead: the claim is taken over"
     assert not q.claim(gid), "a live claimant (this process) keeps it"
