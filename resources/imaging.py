@@ -24,11 +24,6 @@ class ImagingResource(dg.ConfigurableResource):
     threads: int = 2
 
     def stage(self, output_dir: Path, scratch_dir: Path) -> ImagingStage:
-        return ImagingStage(
-            ImagingConfig(
-                output_dir=output_dir, scratch_dir=scratch_dir, imager=self.imager, size=self.size,
-                cell_arcsec=self.cell_arcsec, robust=self.robust, niter=self.niter,
-                auto_threshold=self.auto_threshold, auto_mask=self.auto_mask,
-                baseline_averaging_wavelengths=self.baseline_averaging_wavelengths, threads=self.threads,
-            )
-        )
+        """The stage with these settings; every field here is an ImagingConfig field of the same
+        name (the config's docstrings explain them)."""
+        return ImagingStage(ImagingConfig(output_dir=output_dir, scratch_dir=scratch_dir, **self.model_dump()))
