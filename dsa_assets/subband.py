@@ -55,7 +55,8 @@ class SubbandHeader:
     antenna_numbers: np.ndarray
     antenna_names: tuple[str, ...]
     antenna_positions: np.ndarray
-    antenna_diameters: np.ndarray | None
+    antenna_diameters: np.ndarray
+    """Dish diameters (m); DSA-110's 4.65 m where the file does not say."""
     latitude_deg: float
     longitude_deg: float
     altitude_m: float
@@ -129,7 +130,9 @@ def read_header(path: Path | str) -> SubbandHeader:
                 antenna_names=names,
                 antenna_positions=np.asarray(h["antenna_positions"][()], dtype=float),
                 antenna_diameters=(
-                    np.asarray(h["antenna_diameters"][()], dtype=float) if "antenna_diameters" in h else None
+                    np.asarray(h["antenna_diameters"][()], dtype=float)
+                    if "antenna_diameters" in h
+                    else np.full(len(h["antenna_numbers"][()]), C.DISH_DIAMETER_M)
                 ),
                 latitude_deg=float(h["latitude"][()]),
                 longitude_deg=float(h["longitude"][()]),

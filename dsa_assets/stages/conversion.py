@@ -361,13 +361,12 @@ class ConversionStage:
         pointing = geometry.meridian_icrs(
             plan.pointing_dec_rad, Time(utimes / 86400.0, format="mjd", scale="utc"), geo.location
         )
-        diam = ref.antenna_diameters if ref.antenna_diameters is not None else np.full(len(geo.ecef), C.DISH_DIAMETER_M)
         ms_subtables.write_subtables(
             ms_path,
             ms_subtables.ObservationMetadata(
                 antenna_names=[_station_name(n) for n in ref.antenna_names],
                 antenna_positions_itrf=geo.ecef,
-                antenna_diameters=diam,
+                antenna_diameters=ref.antenna_diameters,
                 freqs_hz=plan.freqs_hz,
                 channel_width_hz=C.CHANNEL_WIDTH_HZ,
                 polarizations=ref.polarizations,
@@ -466,14 +465,13 @@ def _build_uvdata(plan, ref, geo: ObservationGeometry, data, flags, nsamples):
     location, ecef, center = geo.location, geo.ecef, geo.center
     site = np.array([location.x.to_value(u.m), location.y.to_value(u.m), location.z.to_value(u.m)])
     names = [_station_name(n) for n in ref.antenna_names]
-    diam = ref.antenna_diameters if ref.antenna_diameters is not None else np.full(len(names), C.DISH_DIAMETER_M)
     telescope = Telescope.new(
         name=C.TELESCOPE_NAME_FILES,
         location=location,
         antenna_positions=ecef - site,
         antenna_names=names,
         antenna_numbers=ref.antenna_numbers,
-        antenna_diameters=diam,
+        antenna_diameters=ref.antenna_diameters,
         instrument=C.INSTRUMENT_NAME,
         x_orientation="east",
         mount_type="alt-az",
