@@ -172,6 +172,13 @@ def meridian_icrs(dec_rad: float, time: Time, location: EarthLocation) -> SkyCoo
     return SkyCoord(ra=out.ra, dec=out.dec, frame=ICRS())
 
 
+def apparent_dec_rad(ra_deg: float, dec_deg: float, time: Time, location: EarthLocation) -> float:
+    """Apparent (HADec-frame) declination, in radians, of an ICRS position at ``time``: the
+    pointing declination that puts the position on the beam centre at transit."""
+    coord = SkyCoord(ra=ra_deg * u.deg, dec=dec_deg * u.deg, frame=ICRS())
+    return float(coord.transform_to(HADec(obstime=time, location=location)).dec.rad)
+
+
 def uvw_basis(center: SkyCoord, times: Time, location: EarthLocation) -> np.ndarray:
     """(u, v, w) unit vectors on ITRF axes for phase centre ``center`` (ICRS), shape (Ntimes, 3, 3).
 

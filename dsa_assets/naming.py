@@ -62,3 +62,14 @@ def image_dir(output_dir: Path, group_id: str) -> Path:
     """Where an observation's images live: ``<output>/images/<YYYY-MM-DD>/``; files are
     ``<stamp>-{image,residual,psf,model,pb,pbcor}.fits`` and ``<stamp>.png``."""
     return Path(output_dir) / "images" / group_id[:10]
+
+
+def caltable_dir(output_dir: Path, group_id: str) -> Path:
+    """Calibration solution of a calibrator observation: ``<output>/caltables/<date>/<stamp>/``
+    holding ``<stamp>.K``, ``.B``, ``.G``, ``model.cl`` and ``solution.json``."""
+    return Path(output_dir) / "caltables" / group_id[:10] / group_id
+
+
+def calibrated_ms_path(output_dir: Path, group_id: str) -> Path:
+    """Calibrated Measurement Set (CORRECTED_DATA): ``<output>/calibrated/<date>/<stamp>.ms``."""
+    return Path(output_dir) / "calibrated" / group_id[:10] / ms_name(group_id)

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from .. import constants as C
 from ..logs import configure_logging
-from .correlator import SCALED_DOWN, SimConfig, default_start, simulate_observations
+from .correlator import SCALED_DOWN, SimConfig, calibrator_field, default_start, simulate_observations
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sources", type=int, help="random point sources in the primary beam")
     p.add_argument("--no-noise", action="store_true")
     p.add_argument("--no-gains", action="store_true", help="no antenna gains or bandpasses")
+    p.add_argument("--calibrator", metavar="NAME",
+                   help="point at this VLA calibrator's declination (3C286, J1331+3030, 1331+305) and let "
+                        "it transit during the observation chosen by --calibrator-observation; the start "
+                        "moves to the first transit after --start")
+    p.add_argument("--calibrator-observation", type=int, default=0, metavar="K",
+                   help="0-based observation in which the calibrator transits (default %(default)s)")
     p.add_argument("--seed", type=int, default=1)
     return p
 
@@ -52,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.start
         else default_start()
     )
+    if args.calibrator:
+        cfg, start = calibrator_field(cfg, args.calibrator, start, args.calibrator_observation, args.cadence)
     for group in simulate_observations(
         args.output_dir, start, args.n_observations, cfg, cadence_s=args.cadence, realtime_factor=args.realtime_factor
     ):

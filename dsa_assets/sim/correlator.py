@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time as _time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -47,6 +47,9 @@ class SimConfig:
     n_sources: int = 8
     """Random point sources within the primary beam (ignored when ``sources`` is given)."""
     sources: tuple[PointSource, ...] | None = None
+    calibrator: str | None = None
+    """A VLA calibrator (``3C286``, ``1331+305``) added to the sky at its catalogue position and
+    flux density (Perley-Butler 2017 for primary calibrators); see :func:`calibrator_field`."""
     pointing_dec_rad: float = C.DEFAULT_POINTING_DEC_RAD
     noise: bool = True
     sefd_jy: float = C.SEFD_JY
@@ -155,9 +158,11 @@ class CorrelatorSimulator:
         s0 = geometry.meridian_unit_vectors(cfg.pointing_dec_rad, times, self.location)
         mid = geometry.meridian_icrs(cfg.pointing_dec_rad, times[len(times) // 2], self.location)
         sources = list(cfg.sources) if cfg.sources is not None else random_sources(mid, cfg.n_sources, rng)
+        if cfg.calibrator:
+            sources.append(calibrator_source(cfg.calibrator))
         all_freqs = np.concatenate([C.subband_frequencies_hz(sb, self.channels) for sb in range(C.N_SUBBANDS)])
         corruptions = (
-            Corruptions.random(C.N_STATIONS, np.sort(all_freqs), rng, cfg.gain_amp_scatter)
+            Corruptions.random(C.N_STATIONS, all_freqs, rng, cfg.gain_amp_scatter)
             if cfg.gains
             else Corruptions.identity(C.N_STATIONS)
         )
@@ -172,7 +177,7 @@ class CorrelatorSimulator:
             if sb in skip:
                 continue
             final = out / naming.subband_file_name(stamps[sb], sb)
-            vis = self._visibilities(sb, sources, geometry_terms, corruptions, all_freqs, rng)
+            vis = self._visibilities(sb, sources, geometry_terms, corruptions, rng)
             self._write_file(final, sb, times, vis, truncate=sb in interrupted)
             if sb not in interrupted:
                 written.append(final)
@@ -185,7 +190,7 @@ class CorrelatorSimulator:
             noise=cfg.noise,
             antenna_numbers=[int(a) for a in self.antennas],
             gains=[[[g.real, g.imag] for g in ant] for ant in corruptions.gains],
-            bandpass_applied=corruptions.bandpass is not None,
+            bandpass=Truth.bandpass_parameters(corruptions),
             missing_subbands=sorted(skip | set(interrupted)),
         )
         truth_path = out / naming.truth_file_name(group_stamp)
@@ -208,7 +213,7 @@ class CorrelatorSimulator:
         cos = np.einsum("ktx,tx->kt", s, s0)
         return {"delay": delay.reshape(len(sources), -1), "cos": cos}
 
-    def _visibilities(self, sb, sources, terms, corruptions, all_freqs, rng) -> np.ndarray:
+    def _visibilities(self, sb, sources, terms, corruptions, rng) -> np.ndarray:
         """Visibilities of one subband in file order, shape (Nblts, Nfreqs, 2), complex128."""
         cfg = self.config
         freqs = C.subband_frequencies_hz(sb, self.channels)
@@ -229,16 +234,9 @@ class CorrelatorSimulator:
         vis[autos] += cfg.sefd_jy
         a1 = np.tile(self.ant1, n_t)
         a2 = np.tile(self.ant2, n_t)
-        g = corruptions.gains
-        if corruptions.bandpass is not None:
-            # bandpass is tabulated over ascending frequency: pick this subband's columns
-            cols = np.searchsorted(np.sort(all_freqs), freqs)
-            bp = corruptions.bandpass[:, cols, :]
-            gi = g[a1][:, None, :] * bp[a1]
-            gj = g[a2][:, None, :] * bp[a2]
-        else:
-            gi = g[a1][:, None, :]
-            gj = g[a2][:, None, :]
+        total = corruptions.total(freqs)  # (Nants, Nf, 2)
+        gi = total[a1]
+        gj = total[a2]
         return vis * gi * np.conj(gj)
 
     # -- file layout -------------------------------------------------------------------
@@ -337,6 +335,29 @@ def simulate_observations(
     return groups
 
 
+def calibrator_source(name: str) -> PointSource:
+    """The catalogue calibrator ``name`` as a point source of the simulated sky."""
+    from ..calibrators import by_name
+
+    cal = by_name(name)
+    return PointSource(cal.name, cal.ra_deg, cal.dec_deg, cal.flux_jy, cal.spectral_index)
+
+
+def calibrator_field(config: SimConfig, calibrator: str, near: datetime,
+                     transit_observation: int = 0, cadence_s: float = C.OBSERVATION_CADENCE_S
+                     ) -> tuple[SimConfig, datetime]:
+    """(config, start) for observations from about ``near`` on, with the array pointed at the
+    declination of ``calibrator`` and the calibrator transiting in the middle of observation
+    number ``transit_observation`` (0-based): the layout of a DSA-110 calibrator pass."""
+    from ..calibrators import by_name, transit_start
+
+    cal = by_name(calibrator)
+    duration = config.n_integrations * C.INTEGRATION_TIME_S
+    dec = geometry.apparent_dec_rad(cal.ra_deg, cal.dec_deg, Time(near), geometry.default_site())
+    start = transit_start(cal, near, dec, duration) - timedelta(seconds=transit_observation * cadence_s)
+    return replace(config, calibrator=calibrator, pointing_dec_rad=dec), start
+
+
 def default_start(now: datetime | None = None) -> datetime:
     """A recent start time, rounded to the second (UTC), for the embedded demo."""
     now = now or datetime.now(timezone.utc)
@@ -348,6 +369,7 @@ __all__ = [
     "CorrelatorSimulator",
     "SimConfig",
     "SimulatedGroup",
+    "calibrator_field",
     "default_start",
     "simulate_observations",
 ]
