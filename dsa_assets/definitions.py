@@ -3,8 +3,8 @@
 Paths come from the environment at run time (``dg.EnvVar``): ``DSA110_INPUT_DIR`` and
 ``DSA110_OUTPUT_DIR`` (required), optional ``DSA110_SCRATCH_DIR``, ``DSA110_QUEUE_DB``,
 ``DSA110_PRODUCTS_DB``, ``DSA110_INCOMPLETE_POLICY``, ``DSA110_INCOMPLETE_TIMEOUT_S``,
-``DSA110_STABLE_S``, ``DSA110_DISK_WARN_GB``, ``DSA110_DISK_PAUSE_GB`` (``dsa110-stream``
-sets them all). ``DSA110_EXECUTOR=celery`` spreads run steps over Celery workers on other
+``DSA110_STABLE_S``, ``DSA110_DISK_WARN_GB``, ``DSA110_DISK_PAUSE_GB``, and the calibration
+settings of :func:`calibration_resource_from_env` (``dsa110-stream`` sets them all). ``DSA110_EXECUTOR=celery`` spreads run steps over Celery workers on other
 machines (``deploy/production/README.md``). Tests and ``dsa110-stream`` build their
 own with :func:`build_definitions`.
 """
@@ -16,18 +16,23 @@ import os
 import dagster as dg
 
 from dsa_assets.constants import INCOMPLETE_GROUP_TIMEOUT_S
-from resources.pipeline import PipelineResource
+from resources.calibration import CalibrationResource
 from resources.imaging import ImagingResource
+from resources.pipeline import PipelineResource
 from sensors.subband_arrival import OBSERVATION_JOB, subband_arrival_sensor
 
+from .assets.calibration import calibrated_ms, calibration_tables
 from .assets.images import image
 from .assets.measurement_sets import measurement_set
 from .assets.subband_files import SUBBAND_FILES
 
 observation_job = dg.define_asset_job(
     OBSERVATION_JOB,
-    selection=dg.AssetSelection.assets(measurement_set, image),
-    description="Convert the observations of one 5-minute window to Measurement Sets and image them.",
+    selection=dg.AssetSelection.assets(measurement_set, calibration_tables, calibrated_ms, image),
+    description=(
+        "Convert the observations of one 5-minute window to Measurement Sets, calibrate (solving on a "
+        "calibrator transit) and image them."
+    ),
 )
 
 
@@ -45,14 +50,33 @@ def celery_executor_from_env():
 
 
 def build_definitions(
-    pipeline: PipelineResource, imaging: ImagingResource | None = None, executor=None
+    pipeline: PipelineResource,
+    imaging: ImagingResource | None = None,
+    executor=None,
+    calibration: CalibrationResource | None = None,
 ) -> dg.Definitions:
     return dg.Definitions(
         executor=executor,
-        assets=[SUBBAND_FILES, measurement_set, image],
+        assets=[SUBBAND_FILES, measurement_set, calibration_tables, calibrated_ms, image],
         jobs=[observation_job],
         sensors=[subband_arrival_sensor],
-        resources={"pipeline": pipeline, "imaging": imaging or ImagingResource()},
+        resources={
+            "pipeline": pipeline,
+            "imaging": imaging or ImagingResource(),
+            "calibration": calibration or CalibrationResource(),
+        },
+    )
+
+
+def calibration_resource_from_env() -> CalibrationResource:
+    """``DSA110_ENABLE_CALIBRATION_SOLVING`` (0/1), ``DSA110_CALIBRATION_VALIDITY_H``,
+    ``DSA110_MISSING_CALIBRATION`` (fail | wait), ``DSA110_RFI_FLAGGER`` (aoflagger | tfcrop | none)."""
+    env = os.environ
+    return CalibrationResource(
+        enable_solving=env.get("DSA110_ENABLE_CALIBRATION_SOLVING", "0") == "1",
+        validity_hours=float(env.get("DSA110_CALIBRATION_VALIDITY_H", 6.0)),
+        missing_policy=env.get("DSA110_MISSING_CALIBRATION", "fail"),
+        rfi_flagger=env.get("DSA110_RFI_FLAGGER", "aoflagger"),
     )
 
 
@@ -74,6 +98,7 @@ defs = build_definitions(
         disk_pause_gb=float(os.environ.get("DSA110_DISK_PAUSE_GB", 2.0)),
     ),
     executor=celery_executor_from_env(),
+    calibration=calibration_resource_from_env(),
 )
 
 

@@ -203,8 +203,9 @@ def baseline_vectors(ecef: np.ndarray, ant1: np.ndarray, ant2: np.ndarray) -> np
     return ecef[ant2] - ecef[ant1]
 
 
-def airy_power_beam(cos_offset: np.ndarray, freq_hz: np.ndarray) -> np.ndarray:
-    """Power primary beam of a uniformly illuminated 4.65 m dish (Airy pattern squared).
+def airy_power_beam(cos_offset: np.ndarray, freq_hz: np.ndarray,
+                    diameter_m: float = C.DISH_DIAMETER_M) -> np.ndarray:
+    """Power primary beam of a uniformly illuminated dish (Airy pattern squared), 4.65 m default.
 
     ``cos_offset`` is the cosine of the angle from the pointing direction (any shape);
     ``freq_hz`` broadcasts against it. Returns the power response, 1 on axis.
@@ -212,6 +213,6 @@ def airy_power_beam(cos_offset: np.ndarray, freq_hz: np.ndarray) -> np.ndarray:
     from scipy.special import j1
 
     sin_theta = np.sqrt(np.clip(1.0 - np.asarray(cos_offset) ** 2, 0.0, None))
-    x = np.pi * C.DISH_DIAMETER_M * sin_theta * np.asarray(freq_hz) / SPEED_OF_LIGHT_M_S
+    x = np.pi * diameter_m * sin_theta * np.asarray(freq_hz) / SPEED_OF_LIGHT_M_S
     safe = np.where(x == 0, 1.0, x)
     return np.where(x == 0, 1.0, (2.0 * j1(safe) / safe) ** 2)

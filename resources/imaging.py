@@ -22,6 +22,8 @@ class ImagingResource(dg.ConfigurableResource):
     auto_mask: float = 5.0
     baseline_averaging_wavelengths: float = 10.0
     threads: int = 2
+    data_column: str = "CORRECTED_DATA"
+    """Column imaged: the calibrated data."""
 
     def stage(self, output_dir: Path, scratch_dir: Path) -> ImagingStage:
         """The stage with these settings; every field here is an ImagingConfig field of the same

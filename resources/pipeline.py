@@ -64,6 +64,11 @@ class PipelineResource(dg.ConfigurableResource):
     def products_target(self) -> str:
         return self.products_db or str(self.output_path / "state" / "products.sqlite3")
 
+    def products(self):
+        from dsa_assets.products import ProductsDB
+
+        return ProductsDB(self.products_target)
+
     def queue(self) -> SubbandQueue:
         return SubbandQueue(
             self.queue_path, expected_subbands=self.expected_subbands, tolerance_s=self.group_tolerance_s

@@ -10,20 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig
+from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator_field
+from resources.calibration import CalibrationResource
 
-START = datetime(2026, 1, 15, 12, 0, 3, tzinfo=timezone.utc)
-
-SMALL = SimConfig(
-    n_antennas=24,
-    n_integrations=4,
-    channels_per_subband=4,
-    n_sources=4,
-    gains=False,
-    timestamp_jitter=True,
-    seed=7,
+SMALL, START = calibrator_field(
+    SimConfig(n_antennas=24, n_integrations=4, channels_per_subband=4, n_sources=4, gains=False,
+              timestamp_jitter=True, seed=7),
+    "3C286",
+    datetime(2026, 1, 15, tzinfo=timezone.utc),
 )
-"""Small enough to simulate and convert in seconds; long baselines kept for astrometry."""
+"""Small enough to simulate and convert in seconds; long baselines kept for astrometry. The
+array points at 3C286's declination and START puts its transit mid-observation, so the whole
+observation job (calibration included) runs on the session's observation."""
+
+
+SOLVING = CalibrationResource(enable_solving=True)
+"""Calibration that solves on calibrator transits (``--enable-calibration-solving``)."""
 
 
 def settle(directory: Path, age_s: float = 3600.0) -> None:

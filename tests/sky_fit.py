@@ -15,12 +15,13 @@ from dsa_assets import geometry
 from dsa_assets.sim.sky import Truth
 
 
-def read_ms(path):
+def read_ms(path, column="DATA"):
     import casatools
 
     tb = casatools.table()
     tb.open(str(path))
-    cols = {c: tb.getcol(c) for c in ("DATA", "FLAG", "UVW", "TIME", "ANTENNA1", "ANTENNA2")}
+    cols = {c: tb.getcol(c) for c in ("FLAG", "UVW", "TIME", "ANTENNA1", "ANTENNA2")}
+    cols["DATA"] = tb.getcol(column)
     tb.close()
     tb.open(f"{path}/SPECTRAL_WINDOW")
     cols["FREQ"] = tb.getcol("CHAN_FREQ")[:, 0]
@@ -38,9 +39,10 @@ def lmn(ra, dec, ra0, dec0):
     return l, m, np.sqrt(1 - l**2 - m**2)
 
 
-def fit_sources(ms_path, truth: Truth):
-    """Returns (fitted flux densities (Jy), residual std per real component (Jy), n points)."""
-    ms = read_ms(ms_path)
+def fit_sources(ms_path, truth: Truth, column="DATA"):
+    """Fit the truth's sources to ``column`` of the MS. Returns (fitted flux densities (Jy),
+    residual std per real component (Jy), n points)."""
+    ms = read_ms(ms_path, column)
     cross = ms["ANTENNA1"] != ms["ANTENNA2"]
     data = 0.5 * (ms["DATA"][0] + ms["DATA"][1])[:, cross]  # Stokes I, (nchan, nrow)
     flag = (ms["FLAG"][0] | ms["FLAG"][1])[:, cross]

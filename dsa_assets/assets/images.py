@@ -12,7 +12,7 @@ from resources.pipeline import PipelineResource
 
 from .. import metrics, partitions
 from ..logs import attach_log_file, log_context
-from .measurement_sets import measurement_set
+from .calibration import calibrated_ms
 
 RECOVERY_CHECK = dg.AssetCheckSpec(
     name="simulated_sources_recovered",
@@ -38,26 +38,30 @@ def thumbnail_markdown(png_path, width: int = 360) -> str:
 
 @dg.asset(
     partitions_def=partitions.OBSERVATION_PARTITIONS,
-    deps=[measurement_set],
+    deps=[calibrated_ms],
     check_specs=[NOISE_CHECK, RECOVERY_CHECK],
     group_name="observations",
     kinds={"wsclean", "fits"},
     tags={"dsa110/heavy": "imaging"},
     description=(
         "Restored, residual, PSF, model, primary-beam and primary-beam-corrected FITS images of each "
-        "observation of the window (WSClean by default, CASA tclean as the alternative)."
+        "calibrated observation of the window (WSClean by default, CASA tclean as the alternative)."
     ),
 )
 def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging: ImagingResource):
     start, end = partitions.window_bounds(context.partition_key)
     groups = [g for g in pipeline.queue().groups_between(start, end) if g.state == "completed" and g.ms_path]
+    db = pipeline.products()
     stage = imaging.stage(pipeline.output_path, pipeline.scratch_path)
     attach_log_file()
     results = []
     for g in groups:
-        with log_context(partition=context.partition_key, run_id=context.run_id, stage="imaging",
+        with log_context(partition=context.partition_key, run_id=context.run.run_id, stage="imaging",
                          observation=g.group_id):
-            result = stage.execute(group_id=g.group_id, ms_path=g.ms_path)
+            calibrated = db.calibrated_ms(g.group_id)
+            if calibrated is None:
+                raise dg.Failure(f"{g.group_id} has no calibrated Measurement Set: materialize calibrated_ms first")
+            result = stage.execute(group_id=g.group_id, ms_path=calibrated["path"])
         metrics.STAGE_DURATION.labels("imaging").observe(result.wall_time_s)
         metrics.LATENCY.labels("image").observe(max(time.time() - g.last_arrival, 0.0))
         context.log.info(f"imaged {g.group_id}: rms {result.metrics['rms_jy'] * 1e3:.3f} mJy/beam")

@@ -28,7 +28,7 @@ from .subband_files import SUBBAND_FILES
 def measurement_set(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     start, end = partitions.window_bounds(context.partition_key)
     attach_log_file()
-    with log_context(partition=context.partition_key, run_id=context.run_id, stage="conversion"):
+    with log_context(partition=context.partition_key, run_id=context.run.run_id, stage="conversion"):
         outcome = convert_window(
             pipeline.queue(), pipeline.conversion_stage(), pipeline.input_dir, start, end,
             partition_key=context.partition_key, stable_s=pipeline.stable_s,

@@ -57,6 +57,10 @@ class SimConfig:
     """Apply random per-antenna complex gains and bandpasses."""
     gain_amp_scatter: float = 0.1
     seed: int = 1
+    """Seeds the sky and noise of an observation (``simulate_observations`` adds its index)."""
+    gain_seed: int | None = None
+    """Seeds the gains and bandpasses (default ``seed``): the same for every observation of a
+    config, as an instrument's are between calibrations, so solutions transfer."""
     timestamp_jitter: bool = True
     """File-name stamps jitter like real ones: mostly 1-2 s, sometimes ~20 s, rarely ~80 s."""
     chunk_rows: int | None = None
@@ -161,8 +165,9 @@ class CorrelatorSimulator:
         if cfg.calibrator:
             sources.append(calibrator_source(cfg.calibrator))
         all_freqs = np.concatenate([C.subband_frequencies_hz(sb, self.channels) for sb in range(C.N_SUBBANDS)])
+        gain_rng = np.random.default_rng(cfg.seed if cfg.gain_seed is None else cfg.gain_seed)
         corruptions = (
-            Corruptions.random(C.N_STATIONS, all_freqs, rng, cfg.gain_amp_scatter)
+            Corruptions.random(C.N_STATIONS, all_freqs, gain_rng, cfg.gain_amp_scatter)
             if cfg.gains
             else Corruptions.identity(C.N_STATIONS)
         )

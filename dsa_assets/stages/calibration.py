@@ -32,8 +32,9 @@ import numpy as np
 
 from .. import fsutil, naming
 from ..exceptions import DSA110Error
-from ..geometry import SPEED_OF_LIGHT_M_S
+from ..geometry import SPEED_OF_LIGHT_M_S, airy_power_beam
 from .flagging import FlaggingConfig, FlaggingStage, FlagReport
+from .ms_inspect import pointing_directions, radec_unit
 
 log = logging.getLogger(__name__)
 
@@ -82,35 +83,6 @@ def _row_chunks(nrows: int):
         yield start, min(ROW_CHUNK, nrows - start)
 
 
-def _radec_unit(ra_rad, dec_rad) -> np.ndarray:
-    ra, dec = np.asarray(ra_rad, float), np.asarray(dec_rad, float)
-    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=-1)
-
-
-def pointing_directions(ms: Path | str, times: np.ndarray) -> np.ndarray:
-    """Unit vectors (ICRS axes) of the pointing at each of ``times`` (MJD seconds), shape
-    (Ntimes, 3): the POINTING table's DIRECTION nearest in time (first antenna), or the FIELD's
-    PHASE_DIR when the table is empty (a tracking array)."""
-    ms = Path(ms)
-    ptg = ms / "POINTING"
-    if (ptg / "table.dat").exists():
-        with _table(ptg) as tb:
-            if tb.nrows():
-                t = tb.getcol("TIME")
-                d = tb.getcol("DIRECTION")[:, 0, :]  # (nrow, 2) ra, dec
-                first = tb.getcol("ANTENNA_ID") == tb.getcol("ANTENNA_ID")[0]
-                t, d = t[first], d[first]
-                order = np.argsort(t)
-                t, d = t[order], d[order]
-                idx = np.clip(np.searchsorted(t, times), 0, len(t) - 1)
-                prev = np.clip(idx - 1, 0, len(t) - 1)
-                idx = np.where(np.abs(t[prev] - times) < np.abs(t[idx] - times), prev, idx)
-                return _radec_unit(d[idx, 0], d[idx, 1])
-    with _table(ms / "FIELD") as tb:
-        ra, dec = tb.getcol("PHASE_DIR")[0, 0]
-    return np.repeat(_radec_unit(ra, dec)[None], len(times), axis=0)
-
-
 def dish_diameter_m(ms: Path | str) -> float:
     with _table(Path(ms) / "ANTENNA") as tb:
         return float(np.median(tb.getcol("DISH_DIAMETER")))
@@ -121,15 +93,6 @@ def channel_frequencies(ms: Path | str) -> np.ndarray:
         if tb.nrows() != 1:
             raise CalibrationError(f"{ms}: {tb.nrows()} spectral windows; one is supported")
         return tb.getcol("CHAN_FREQ")[0]
-
-
-def airy_power(sin_theta: np.ndarray, freq_hz: np.ndarray, diameter_m: float) -> np.ndarray:
-    """Power response of a uniformly illuminated dish at angle theta from the pointing."""
-    from scipy.special import j1
-
-    x = np.pi * diameter_m * np.asarray(sin_theta)[..., None] * np.asarray(freq_hz) / SPEED_OF_LIGHT_M_S
-    safe = np.where(x == 0, 1.0, x)
-    return np.where(x == 0, 1.0, (2.0 * j1(safe) / safe) ** 2)
 
 
 # -- model -------------------------------------------------------------------------------------
@@ -147,7 +110,7 @@ def predict_model(ms: Path | str, sources: list[SourceModel], primary_beam: bool
     with _table(ms / "FIELD") as tb:
         phase_dirs = tb.getcol("PHASE_DIR")[:, 0, :]  # (nfield, 2)
     diameter = dish_diameter_m(ms)
-    src_unit = _radec_unit(np.radians([s.ra_deg for s in sources]), np.radians([s.dec_deg for s in sources]))
+    src_unit = radec_unit(np.radians([s.ra_deg for s in sources]), np.radians([s.dec_deg for s in sources]))
     fluxes = np.array([s.flux_at(freqs) for s in sources])  # (nsrc, nchan)
     with _table(ms, readonly=False) as tb:
         n_pol = tb.getcell("DATA", 0).shape[1]
@@ -161,7 +124,7 @@ def predict_model(ms: Path | str, sources: list[SourceModel], primary_beam: bool
         if primary_beam:
             pointing = pointing_directions(ms, unique_t)  # (nt, 3)
             cos = np.clip(src_unit @ pointing.T, -1.0, 1.0)  # (nsrc, nt)
-            attenuation = airy_power(np.sqrt(1.0 - cos**2), freqs, diameter)
+            attenuation = airy_power_beam(cos[..., None], freqs, diameter)
         for start, n in _row_chunks(tb.nrows()):
             uvw = tb.getcol("UVW", startrow=start, nrow=n)
             field_id = tb.getcol("FIELD_ID", startrow=start, nrow=n)
@@ -197,7 +160,7 @@ def write_component_list(path: Path, sources: list[SourceModel]) -> Path:
         for s in sources:
             cl.addcomponent(
                 flux=[s.flux_jy, 0.0, 0.0, 0.0], fluxunit="Jy", polarization="Stokes",
-                dir=f"J2000 {s.ra_deg}deg {s.dec_deg}deg", shape="point",
+                dir=f"ICRS {s.ra_deg}deg {s.dec_deg}deg", shape="point",
                 freq=f"{s.ref_freq_hz}Hz", spectrumtype="spectral index", index=s.spectral_index,
                 label=s.name,
             )

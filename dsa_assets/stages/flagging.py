@@ -6,8 +6,10 @@ Works on any Measurement Set (one spectral window, any array). Three steps:
 2. dead antennas: an antenna whose median autocorrelation power is more than
    ``dead_antenna_factor`` times above or below the median over antennas (or that has no
    autocorrelations at all while the others do) is flagged on every baseline;
-3. RFI: AOFlagger's generic strategy run on each baseline's time-frequency plane (default), or
-   CASA ``flagdata`` tfcrop. ``bench/flagging.py`` measures both on simulated RFI.
+3. RFI: AOFlagger run on each baseline's time-frequency plane with the packaged DSA-110
+   strategy (default), or CASA ``flagdata`` tfcrop / rflag. ``bench/flagging.py`` measures them
+   on simulated RFI: AOFlagger's own default strategy, built for long observations, smooths over
+   minutes of time and flags most of a bright drifting sky.
 
 Flags are only ever added. Plain Python: no Dagster import.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,7 @@ from ..exceptions import DSA110Error
 
 log = logging.getLogger(__name__)
 
-RFI_METHODS = ("aoflagger", "tfcrop", "none")
+RFI_METHODS = ("aoflagger", "tfcrop", "rflag", "none")
 CHANNEL_BLOCK = 256
 """Channels read at a time, so memory stays ~(rows x 256 x pols x 8 bytes) on large sets."""
 
@@ -38,6 +41,8 @@ class FlaggingError(DSA110Error):
 class FlaggingConfig:
     rfi: str = "aoflagger"
     """"aoflagger", "tfcrop" (CASA flagdata) or "none"."""
+    aoflagger_strategy: str = "dsa110"
+    """"dsa110" (short kernels for 5-minute drift scans) or "generic" (AOFlagger's default)."""
     dead_antenna_factor: float = 5.0
     """Flag an antenna whose autocorrelation power is this factor above or below the median."""
 
@@ -101,9 +106,9 @@ class FlaggingStage:
             mid = _flag_fraction(tb)
             t = time.perf_counter()
             if self.config.rfi == "aoflagger":
-                flag_rfi_aoflagger(tb, a1, a2)
-        if self.config.rfi == "tfcrop":
-            flag_rfi_tfcrop(ms)
+                flag_rfi_aoflagger(tb, a1, a2, self.config.aoflagger_strategy)
+        if self.config.rfi in ("tfcrop", "rflag"):
+            flag_rfi_casa(ms, self.config.rfi)
         timings["rfi"] = time.perf_counter() - t
         with table(ms, ack=False) as tb:
             after = _flag_fraction(tb)
@@ -174,13 +179,23 @@ def dead_antennas(tb, a1: np.ndarray, a2: np.ndarray, factor: float) -> list[int
     return sorted(a for a, p in power.items() if p <= 0 or p > factor * median or p < median / factor)
 
 
-def flag_rfi_aoflagger(tb, a1: np.ndarray, a2: np.ndarray) -> None:
-    """AOFlagger's generic strategy on each cross-correlation's (channel x time) planes, all
+def strategy_file(name: str) -> Path:
+    """Path of an AOFlagger strategy: "dsa110" (packaged, ``data/aoflagger-dsa110.lua``) or
+    "generic" (AOFlagger's default)."""
+    import aoflagger
+
+    if name == "generic":
+        return Path(aoflagger.AOFlagger().find_strategy_file(aoflagger.TelescopeId.Generic))
+    return Path(str(resources.files("dsa_assets").joinpath("data", f"aoflagger-{name}.lua")))
+
+
+def flag_rfi_aoflagger(tb, a1: np.ndarray, a2: np.ndarray, strategy_name: str = "dsa110") -> None:
+    """An AOFlagger strategy on each cross-correlation's (channel x time) planes, all
     polarisations together, in blocks of ``CHANNEL_BLOCK`` channels."""
     import aoflagger
 
     flagger = aoflagger.AOFlagger()
-    strategy = flagger.load_strategy_file(flagger.find_strategy_file(aoflagger.TelescopeId.Generic))
+    strategy = flagger.load_strategy_file(str(strategy_file(strategy_name)))
     times = tb.getcol("TIME")
     _, t_index = np.unique(times, return_inverse=True)
     n_times = int(t_index.max()) + 1
@@ -212,8 +227,8 @@ def flag_rfi_aoflagger(tb, a1: np.ndarray, a2: np.ndarray) -> None:
         tb.putcolslice("FLAG", flags, blc, trc)
 
 
-def flag_rfi_tfcrop(ms: str) -> None:
-    """CASA flagdata tfcrop (time-frequency cropping) on the cross-correlations."""
+def flag_rfi_casa(ms: str, mode: str) -> None:
+    """CASA flagdata ``tfcrop`` (time-frequency cropping) or ``rflag`` on the cross-correlations."""
     from casatasks import flagdata
 
-    flagdata(vis=ms, mode="tfcrop", antenna="*&*", datacolumn="data", action="apply", flagbackup=False)
+    flagdata(vis=ms, mode=mode, antenna="*&*", datacolumn="data", action="apply", flagbackup=False)

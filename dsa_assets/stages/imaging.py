@@ -27,6 +27,7 @@ import numpy as np
 from .. import constants as C
 from .. import fsutil, geometry, naming
 from ..exceptions import DSA110Error
+from .ms_inspect import pointing_directions, radec_unit
 
 log = logging.getLogger(__name__)
 
@@ -135,13 +136,12 @@ def _tclean(ms_path: Path, prefix: Path, cfg: ImagingConfig) -> None:
         exportfits(imagename=f"{prefix}.{casa_kind}", fitsimage=f"{prefix}-{kind}.fits", overwrite=True)
 
 
-def primary_beam(header, times_mjd_s: np.ndarray, freqs_hz: np.ndarray, pointing_dec_rad: float,
-                 location, grid: int = 96) -> np.ndarray:
-    """Time- and band-averaged Airy power beam on the image grid of ``header`` (2-D, peak ~1).
+def primary_beam(header, pointing_unit: np.ndarray, freqs_hz: np.ndarray, grid: int = 96) -> np.ndarray:
+    """Time- and band-averaged Airy power beam on the image grid of ``header`` (2-D, peak ~1),
+    for the pointing directions ``pointing_unit`` (ICRS unit vectors, one per integration).
 
     Evaluated on a ``grid`` x ``grid`` subsample and interpolated (the beam is smooth).
     """
-    from astropy.time import Time
     from astropy.wcs import WCS
     from scipy.interpolate import RegularGridInterpolator
 
@@ -152,14 +152,13 @@ def primary_beam(header, times_mjd_s: np.ndarray, freqs_hz: np.ndarray, pointing
     gx, gy = np.meshgrid(xs, ys)
     ra, dec = wcs.pixel_to_world_values(gx, gy)
     ra, dec = np.radians(ra), np.radians(dec)
-    times = Time(np.unique(times_mjd_s) / 86400.0, format="mjd", scale="utc")
-    pointing = geometry.meridian_icrs(pointing_dec_rad, times, location)
     f = np.asarray(freqs_hz)[np.linspace(0, len(freqs_hz) - 1, min(len(freqs_hz), 16)).astype(int)]
+    pixels = radec_unit(ra, dec)
     beam = np.zeros_like(ra)
-    for pra, pdec in zip(pointing.ra.rad, pointing.dec.rad):
-        cos_off = np.sin(dec) * np.sin(pdec) + np.cos(dec) * np.cos(pdec) * np.cos(ra - pra)
+    for p in pointing_unit:
+        cos_off = pixels @ p
         beam += geometry.airy_power_beam(cos_off[..., None], f[None, None, :]).mean(axis=-1)
-    beam /= len(times)
+    beam /= len(pointing_unit)
     interp = RegularGridInterpolator((ys, xs), beam)
     yy, xx = np.mgrid[0:ny, 0:nx]
     return interp(np.stack([yy.ravel(), xx.ravel()], axis=-1)).reshape(ny, nx)
@@ -311,9 +310,8 @@ class ImagingStage:
 
     name = "imaging"
 
-    def __init__(self, config: ImagingConfig, pointing_dec_rad: float = C.DEFAULT_POINTING_DEC_RAD):
+    def __init__(self, config: ImagingConfig):
         self.config = config
-        self.pointing_dec_rad = pointing_dec_rad
 
     def validate(self, ms_path: Path | str) -> None:
         """The MS exists and the imager is installed."""
@@ -356,8 +354,8 @@ class ImagingStage:
                 image = np.squeeze(hdul[0].data).astype(np.float64)
             with fits.open(f"{prefix}-residual.fits") as hdul:
                 residual = np.squeeze(hdul[0].data).astype(np.float64)
-            pb = primary_beam(header, summary["times_mjd_s"], summary["freqs_hz"], self.pointing_dec_rad,
-                              geometry.default_site())
+            pointing = pointing_directions(ms_path, np.unique(summary["times_mjd_s"]))
+            pb = primary_beam(header, pointing, summary["freqs_hz"])
             pb_header = header.copy()
             pb_header["BUNIT"] = ""
             fits.writeto(f"{prefix}-pb.fits", pb.reshape(np.shape(fits.getdata(image_path))).astype(np.float32),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timezone
 from pathlib import Path
 
 import numpy as np
+
+_UTC = timezone.utc
 
 
 def inspect_ms(ms_path: Path | str) -> dict:
@@ -47,3 +50,58 @@ def inspect_ms(ms_path: Path | str) -> dict:
         "phase_center_deg": [float(np.degrees(phase_dir[0]) % 360), float(np.degrees(phase_dir[1]))],
         "flagged_channel_fraction": float(np.mean(np.all(flags, axis=(0, 2)))),
     }
+
+
+def radec_unit(ra_rad, dec_rad) -> np.ndarray:
+    """Unit vectors of (ra, dec) in radians on the equatorial axes, shape (..., 3)."""
+    ra, dec = np.asarray(ra_rad, float), np.asarray(dec_rad, float)
+    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=-1)
+
+
+def pointing_directions(ms: Path | str, times: np.ndarray) -> np.ndarray:
+    """Unit vectors (ICRS axes) of the pointing at each of ``times`` (MJD seconds), shape
+    (Ntimes, 3): the POINTING table's DIRECTION nearest in time (first antenna), or the FIELD's
+    PHASE_DIR when the table is empty (a tracking array)."""
+    from casacore.tables import table
+
+    ms = Path(ms)
+    ptg = ms / "POINTING"
+    if (ptg / "table.dat").exists():
+        with table(str(ptg), ack=False) as tb:
+            if tb.nrows():
+                t = tb.getcol("TIME")
+                d = tb.getcol("DIRECTION")[:, 0, :]  # (nrow, 2) ra, dec
+                first = tb.getcol("ANTENNA_ID") == tb.getcol("ANTENNA_ID")[0]
+                t, d = t[first], d[first]
+                order = np.argsort(t)
+                t, d = t[order], d[order]
+                idx = np.clip(np.searchsorted(t, times), 0, len(t) - 1)
+                prev = np.clip(idx - 1, 0, len(t) - 1)
+                idx = np.where(np.abs(t[prev] - times) < np.abs(t[idx] - times), prev, idx)
+                return radec_unit(d[idx, 0], d[idx, 1])
+    with table(str(ms / "FIELD"), ack=False) as tb:
+        ra, dec = tb.getcol("PHASE_DIR")[0, 0]
+    return np.repeat(radec_unit(ra, dec)[None], len(times), axis=0)
+
+
+def observation_span(ms_path: Path | str):
+    """(start, end, apparent pointing declination in rad) of an observation: the first and last
+    integration's edges as UTC datetimes, and the declination (HADec frame, as the correlator
+    records it) of the POINTING direction at mid-observation (FIELD phase centre without one)."""
+    from datetime import timedelta
+
+    from astropy.time import Time
+    from casacore.tables import table
+
+    from .. import geometry
+
+    with table(str(ms_path), ack=False) as tb:
+        times = np.unique(tb.getcol("TIME"))
+        half = float(tb.getcell("INTERVAL", 0)) / 2.0
+    start = Time((times[0] - half) / 86400.0, format="mjd", scale="utc").to_datetime(timezone=_UTC)
+    end = Time((times[-1] + half) / 86400.0, format="mjd", scale="utc").to_datetime(timezone=_UTC)
+    mid = times[0] + (times[-1] - times[0]) / 2.0
+    x, y, z = pointing_directions(ms_path, np.array([mid]))[0]
+    ra, dec = np.degrees(np.arctan2(y, x)) % 360.0, np.degrees(np.arcsin(z))
+    mid_time = Time(mid / 86400.0, format="mjd", scale="utc")
+    return start, end, geometry.apparent_dec_rad(ra, dec, mid_time, geometry.default_site())

@@ -34,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     stages = p.add_argument_group("stages")
     stages.add_argument("--enable-calibration-solving", action="store_true",
                         help="solve calibration on calibrator transits (otherwise apply existing tables only)")
+    stages.add_argument("--calibration-validity-hours", type=float, default=6.0, metavar="HOURS",
+                        help="an observation takes the nearest valid solution at most this far away "
+                             "(default %(default)s)")
+    stages.add_argument("--missing-calibration", choices=("fail", "wait"), default="fail",
+                        help="with no valid solution in reach: fail the partition with the reason, or wait "
+                             "and retry (default %(default)s)")
+    stages.add_argument("--rfi-flagger", choices=("aoflagger", "tfcrop", "none"), default="aoflagger",
+                        help="RFI flagging before calibration (default %(default)s)")
     stages.add_argument("--enable-photometry", action="store_true", help="forced photometry on images and mosaics")
     stages.add_argument("--enable-mosaic-creation", action="store_true", help="hourly mosaics")
 
@@ -74,6 +82,9 @@ def config_from_args(args):
         registry_db=args.products_db,
         dagster_home=args.dagster_home,
         enable_calibration_solving=args.enable_calibration_solving,
+        calibration_validity_h=args.calibration_validity_hours,
+        missing_calibration=args.missing_calibration,
+        rfi_flagger=args.rfi_flagger,
         enable_photometry=args.enable_photometry,
         enable_mosaic_creation=args.enable_mosaic_creation,
         webserver=not args.no_webserver,
@@ -95,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from .worker import StreamingWorker
 
     config = config_from_args(args)
-    for flag in ("enable_calibration_solving", "enable_photometry", "enable_mosaic_creation"):
+    for flag in ("enable_photometry", "enable_mosaic_creation"):
         if getattr(config, flag):
             log.warning("--%s: this stage is not part of this release yet; the flag is recorded only",
                         flag.replace("_", "-"))

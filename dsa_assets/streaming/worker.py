@@ -29,6 +29,10 @@ from .scanner import scan_directory
 log = logging.getLogger(__name__)
 
 
+AFTER_CONVERSION = ("calibration_tables", "calibrated_ms", "image")
+"""The observation job's assets downstream of the Measurement Set."""
+
+
 @dataclass
 class WorkerConfig:
     """One deployment's settings (the options of ``dsa110-stream``)."""
@@ -42,6 +46,9 @@ class WorkerConfig:
     dagster_home: Path | None = None
     """Dagster instance directory (default ``<output_dir>/dagster_home``)."""
     enable_calibration_solving: bool = False
+    calibration_validity_h: float = 6.0
+    missing_calibration: str = "fail"
+    rfi_flagger: str = "aoflagger"
     enable_photometry: bool = False
     enable_mosaic_creation: bool = False
     webserver: bool = True
@@ -79,6 +86,9 @@ class WorkerConfig:
             "DSA110_INCOMPLETE_TIMEOUT_S": str(self.incomplete_timeout_s),
             "DSA110_STABLE_S": str(self.stable_s),
             "DSA110_ENABLE_CALIBRATION_SOLVING": str(int(self.enable_calibration_solving)),
+            "DSA110_CALIBRATION_VALIDITY_H": str(self.calibration_validity_h),
+            "DSA110_MISSING_CALIBRATION": self.missing_calibration,
+            "DSA110_RFI_FLAGGER": self.rfi_flagger,
             "DSA110_ENABLE_PHOTOMETRY": str(int(self.enable_photometry)),
             "DSA110_ENABLE_MOSAIC_CREATION": str(int(self.enable_mosaic_creation)),
             "DSA110_DISK_WARN_GB": str(self.disk_warn_gb),
@@ -108,6 +118,17 @@ class WorkerConfig:
             incomplete_policy=self.incomplete_policy,
             disk_warn_gb=self.disk_warn_gb,
             disk_pause_gb=self.disk_pause_gb,
+        )
+
+
+    def calibration_resource(self):
+        from resources.calibration import CalibrationResource
+
+        return CalibrationResource(
+            enable_solving=self.enable_calibration_solving,
+            validity_hours=self.calibration_validity_h,
+            missing_policy=self.missing_calibration,
+            rfi_flagger=self.rfi_flagger,
         )
 
 
@@ -208,9 +229,9 @@ class StreamingWorker:
     def run_once(self) -> dict[str, list[str]]:
         """Register everything in the input directory, then, in this process and against the
         deployment's Dagster instance: run the observation job for every window holding an
-        observation ready to convert (complete, or incomplete past the timeout), and the image
-        step alone for windows whose Measurement Sets exist but whose image is missing (a run
-        interrupted while imaging). Returns window -> observations."""
+        observation ready to convert (complete, or incomplete past the timeout), and the steps
+        after conversion alone for windows whose Measurement Sets exist but whose image is
+        missing (a run interrupted while calibrating or imaging). Returns window -> observations."""
         import dagster as dg
 
         from ..definitions import build_definitions
@@ -223,7 +244,7 @@ class StreamingWorker:
         for group in self.queue.groups("pending"):
             if group.n_subbands >= self.queue.expected_subbands or is_stale(group, self.config.incomplete_timeout_s, now):
                 convert.setdefault(partitions.window_key(group.start), []).append(group.group_id)
-        defs = build_definitions(self.config.pipeline_resource())
+        defs = build_definitions(self.config.pipeline_resource(), calibration=self.config.calibration_resource())
         job = defs.resolve_job_def("observation_job")
         with dg.DagsterInstance.get() as instance:
             imaged = instance.get_materialized_partitions(dg.AssetKey("image"))
@@ -233,11 +254,11 @@ class StreamingWorker:
                 if window not in convert and window not in imaged:
                     image_only.setdefault(window, []).append(group.group_id)
             for window in sorted(set(convert) | set(image_only)):
-                selection = None if window in convert else [dg.AssetKey("image")]
+                selection = None if window in convert else [dg.AssetKey(k) for k in AFTER_CONVERSION]
                 result = job.execute_in_process(
                     instance=instance, partition_key=window, tags={"dsa110/window": window},
                     asset_selection=selection, raise_on_error=False,
                 )
                 log.info("window %s: %s%s", window, "materialized" if result.success else "failed",
-                         "" if selection is None else " (image only)")
+                         "" if selection is None else " (after conversion)")
         return {**image_only, **convert}

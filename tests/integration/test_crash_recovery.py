@@ -25,7 +25,7 @@ def stream_once(incoming: Path, out: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     return subprocess.Popen(
         [sys.executable, "-m", "dsa_assets.streaming.cli", "--input-dir", str(incoming), "--output-dir", str(out),
-         "--once", "--stable-seconds", "0"],
+         "--once", "--stable-seconds", "0", "--enable-calibration-solving"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
 
@@ -82,7 +82,7 @@ def test_kill_during_imaging_then_restart_images_without_reconverting(tmp_path):
     restart = stream_once(incoming, out)
     log_text = restart.communicate(timeout=600)[0]
     assert restart.returncode == 0, log_text
-    assert "(image only)" in log_text
+    assert "(after conversion)" in log_text
     assert queue.group(group.stamp).attempts == 1, "not converted twice"
     assert ms.stat().st_mtime_ns == ms_mtime
     images = {p.name for p in (out / "images").rglob("*") if p.is_file()}

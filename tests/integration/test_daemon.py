@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 
 from dsa_assets import partitions
-from dsa_assets.sim.correlator import CorrelatorSimulator
+from dsa_assets.sim.correlator import CorrelatorSimulator, calibrator_field
 
 from ..conftest import SMALL
 
@@ -32,12 +32,13 @@ def test_stream_daemon_materializes_arriving_observation_and_stops_on_sigterm(tm
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "dsa_assets.streaming.cli", "--input-dir", str(incoming), "--output-dir", str(out),
-         "--no-webserver", "--stable-seconds", "1", "--log-format", "json"],
+         "--no-webserver", "--stable-seconds", "1", "--log-format", "json", "--enable-calibration-solving"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     try:
-        start = (datetime.now(timezone.utc) - timedelta(minutes=10)).replace(microsecond=0)
-        group = CorrelatorSimulator(SMALL).write_observation(incoming, start)
+        # the latest 3C286 transit at least 10 minutes ago: a calibrator observation, as the job needs
+        config, start = calibrator_field(SMALL, "3C286", datetime.now(timezone.utc) - timedelta(days=1, minutes=10))
+        group = CorrelatorSimulator(config).write_observation(incoming, start)
         window = partitions.window_key(group.data_start)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:

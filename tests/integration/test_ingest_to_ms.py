@@ -14,7 +14,7 @@ from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 from sensors.subband_arrival import subband_arrival_sensor
 
-from ..conftest import settle
+from ..conftest import SOLVING, settle
 from ..sky_fit import fit_sources
 
 MS = dg.AssetKey("measurement_set")
@@ -26,7 +26,7 @@ def test_sensor_to_materialized_partition_with_lineage(group_copy, tmp_path):
     group, incoming, _ = group_copy
     settle(incoming)
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1)
-    defs = build_definitions(pipeline, ImagingResource(size=512, cell_arcsec=16, niter=500))
+    defs = build_definitions(pipeline, ImagingResource(size=512, cell_arcsec=16, niter=500), calibration=SOLVING)
     job = defs.resolve_job_def("observation_job")
     window = partitions.window_key(group.data_start)
 
@@ -71,10 +71,12 @@ def test_sensor_to_materialized_partition_with_lineage(group_copy, tmp_path):
         assert evaluation.metadata["simulated_observations"].value == 1
         assert evaluation.metadata["sources_measured"].value >= 1
 
-    # lineage in the asset graph: subband_files -> measurement_set -> image, same partitions
+    # lineage in the asset graph: subband_files -> measurement_set -> calibration -> image
     graph = defs.resolve_asset_graph()
     assert graph.get(MS).parent_keys == {FILES}
-    assert graph.get(IMAGE).parent_keys == {MS}
+    assert graph.get(dg.AssetKey("calibration_tables")).parent_keys == {MS}
+    assert graph.get(dg.AssetKey("calibrated_ms")).parent_keys == {MS, dg.AssetKey("calibration_tables")}
+    assert graph.get(IMAGE).parent_keys == {dg.AssetKey("calibrated_ms")}
 
     # the product itself
     assert ms_path.is_dir() and ms_path.parent.parent.parent == tmp_path / "out"
@@ -89,7 +91,8 @@ def test_sensor_to_materialized_partition_with_lineage(group_copy, tmp_path):
 def test_empty_window_materializes_explicitly(tmp_path):
     incoming = tmp_path / "in"
     incoming.mkdir()
-    defs = build_definitions(PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out")))
+    defs = build_definitions(PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out")),
+                             calibration=SOLVING)
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("observation_job").execute_in_process(
             instance=instance, partition_key="2026-01-15-12:05"
@@ -104,7 +107,8 @@ def test_backfill_of_unregistered_old_files(group_copy, tmp_path):
     """A partition run registers the window's files itself: backfills need no watcher."""
     group, incoming, _ = group_copy
     settle(incoming)
-    defs = build_definitions(PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1))
+    defs = build_definitions(PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1),
+                             calibration=SOLVING)
     window = partitions.window_key(group.data_start)
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("observation_job").execute_in_process(
@@ -130,7 +134,7 @@ def test_two_observations_in_one_window_give_two_measurement_sets(simulated_grou
             (incoming / subband_file_name(format_time(t), sb)).symlink_to(f)
     settle(incoming)
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1)
-    defs = build_definitions(pipeline)
+    defs = build_definitions(pipeline, calibration=SOLVING)
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("observation_job").execute_in_process(
             instance=instance, partition_key=partitions.window_key(start)

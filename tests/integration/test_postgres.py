@@ -73,7 +73,7 @@ def test_production_instance_and_products_on_postgres(postgres, group_copy, tmp_
     products_url = f"postgresql://dsa@127.0.0.1:{postgres['port']}/products"
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1,
                                 products_db=products_url)
-    defs = build_definitions(pipeline, ImagingResource(size=256, cell_arcsec=30, niter=100))
+    defs = build_definitions(pipeline, ImagingResource(size=256, cell_arcsec=30, niter=100), calibration=SOLVING)
     window = partitions.window_key(group.data_start)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"

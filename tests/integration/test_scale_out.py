@@ -56,6 +56,7 @@ def test_celery_worker_executes_the_observation_job(group_copy, tmp_path):
         "DSA110_INPUT_DIR": str(incoming),
         "DSA110_OUTPUT_DIR": str(tmp_path / "out"),
         "DSA110_STABLE_S": "0",
+        "DSA110_ENABLE_CALIBRATION_SOLVING": "1",
         "DSA110_EXECUTOR": "celery",
         "DSA110_CELERY_BROKER": f"redis://127.0.0.1:{port}/0",
         "DSA110_CELERY_BACKEND": f"redis://127.0.0.1:{port}/1",

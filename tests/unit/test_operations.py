@@ -17,7 +17,7 @@ from dsa_assets.streaming import SubbandQueue
 from resources.pipeline import PipelineResource
 from sensors.subband_arrival import evaluate
 
-from ..conftest import settle
+from ..conftest import SOLVING, settle
 
 
 def free_port() -> int:
@@ -136,7 +136,7 @@ def test_run_logs_are_json_lines_with_partition_run_and_observation(group_copy, 
     log_file = tmp_path / "logs" / "dsa110.jsonl"
     monkeypatch.setenv("DSA110_LOG_FILE", str(log_file))
     defs = build_definitions(PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0),
-                             ImagingResource(size=256, cell_arcsec=30, niter=50))
+                             ImagingResource(size=256, cell_arcsec=30, niter=50), calibration=SOLVING)
     window = partitions.window_key(group.data_start)
     overrides = {"python_logs": {"managed_python_loggers": ["dsa_assets"], "python_log_level": "INFO"}}
     with dg.instance_for_test(overrides=overrides) as instance:

@@ -12,6 +12,8 @@ from dsa_assets.naming import parse_subband_name
 from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, correlator_baselines, active_stations
 from dsa_assets.sim.sky import Truth
 
+from ..conftest import SMALL
+
 
 def test_group_files_names_and_stamps(simulated_group):
     names = [f.name for f in simulated_group.files]
@@ -52,7 +54,7 @@ def test_old_uvh5_header_layout(simulated_group):
         assert np.allclose(np.diff(times) * 86400, C.INTEGRATION_TIME_S, atol=1e-3)
         assert np.allclose(h["integration_time"][()], C.INTEGRATION_TIME_S)
         ek = h["extra_keywords"]
-        assert ek["phase_center_dec"][()] == C.DEFAULT_POINTING_DEC_RAD
+        assert ek["phase_center_dec"][()] == simulated_group.truth.pointing_dec_rad == SMALL.pointing_dec_rad
         assert ek["ha_phase_center"][()] == 0.0 and ek["phase_center_epoch"][()] == b"HADEC"
         assert len(ek["applied_delays_ns"][()].split()) == 234
         vis = d["visdata"]

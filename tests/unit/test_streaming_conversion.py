@@ -67,6 +67,14 @@ def test_visibilities_reproduce_true_sky(converted_ms):
     assert resid == pytest.approx(sigma_i, rel=0.05)
 
 
+def unconfused_sources(sources, min_ratio=0.05):
+    """Sources brighter than 0.3 Jy and than ``min_ratio`` of the brightest: the 15 Jy calibrator
+    drifts through a 5% change of beam response in the observation, which CLEAN cannot model, so
+    its residual sidelobes (~0.1-0.7 Jy) can outshine fainter sources' peaks."""
+    brightest = max(s.flux_jy for s in sources)
+    return [s for s in sources if s.flux_jy > max(0.3, min_ratio * brightest)]
+
+
 def brightest_peak_offsets(fits_path, sources, box=6):
     """Offset (arcsec) between each source's true position and the image peak near it."""
     from astropy.io import fits
@@ -102,7 +110,7 @@ def test_wsclean_images_sources_at_true_icrs_positions(converted_ms, tmp_path):
          "-auto-threshold", "3", "-mgain", "0.8", "-weight", "uniform", "-name", str(name), str(result.ms_path)],
         check=True,
     )
-    bright = [s for s in group.truth.sources if s.flux_jy > 0.3]
+    bright = unconfused_sources(group.truth.sources)
     offsets = brightest_peak_offsets(f"{name}-image.fits", bright)
     # synthesized beam ~25" for this 24-antenna subset; 1/5 beam = 5"
     assert np.all(offsets < 5.0), offsets
@@ -121,7 +129,7 @@ def test_casa_accepts_ms_listobs_and_tclean(converted_ms, tmp_path):
     from casatasks import exportfits
 
     exportfits(imagename=f"{image}.image", fitsimage=str(tmp_path / "tclean.fits"))
-    bright = [s for s in group.truth.sources if s.flux_jy > 0.3]
+    bright = unconfused_sources(group.truth.sources)
     offsets = brightest_peak_offsets(tmp_path / "tclean.fits", bright)
     assert np.all(offsets < 5.0), offsets
 

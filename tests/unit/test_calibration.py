@@ -1,0 +1,214 @@
+"""Calibrators, flagging, K/B/G solutions and their application, on simulated calibrator passes."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dsa_assets import calibrators
+from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator_field
+from dsa_assets.stages import calibration as cal
+from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
+from dsa_assets.stages.flagging import FlaggingConfig, FlaggingStage
+
+from ..sky_fit import fit_sources
+
+PASS_CONFIG, PASS_START = calibrator_field(
+    SimConfig(n_antennas=24, n_integrations=6, channels_per_subband=4, n_sources=0, gains=True, seed=11,
+              timestamp_jitter=False),
+    "3C286",
+    datetime(2026, 3, 2, tzinfo=timezone.utc),
+)
+"""A 3C286 transit with injected gains and bandpasses. No other sources: flux that the model
+lacks biases the gains by about its fraction of the calibrator's (see the README)."""
+
+
+# -- the catalogue ---------------------------------------------------------------------------
+
+
+def test_catalogue_parses_every_l_band_source_and_names():
+    cat = calibrators.catalogue()
+    assert len(cat) == 1041  # entries of the list with a 20 cm flux density
+    c = calibrators.by_name("3C286")
+    assert c is calibrators.by_name("1331+305") is calibrators.by_name("J1331+3030")
+    assert c.code == "P" and c.flux_standard == "Perley-Butler 2017"
+    assert abs(c.ra_deg - 202.78453) < 1e-4 and abs(c.dec_deg - 30.50916) < 1e-4
+    with pytest.raises(KeyError):
+        calibrators.by_name("NOT-A-SOURCE")
+
+
+def test_perley_butler_2017_fluxes_come_from_casadata():
+    # Perley & Butler (2017, ApJS 230, 7): 3C286 is 14.9 Jy at 1.465 GHz with index ~ -0.45
+    s, alpha = calibrators.perley_butler_2017("3C286")
+    s_1465 = s * (1.465 / 1.4) ** alpha
+    assert 14.6 < s_1465 < 15.2 and -0.55 < alpha < -0.40
+    assert calibrators.perley_butler_2017("NOT-A-SOURCE") is None
+    # a non-primary calibrator keeps the list's 20 cm flux density
+    c = calibrators.by_name("0003-174")
+    assert c.flux_jy == 2.2 and c.flux_standard == "VLA calibrator list"
+
+
+def test_transit_found_with_time_offset_and_attenuation():
+    cfg, start = PASS_CONFIG, PASS_START
+    duration = cfg.n_integrations * 12.884901888
+    end = start + timedelta(seconds=duration)
+    (t,) = calibrators.transits(start, end, cfg.pointing_dec_rad)
+    assert t.calibrator.alt_name == "3C286"
+    assert abs((t.transit_time - (start + timedelta(seconds=duration / 2))).total_seconds()) < 2.0
+    assert t.offset_deg < 0.01 and t.attenuation > 0.999
+    assert calibrators.best_transit([t]) is t
+    # ten minutes later the calibrator has already transited: nothing in that observation
+    assert calibrators.transits(end + timedelta(minutes=10), end + timedelta(minutes=15), cfg.pointing_dec_rad) == []
+
+
+def test_best_transit_prefers_compact_then_bright_and_rejects_unusable():
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def transit(code, flux, attenuation=1.0):
+        c = calibrators.Calibrator(f"{code}{flux}", 0.0, 0.0, flux, -0.7, code)
+        return calibrators.Transit(c, t0, 0.0, attenuation, attenuation)
+
+    bright_s, faint_p, unusable = transit("S", 10.0), transit("P", 2.0), transit("X", 50.0)
+    assert calibrators.best_transit([bright_s, faint_p, unusable]) is faint_p
+    assert calibrators.best_transit([bright_s, transit("S", 20.0, attenuation=0.2)]) is bright_s
+    assert calibrators.best_transit([unusable, transit("W", 30.0)]) is None
+    assert calibrators.best_transit([transit("P", 5.0, attenuation=0.1)]) is None  # 0.5 Jy apparent
+
+
+# -- solving and applying --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def calibrator_pass(tmp_path_factory):
+    """The calibrator observation and a target observation 10 minutes later (same gains),
+    both converted: (root, [group, ...], [ms_path, ...])."""
+    root = tmp_path_factory.mktemp("calpass")
+    sim = CorrelatorSimulator(PASS_CONFIG)
+    target_cfg = replace(PASS_CONFIG, calibrator=None, n_sources=4)
+    groups = [sim.write_observation(root / "in", PASS_START),
+              CorrelatorSimulator(target_cfg).write_observation(root / "in", PASS_START + timedelta(minutes=10), seed=12)]
+    stage = ConversionStage(ConversionConfig(output_dir=root / "out", scratch_dir=root / "scratch"))
+    ms = [stage.execute(group_id=g.stamp, hdf5_files=g.files).ms_path for g in groups]
+    return root, groups, ms
+
+
+@pytest.fixture(scope="module")
+def solved(calibrator_pass):
+    root, groups, ms = calibrator_pass
+    stage = cal.CalibrationStage(cal.CalibrationConfig(output_dir=root / "out", scratch_dir=root / "scratch"))
+    model = [cal.SourceModel.from_calibrator(calibrators.by_name("3C286"))]
+    return stage, stage.execute_solve(groups[0].stamp, ms[0], model)
+
+
+def test_solutions_recover_injected_gains_and_bandpasses(calibrator_pass, solved):
+    root, groups, ms = calibrator_pass
+    _, sol = solved
+    assert sorted(p.name for p in sol.directory.iterdir()) == sorted(
+        [f"{groups[0].stamp}.K", f"{groups[0].stamp}.B", f"{groups[0].stamp}.G", "model.cl", "solution.json"])
+    assert not list((root / "scratch").glob("cal-*")), "scratch cleaned"
+    measured = cal.antenna_gains(ms[0], sol.table_list(), root / "scratch")
+    # the MS holds conjugated UVH5 visibilities, so CASA's gains are the conjugate of the injected
+    expected = np.conj(groups[0].truth.total_gains(cal.channel_frequencies(ms[0])))
+    err = cal.gain_errors(measured, expected)
+    assert err["antennas_compared"] == 24 and err["solutions_missing"] == 0
+    assert err["amplitude_error_max"] < 0.01 and err["phase_error_max_deg"] < 1.0, err
+    # and the injected gains are far from unity, so this is not trivially true
+    assert np.abs(np.abs(expected[measured["antennas"]]) - 1).max() > 0.1
+
+
+def test_calibrator_flux_and_solution_quality(solved):
+    _, sol = solved
+    assert abs(sol.quality["flux_ratio"] - 1.0) < 0.02
+    assert sol.quality["phase_scatter_deg"] < 5.0
+    assert sol.quality["tables"]["G"]["median_snr"] > 50 and sol.quality["tables"]["G"]["flagged_fraction"] == 0.0
+    assert set(sol.timings_s) >= {"flagging", "model", "delay_K", "bandpass_B", "gain_G", "applycal"}
+
+
+def test_solution_transfers_to_a_target_observation(calibrator_pass, solved, tmp_path):
+    root, groups, ms = calibrator_pass
+    stage, sol = solved
+    out = stage.execute_apply(groups[1].stamp, ms[1], sol)
+    assert out.ms_path == root / "out" / "calibrated" / groups[1].stamp[:10] / f"{groups[1].stamp}.ms"
+    fitted, _, _ = fit_sources(out.ms_path, groups[1].truth, column="CORRECTED_DATA")
+    truth = np.array([s.flux_jy for s in groups[1].truth.sources])
+    np.testing.assert_allclose(fitted, truth, rtol=0.02, atol=0.01)
+    uncalibrated, _, _ = fit_sources(ms[1], groups[1].truth)
+    assert np.max(np.abs(uncalibrated / truth - 1)) > 0.05, "the raw data are visibly corrupted"
+    assert ms[1].exists(), "the uncalibrated Measurement Set is kept"
+
+
+def test_model_prediction_matches_casa_ft(calibrator_pass, tmp_path):
+    """Our MODEL_DATA (no beam) equals CASA ft of the same component list (both ICRS)."""
+    from casacore.tables import table
+    from casatasks import ft
+
+    _, _, ms = calibrator_pass
+    work = tmp_path / "ft.ms"
+    shutil.copytree(ms[1], work)
+    sources = [cal.SourceModel("a", 202.2, 30.9, 2.0, 1.4e9, -0.7), cal.SourceModel("b", 203.5, 30.1, 1.0, 1.4e9, 0.3)]
+    cal.predict_model(work, sources, primary_beam=False)
+    with table(str(work), ack=False) as tb:
+        ours = tb.getcol("MODEL_DATA")
+    ft(vis=str(work), complist=str(cal.write_component_list(tmp_path / "m.cl", sources)), usescratch=True)
+    with table(str(work), ack=False) as tb:
+        casa = tb.getcol("MODEL_DATA")
+    assert np.max(np.abs(ours - casa)) < 1e-5 * np.max(np.abs(casa))
+
+
+def test_corrupted_table_is_refused_with_its_name(calibrator_pass, solved, tmp_path):
+    root, groups, ms = calibrator_pass
+    stage, sol = solved
+    broken = tmp_path / "broken"
+    shutil.copytree(sol.directory, broken)
+    (broken / f"{groups[0].stamp}.G" / "table.f0").write_bytes(b"\0" * 64)
+    with pytest.raises(cal.CalibrationError, match=r"\.G"):
+        stage.execute_apply(groups[1].stamp, ms[1], broken)
+    with pytest.raises(cal.CalibrationError, match="holds no K table"):
+        cal.solution_tables(tmp_path)
+
+
+# -- flagging -------------------------------------------------------------------------------------
+
+
+def test_flagging_finds_zeros_dead_antenna_and_rfi(calibrator_pass, tmp_path):
+    from casacore.tables import table
+
+    _, _, ms = calibrator_pass
+    work = tmp_path / "rfi.ms"
+    shutil.copytree(ms[1], work)
+    with table(str(work), readonly=False, ack=False) as tb:
+        data = tb.getcol("DATA")
+        a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
+        dead = int(np.unique(a1)[3])
+        data[(a1 == dead) & (a2 == dead)] *= 100.0  # an oscillating receiver: 100 x the power
+        data[:, 5, :] = 0.0  # a dropped channel
+        cross = a1 != a2
+        rfi = np.zeros(data.shape, bool)
+        rfi[cross, 40:42, :] = True
+        data[rfi] += 50.0 * np.exp(2j * np.pi * np.random.default_rng(1).uniform(size=rfi.sum()))
+        tb.putcol("DATA", data)
+    report = FlaggingStage(FlaggingConfig(rfi="aoflagger")).execute(work)
+    with table(str(work), ack=False) as tb:
+        flags = tb.getcol("FLAG")
+    assert report.dead_antennas == [dead]
+    assert flags[:, 5, :].all() and report.zeros_fraction > 0
+    alive = cross & (a1 != dead) & (a2 != dead)
+    assert flags[alive][:, 40:42].mean() > 0.9, "RFI channels flagged"
+    clean = np.ones(data.shape[1], bool)
+    clean[[5, 40, 41]] = False
+    assert flags[alive][:, clean].mean() < 0.05, "clean data mostly kept"
+    assert report.fraction_after > report.fraction_before
+
+
+def test_flagging_refuses_what_is_not_a_measurement_set(tmp_path):
+    from dsa_assets.stages.flagging import FlaggingError
+
+    with pytest.raises(FlaggingError, match="not a Measurement Set"):
+        FlaggingStage().execute(tmp_path)
+    with pytest.raises(ValueError, match="rfi must be one of"):
+        FlaggingConfig(rfi="magic")
