@@ -15,6 +15,7 @@ from resources.calibration import CalibrationResource
 from resources.pipeline import PipelineResource
 
 from .. import metrics, partitions
+from ..exceptions import DSA110Error
 from ..logs import attach_log_file, log_context
 from .measurement_sets import measurement_set
 
@@ -85,7 +86,10 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
                 context.log.info(f"{g.group_id}: transits {[t.as_dict() for t in found]}")
             if transit and calibration.enable_solving:
                 model = [SourceModel.from_calibrator(transit.calibrator)]
-                sol = stage.execute_solve(g.group_id, g.ms_path, model)
+                try:
+                    sol = stage.execute_solve(g.group_id, g.ms_path, model)
+                except DSA110Error as exc:
+                    raise dg.Failure(description=f"{g.group_id}: solving on {transit.calibrator.label} failed: {exc}") from exc
                 for step, seconds in sol.timings_s.items():
                     metrics.STAGE_DURATION.labels(f"calibration_{step}").observe(seconds)
                 problems = calibration.solution_problems(sol.quality)
@@ -219,7 +223,10 @@ def calibrated_ms(context: dg.AssetExecutionContext, pipeline: PipelineResource,
         solution = db.solution(assignment["solution_group_id"])
         with log_context(partition=context.partition_key, run_id=context.run.run_id, stage="applycal",
                          observation=g.group_id):
-            res = stage.execute_apply(g.group_id, g.ms_path, Path(solution["path"]))
+            try:
+                res = stage.execute_apply(g.group_id, g.ms_path, Path(solution["path"]))
+            except DSA110Error as exc:
+                raise dg.Failure(description=f"{g.group_id}: {exc}") from exc
         metrics.STAGE_DURATION.labels("applycal").observe(sum(res.timings_s.values()))
         db.record_calibrated_ms(group_id=g.group_id, partition_key=context.partition_key, path=str(res.ms_path),
                                 solution_group_id=solution["group_id"],
