@@ -70,13 +70,15 @@ def build_definitions(
 
 def calibration_resource_from_env() -> CalibrationResource:
     """``DSA110_ENABLE_CALIBRATION_SOLVING`` (0/1), ``DSA110_CALIBRATION_VALIDITY_H``,
-    ``DSA110_MISSING_CALIBRATION`` (fail | wait), ``DSA110_RFI_FLAGGER`` (aoflagger | tfcrop | none)."""
+    ``DSA110_MISSING_CALIBRATION`` (fail | wait), ``DSA110_RFI_FLAGGER`` (aoflagger | tfcrop |
+    rflag | none), ``DSA110_REFERENCE_CATALOGUE`` (CSV path)."""
     env = os.environ
     return CalibrationResource(
         enable_solving=env.get("DSA110_ENABLE_CALIBRATION_SOLVING", "0") == "1",
         validity_hours=float(env.get("DSA110_CALIBRATION_VALIDITY_H", 6.0)),
         missing_policy=env.get("DSA110_MISSING_CALIBRATION", "fail"),
         rfi_flagger=env.get("DSA110_RFI_FLAGGER", "aoflagger"),
+        reference_catalogue=env.get("DSA110_REFERENCE_CATALOGUE", ""),
     )
 
 

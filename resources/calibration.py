@@ -28,6 +28,11 @@ class CalibrationResource(dg.ConfigurableResource):
     """Calibrators further than this from the beam centre at transit are not used."""
     rfi_flagger: str = "aoflagger"
     """"aoflagger", "tfcrop" or "none"."""
+    reference_catalogue: str = ""
+    """CSV catalogue of the sky (:mod:`dsa_assets.catalogue`); its sources near a calibrator join
+    the calibrator in the model. Empty: the model is the calibrator alone."""
+    model_radius_deg: float = 2.0
+    model_min_flux_jy: float = 0.05
     refant: str = ""
     """Reference antenna name; empty picks one per solve."""
     min_gain_snr: float = 10.0
@@ -41,6 +46,15 @@ class CalibrationResource(dg.ConfigurableResource):
             flagging=FlaggingConfig(rfi=self.rfi_flagger),
             solve=SolveOptions(refant=self.refant or None),
         ))
+
+    def model(self, calibrator, span) -> list:
+        """The sky model for a calibrator transit during ``span`` (an ObservationSpan)."""
+        from dsa_assets import catalogue
+        from dsa_assets.stages.calibration import SourceModel, calibrator_model
+
+        field = catalogue.read(self.reference_catalogue) if self.reference_catalogue else []
+        return calibrator_model(SourceModel.from_calibrator(calibrator), field, span.centre_ra_deg,
+                                span.centre_dec_deg, self.model_radius_deg, self.model_min_flux_jy)
 
     def solution_problems(self, quality: dict) -> list[str]:
         """Why a solution should not be used (empty: usable)."""

@@ -68,7 +68,6 @@ def _window_groups(pipeline: PipelineResource, partition_key: str):
 def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineResource,
                        calibration: CalibrationResource) -> dg.MaterializeResult:
     from ..calibrators import best_transit, transits
-    from ..stages.calibration import SourceModel
     from ..stages.ms_inspect import observation_span
 
     attach_log_file()
@@ -78,14 +77,14 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
     for g in _window_groups(pipeline, context.partition_key):
         with log_context(partition=context.partition_key, run_id=context.run.run_id, stage="calibration",
                          observation=g.group_id):
-            start, end, dec = observation_span(g.ms_path)
-            mid = (start + (end - start) / 2).timestamp()
-            found = transits(start, end, dec, calibration.max_offset_deg)
+            span = observation_span(g.ms_path)
+            mid = span.mid.timestamp()
+            found = transits(span.start, span.end, span.pointing_dec_rad, calibration.max_offset_deg)
             transit = best_transit(found, calibration.min_calibrator_flux_jy)
             if found:
                 context.log.info(f"{g.group_id}: transits {[t.as_dict() for t in found]}")
             if transit and calibration.enable_solving:
-                model = [SourceModel.from_calibrator(transit.calibrator)]
+                model = calibration.model(transit.calibrator, span)
                 try:
                     sol = stage.execute_solve(g.group_id, g.ms_path, model)
                 except DSA110Error as exc:
@@ -99,7 +98,8 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
                     quality={**sol.quality, "problems": problems, "transit": transit.as_dict(), "flags": sol.flags,
                              "timings_s": sol.timings_s},
                 )
-                context.log.info(f"{g.group_id}: solved on {transit.calibrator.label}; problems: {problems or 'none'}")
+                context.log.info(f"{g.group_id}: solved on {transit.calibrator.label} with a {len(model)}-source model; "
+                                 f"problems: {problems or 'none'}")
                 solved.append((g, transit, sol, problems))
             chosen = db.nearest_solution(mid, calibration.validity_hours * 3600.0)
             if chosen is None:
@@ -142,6 +142,7 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
         metadata.update({
             "transit": dg.MetadataValue.json(transit.as_dict()),
             "refant": sol.refant,
+            "model_sources": len(sol.sources),
             "gain_median_snr": round(q["tables"]["G"]["median_snr"] or 0.0, 1),
             "bandpass_median_snr": round(q["tables"]["B"]["median_snr"] or 0.0, 1),
             "calibrated_flux_ratio": round(q["flux_ratio"], 5),

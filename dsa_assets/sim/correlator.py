@@ -29,7 +29,8 @@ from astropy.time import Time
 
 from .. import constants as C
 from .. import geometry, naming
-from .sky import Corruptions, PointSource, Truth, random_sources
+from .. import catalogue
+from .sky import SKY_CATALOGUE, Corruptions, PointSource, Truth, sky_strip
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,10 @@ class SimConfig:
     """Channels kept per subband (a divisor of 48): every (48 / n)-th grid channel."""
     subbands: tuple[int, ...] = tuple(range(C.N_SUBBANDS))
     """Subbands written; the others are missing, as when a correlator node drops out."""
-    n_sources: int = 8
-    """Random point sources within the primary beam (ignored when ``sources`` is given)."""
+    n_sources: float = 8
+    """Mean number of sky sources within 1.2 deg of the beam centre: the sky is a fixed random
+    strip around the pointing declination (:func:`sky.sky_strip`, seeded by ``seed``), and an
+    observation sees its sources within ``SKY_RADIUS_DEG``. Ignored when ``sources`` is given."""
     sources: tuple[PointSource, ...] | None = None
     calibrator: str | None = None
     """A VLA calibrator (``3C286``, ``1331+305``) added to the sky at its catalogue position and
@@ -71,6 +74,10 @@ class SimConfig:
             raise ValueError(f"channels_per_subband must divide 48, got {self.channels_per_subband}")
         return np.arange(0, C.CHANNELS_PER_SUBBAND, C.CHANNELS_PER_SUBBAND // self.channels_per_subband)
 
+
+SKY_RADIUS_DEG = 2.0
+"""Sky sources further than this from the beam centre (the beam's response there < ~25%) are
+left out of an observation."""
 
 SCALED_DOWN = SimConfig(n_antennas=20, n_integrations=4, channels_per_subband=4, n_sources=5)
 """A group that simulates and converts in seconds, for tests and the demo."""
@@ -137,6 +144,7 @@ class CorrelatorSimulator:
         self.antennas = active_stations(config.n_antennas)
         self.ant1, self.ant2 = correlator_baselines(self.antennas)
         self.channels = config.channel_indices()
+        self._sky: list[PointSource] | None = None
 
     # -- public API ------------------------------------------------------------------
     def write_observation(
@@ -161,7 +169,13 @@ class CorrelatorSimulator:
         times = Time(data_start) + (np.arange(cfg.n_integrations) + 0.5) * C.INTEGRATION_TIME_S * u.s
         s0 = geometry.meridian_unit_vectors(cfg.pointing_dec_rad, times, self.location)
         mid = geometry.meridian_icrs(cfg.pointing_dec_rad, times[len(times) // 2], self.location)
-        sources = list(cfg.sources) if cfg.sources is not None else random_sources(mid, cfg.n_sources, rng)
+        if cfg.sources is not None:
+            sources = list(cfg.sources)
+        else:
+            sky = self.sky()
+            sources = catalogue.within(sky, mid.ra.deg, mid.dec.deg, SKY_RADIUS_DEG)
+            if not (out / SKY_CATALOGUE).exists():
+                catalogue.write(out / SKY_CATALOGUE, sky)
         if cfg.calibrator:
             sources.append(calibrator_source(cfg.calibrator))
         all_freqs = np.concatenate([C.subband_frequencies_hz(sb, self.channels) for sb in range(C.N_SUBBANDS)])
@@ -201,6 +215,12 @@ class CorrelatorSimulator:
         truth_path = out / naming.truth_file_name(group_stamp)
         truth.write(truth_path)
         return SimulatedGroup(group_stamp, written, truth_path, truth, data_start)
+
+    def sky(self) -> list[PointSource]:
+        """This configuration's fixed sky (the strip around its pointing declination)."""
+        if self._sky is None:
+            self._sky = sky_strip(np.degrees(self.config.pointing_dec_rad), self.config.seed, self.config.n_sources)
+        return self._sky
 
     # -- physics -----------------------------------------------------------------------
     def _geometry(self, sources: list[PointSource], times: Time, s0: np.ndarray) -> dict:

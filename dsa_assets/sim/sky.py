@@ -48,6 +48,44 @@ def random_sources(
     ]
 
 
+SKY_CATALOGUE = "sky_catalogue.csv"
+"""The simulated sky's catalogue (:mod:`dsa_assets.catalogue` format), beside the subband files."""
+
+
+def sky_strip(
+    dec_deg: float,
+    seed: int,
+    sources_per_beam: float,
+    beam_radius_deg: float = 1.2,
+    half_width_deg: float = 3.0,
+    flux_range_jy: tuple[float, float] = (0.2, 3.0),
+) -> list[PointSource]:
+    """A fixed random sky over the declination strip ``dec_deg`` +- ``half_width_deg``, all
+    right ascensions: ``sources_per_beam`` sources on average within ``beam_radius_deg`` of any
+    point, log-uniform flux densities (Jy), spectral indices around -0.7. The same (dec, seed)
+    gives the same sky, so consecutive and repeated transits see the same sources."""
+    rng = np.random.default_rng([seed, int(round(dec_deg * 1000))])
+    lo, hi = np.radians(dec_deg - half_width_deg), np.radians(dec_deg + half_width_deg)
+    area_deg2 = 2 * np.pi * (np.sin(hi) - np.sin(lo)) * (180 / np.pi) ** 2
+    n = rng.poisson(sources_per_beam / (np.pi * beam_radius_deg**2) * area_deg2)
+    ra = rng.uniform(0.0, 360.0, n)
+    dec = np.degrees(np.arcsin(rng.uniform(np.sin(lo), np.sin(hi), n)))
+    flux = np.exp(rng.uniform(np.log(flux_range_jy[0]), np.log(flux_range_jy[1]), n))
+    alpha = rng.normal(-0.7, 0.2, n)
+    order = np.argsort(ra)
+    return [PointSource(_iau_name(ra[i], dec[i]), float(ra[i]), float(dec[i]), float(flux[i]), float(alpha[i]))
+            for i in order]
+
+
+def _iau_name(ra_deg: float, dec_deg: float) -> str:
+    """``SIM Jhhmmss.s+ddmmss`` (truncated, IAU style)."""
+    t = int(ra_deg / 15.0 * 36000.0)
+    h, m, ds = t // 36000, (t // 600) % 60, t % 600
+    a = int(abs(dec_deg) * 3600.0)
+    sign = "-" if dec_deg < 0 else "+"
+    return f"SIM J{h:02d}{m:02d}{ds // 10:02d}.{ds % 10}{sign}{a // 3600:02d}{(a // 60) % 60:02d}{a % 60:02d}"
+
+
 @dataclass
 class Corruptions:
     """Per-antenna complex gains and bandpasses applied as ``V_ij -> G_i conj(G_j) V_ij`` to the

@@ -62,11 +62,31 @@ class SourceModel:
         return self.flux_jy * (np.asarray(freq_hz, dtype=float) / self.ref_freq_hz) ** self.spectral_index
 
     @classmethod
+    def from_catalogue(cls, source) -> "SourceModel":
+        """From a :class:`dsa_assets.catalogue.CatalogueSource` (flux at 1.4 GHz)."""
+        return cls(source.name, source.ra_deg, source.dec_deg, source.flux_jy, 1.4e9, source.spectral_index)
+
+    @classmethod
     def from_calibrator(cls, cal) -> "SourceModel":
         """From a :class:`dsa_assets.calibrators.Calibrator`."""
         from ..calibrators import REFERENCE_FREQ_HZ
 
         return cls(cal.label, cal.ra_deg, cal.dec_deg, cal.flux_jy, REFERENCE_FREQ_HZ, cal.spectral_index)
+
+
+def calibrator_model(calibrator: SourceModel, field_sources=(), centre_ra_deg: float = 0.0,
+                     centre_dec_deg: float = 0.0, radius_deg: float = 2.0, min_flux_jy: float = 0.0,
+                     ) -> list[SourceModel]:
+    """The calibrator plus the catalogue's ``field_sources`` (:mod:`dsa_assets.catalogue`) within
+    ``radius_deg`` of the beam centre and above ``min_flux_jy``; catalogue entries within 1 arcmin
+    of the calibrator are the calibrator itself and are dropped. Flux the model lacks biases the
+    gain amplitudes by about its fraction of the calibrator's apparent flux."""
+    from .. import catalogue
+
+    near = catalogue.within(list(field_sources), centre_ra_deg, centre_dec_deg, radius_deg)
+    others = [s for s, d in zip(near, catalogue.separation_deg(near, calibrator.ra_deg, calibrator.dec_deg))
+              if d > 1 / 60 and s.flux_jy >= min_flux_jy]
+    return [calibrator] + [SourceModel.from_catalogue(s) for s in others]
 
 
 # -- reading a Measurement Set ----------------------------------------------------------------

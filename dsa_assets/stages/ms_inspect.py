@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timezone
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -84,12 +85,26 @@ def pointing_directions(ms: Path | str, times: np.ndarray) -> np.ndarray:
     return np.repeat(radec_unit(ra, dec)[None], len(times), axis=0)
 
 
-def observation_span(ms_path: Path | str):
-    """(start, end, apparent pointing declination in rad) of an observation: the first and last
-    integration's edges as UTC datetimes, and the declination (HADec frame, as the correlator
-    records it) of the POINTING direction at mid-observation (FIELD phase centre without one)."""
-    from datetime import timedelta
+@dataclass(frozen=True)
+class ObservationSpan:
+    """When and where an observation looked: UTC edges of its first and last integrations, the
+    apparent (HADec-frame) pointing declination in rad, as the correlator records it, and the
+    ICRS position (deg) of the beam centre at mid-observation."""
 
+    start: datetime
+    end: datetime
+    pointing_dec_rad: float
+    centre_ra_deg: float
+    centre_dec_deg: float
+
+    @property
+    def mid(self) -> datetime:
+        return self.start + (self.end - self.start) / 2
+
+
+def observation_span(ms_path: Path | str) -> ObservationSpan:
+    """The :class:`ObservationSpan` of a Measurement Set, from its TIME column and POINTING
+    table (the FIELD phase centre without one)."""
     from astropy.time import Time
     from casacore.tables import table
 
@@ -102,6 +117,6 @@ def observation_span(ms_path: Path | str):
     end = Time((times[-1] + half) / 86400.0, format="mjd", scale="utc").to_datetime(timezone=_UTC)
     mid = times[0] + (times[-1] - times[0]) / 2.0
     x, y, z = pointing_directions(ms_path, np.array([mid]))[0]
-    ra, dec = np.degrees(np.arctan2(y, x)) % 360.0, np.degrees(np.arcsin(z))
+    ra, dec = float(np.degrees(np.arctan2(y, x)) % 360.0), float(np.degrees(np.arcsin(z)))
     mid_time = Time(mid / 86400.0, format="mjd", scale="utc")
-    return start, end, geometry.apparent_dec_rad(ra, dec, mid_time, geometry.default_site())
+    return ObservationSpan(start, end, geometry.apparent_dec_rad(ra, dec, mid_time, geometry.default_site()), ra, dec)

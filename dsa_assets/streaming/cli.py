@@ -40,8 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     stages.add_argument("--missing-calibration", choices=("fail", "wait"), default="fail",
                         help="with no valid solution in reach: fail the partition with the reason, or wait "
                              "and retry (default %(default)s)")
-    stages.add_argument("--rfi-flagger", choices=("aoflagger", "tfcrop", "none"), default="aoflagger",
+    stages.add_argument("--rfi-flagger", choices=("aoflagger", "tfcrop", "rflag", "none"), default="aoflagger",
                         help="RFI flagging before calibration (default %(default)s)")
+    stages.add_argument("--reference-catalogue", metavar="CSV",
+                        help="catalogue of the sky (name, ra_deg, dec_deg, flux_jy, spectral_index): its sources "
+                             "near a calibrator join the calibration model; the simulator writes one "
+                             "(sky_catalogue.csv beside the subbands)")
     stages.add_argument("--enable-photometry", action="store_true", help="forced photometry on images and mosaics")
     stages.add_argument("--enable-mosaic-creation", action="store_true", help="hourly mosaics")
 
@@ -85,6 +89,7 @@ def config_from_args(args):
         calibration_validity_h=args.calibration_validity_hours,
         missing_calibration=args.missing_calibration,
         rfi_flagger=args.rfi_flagger,
+        reference_catalogue=args.reference_catalogue,
         enable_photometry=args.enable_photometry,
         enable_mosaic_creation=args.enable_mosaic_creation,
         webserver=not args.no_webserver,

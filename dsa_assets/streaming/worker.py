@@ -49,6 +49,7 @@ class WorkerConfig:
     calibration_validity_h: float = 6.0
     missing_calibration: str = "fail"
     rfi_flagger: str = "aoflagger"
+    reference_catalogue: Path | None = None
     enable_photometry: bool = False
     enable_mosaic_creation: bool = False
     webserver: bool = True
@@ -72,6 +73,8 @@ class WorkerConfig:
         self.queue_db = Path(self.queue_db).resolve() if self.queue_db else self.output_dir / "state" / "queue.sqlite3"
         self.registry_db = self.registry_db or str(self.output_dir / "state" / "products.sqlite3")
         self.dagster_home = Path(self.dagster_home).resolve() if self.dagster_home else self.output_dir / "dagster_home"
+        if self.reference_catalogue:
+            self.reference_catalogue = Path(self.reference_catalogue).resolve()
 
     def environment(self) -> dict[str, str]:
         """Variables the Dagster processes read (see ``dsa_assets.definitions``)."""
@@ -89,6 +92,7 @@ class WorkerConfig:
             "DSA110_CALIBRATION_VALIDITY_H": str(self.calibration_validity_h),
             "DSA110_MISSING_CALIBRATION": self.missing_calibration,
             "DSA110_RFI_FLAGGER": self.rfi_flagger,
+            "DSA110_REFERENCE_CATALOGUE": str(self.reference_catalogue or ""),
             "DSA110_ENABLE_PHOTOMETRY": str(int(self.enable_photometry)),
             "DSA110_ENABLE_MOSAIC_CREATION": str(int(self.enable_mosaic_creation)),
             "DSA110_DISK_WARN_GB": str(self.disk_warn_gb),
@@ -129,6 +133,7 @@ class WorkerConfig:
             validity_hours=self.calibration_validity_h,
             missing_policy=self.missing_calibration,
             rfi_flagger=self.rfi_flagger,
+            reference_catalogue=str(self.reference_catalogue or ""),
         )
 
 
