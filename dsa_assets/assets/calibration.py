@@ -73,7 +73,7 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
     attach_log_file()
     db = pipeline.products()
     stage = calibration.stage(pipeline.output_path, pipeline.scratch_path)
-    solved, assigned, missing = [], [], {}
+    solved, assigned, missing, solve_failures = [], [], {}, {}
     for g in _window_groups(pipeline, context.partition_key):
         with log_context(partition=context.partition_key, run_id=context.run.run_id, stage="calibration",
                          observation=g.group_id):
@@ -83,12 +83,17 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
             transit = best_transit(found, calibration.min_calibrator_flux_jy)
             if found:
                 context.log.info(f"{g.group_id}: transits {[t.as_dict() for t in found]}")
+            sol = None
             if transit and calibration.enable_solving:
                 model = calibration.model(transit.calibrator, span)
                 try:
                     sol = stage.execute_solve(g.group_id, g.ms_path, model)
                 except DSA110Error as exc:
-                    raise dg.Failure(description=f"{g.group_id}: solving on {transit.calibrator.label} failed: {exc}") from exc
+                    # a bad calibrator observation must not strand its window: record why and
+                    # fall through to the nearest valid solution, like any other observation
+                    solve_failures[g.group_id] = f"solving on {transit.calibrator.label} failed: {exc}"
+                    context.log.error(f"{g.group_id}: {solve_failures[g.group_id]}")
+            if sol is not None:
                 for step, seconds in sol.timings_s.items():
                     metrics.STAGE_DURATION.labels(f"calibration_{step}").observe(seconds)
                 problems = calibration.solution_problems(sol.quality)
@@ -126,6 +131,7 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
     metadata = {
         "n_observations": len(assigned),
         "solved_here": ", ".join(f"{g.group_id} on {t.calibrator.label}" for g, t, _, _ in solved),
+        "solve_failures": dg.MetadataValue.json(solve_failures),
         "assignments": dg.MetadataValue.json([{k: v for k, v in a.items() if k != "quality"} for a in assigned]),
     }
     if assigned:
@@ -151,12 +157,12 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
             "timings_s": dg.MetadataValue.json({k: round(v, 2) for k, v in sol.timings_s.items()}),
         })
     return dg.MaterializeResult(metadata=metadata, check_results=[
-        quality_check(calibration, solved, assigned), gains_check(pipeline, solved),
+        quality_check(calibration, solved, assigned, solve_failures), gains_check(pipeline, solved),
     ])
 
 
-def quality_check(calibration: CalibrationResource, solved, assigned) -> dg.AssetCheckResult:
-    problems = []
+def quality_check(calibration: CalibrationResource, solved, assigned, solve_failures) -> dg.AssetCheckResult:
+    problems = [f"{gid}: {reason}" for gid, reason in solve_failures.items()]
     for g, _, sol, found in solved:
         problems += [f"{g.group_id}: {p}" for p in found]
         if abs(sol.quality["flux_ratio"] - 1.0) > FLUX_TOLERANCE:

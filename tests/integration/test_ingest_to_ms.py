@@ -137,7 +137,7 @@ def test_two_observations_in_one_window_give_two_measurement_sets(simulated_grou
     defs = build_definitions(pipeline, calibration=SOLVING)
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("observation_job").execute_in_process(
-            instance=instance, partition_key=partitions.window_key(start)
+            instance=instance, partition_key=partitions.window_key(start), asset_selection=[MS]
         )
     (mat,) = result.asset_materializations_for_node("measurement_set")
     assert mat.metadata["n_observations"].value == 2

@@ -17,7 +17,7 @@ from dsa_assets.products import ProductsDB
 from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 
-from ..conftest import settle
+from ..conftest import SOLVING, settle
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))

@@ -88,5 +88,5 @@ def test_celery_worker_executes_the_observation_job(group_copy, tmp_path):
     with dg.DagsterInstance.from_config(str(home)) as instance:
         records = instance.all_logs(out["run_id"], of_type=dg.DagsterEventType.STEP_START)
         step_pids = {r.dagster_event.pid for r in records}
-        assert {r.step_key for r in records} == {"measurement_set", "image"}
+        assert {r.step_key for r in records} == {"measurement_set", "calibration_tables", "calibrated_ms", "image"}
     assert out["pid"] not in step_pids, "steps ran in the Celery worker, not in the submitting process"

@@ -21,7 +21,7 @@ from dsa_assets.streaming.worker import instance_config_template
 from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 
-from ..conftest import settle
+from ..conftest import SOLVING, settle
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium")

@@ -1,0 +1,226 @@
+"""Photometry: forced fits at catalogue positions and blind source finding, on an observation's
+image or an hourly mosaic.
+
+Forced photometry fits the restoring beam K (an elliptical Gaussian of the image's BMAJ, BMIN,
+BPA, peak 1) at a known position, weighting each pixel by its noise sigma:
+
+    S = sum(d K / sigma^2) / sum(K^2 / sigma^2)
+
+in Jy (the peak of a point source, on a primary-beam-corrected image). Image noise is
+correlated over the beam, so the error is that of this estimator under noise whose correlation
+is the beam itself, sigma_S^2 = sum_ij K_i K_j rho_ij sigma_i sigma_j / (sum K^2)^2, about
+1.15 sigma for a Gaussian beam, not the 1/sqrt(sum K^2/sigma^2) that independent pixels would
+give (the simulated pull distributions in the tests have unit width with it).
+
+Blind detection uses photutils (image segmentation above ``detect_snr`` of the local noise,
+then centroids and peaks of each segment); detections are matched to the catalogue within
+half the beam's major axis. Plain Python: no Dagster import.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..exceptions import DSA110Error
+
+FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+
+
+class PhotometryError(DSA110Error):
+    """An image cannot be measured (missing file, no beam in the header)."""
+
+
+@dataclass(frozen=True)
+class PhotometryConfig:
+    detect_snr: float = 5.0
+    """Blind detections: peak at least this many times the local noise."""
+    noise_box_pixels: int = 64
+    """Box (pixels) over which the local noise is estimated from the residual image."""
+    pb_cutoff: float = 0.1
+    """Positions where the primary beam is below this fraction are not measured."""
+    fit_radius_beams: float = 1.0
+    """Pixels within this many beam FWHM (major axis) of a position enter its forced fit."""
+
+
+@dataclass
+class Measurement:
+    """One flux density measurement. Fluxes in Jy; position in ICRS degrees."""
+
+    source: str
+    ra_deg: float
+    dec_deg: float
+    flux_jy: float
+    flux_err_jy: float
+    local_rms_jy: float
+    kind: str
+    """"forced" (at a catalogue position) or "blind" (a detection, matched or not)."""
+    matched: str | None = None
+    """For blind detections: the catalogue source within half a beam, if any."""
+    flags: str = ""
+
+    @property
+    def snr(self) -> float:
+        return self.flux_jy / self.flux_err_jy if self.flux_err_jy > 0 else 0.0
+
+
+@dataclass
+class PhotometryResult:
+    measurements: list[Measurement]
+    rms_jy: float
+    beam_arcsec: tuple[float, float, float]
+    timings_s: dict = field(default_factory=dict)
+
+    def forced(self) -> list[Measurement]:
+        return [m for m in self.measurements if m.kind == "forced"]
+
+    def blind(self) -> list[Measurement]:
+        return [m for m in self.measurements if m.kind == "blind"]
+
+
+@dataclass
+class ImagePlanes:
+    """An image's planes on one grid: data (Jy/beam, primary-beam corrected), noise (Jy/beam,
+    per pixel, after the same correction), and the header carrying WCS and restoring beam."""
+
+    data: np.ndarray
+    noise: np.ndarray
+    header: object
+
+    @classmethod
+    def from_observation(cls, image: Path, residual: Path, pb: Path, config: PhotometryConfig) -> "ImagePlanes":
+        """From an observation's flat image, residual and beam: the corrected image, and the
+        residual's local robust rms divided by the beam."""
+        from astropy.io import fits
+
+        for p in (image, residual, pb):
+            if not Path(p).exists():
+                raise PhotometryError(f"{p} does not exist")
+        header = fits.getheader(image)
+        flat = np.squeeze(fits.getdata(image)).astype(np.float64)
+        beam = np.squeeze(fits.getdata(pb)).astype(np.float64)
+        rms = local_rms(np.squeeze(fits.getdata(residual)).astype(np.float64), config.noise_box_pixels)
+        ok = beam >= config.pb_cutoff
+        return cls(np.where(ok, flat / np.where(ok, beam, 1.0), np.nan),
+                   np.where(ok, rms / np.where(ok, beam, 1.0), np.nan), header)
+
+    @classmethod
+    def from_mosaic(cls, image: Path, noise: Path) -> "ImagePlanes":
+        from astropy.io import fits
+
+        return cls(np.squeeze(fits.getdata(image)).astype(np.float64),
+                   np.squeeze(fits.getdata(noise)).astype(np.float64), fits.getheader(image))
+
+
+def local_rms(residual: np.ndarray, box: int) -> np.ndarray:
+    """Robust (MAD) rms of ``residual`` in ``box``-pixel cells, interpolated to every pixel."""
+    from photutils.background import Background2D, MADStdBackgroundRMS, MedianBackground
+
+    ny, nx = residual.shape
+    box = max(8, min(box, ny // 2, nx // 2))
+    bkg = Background2D(residual, box, filter_size=3, bkg_estimator=MedianBackground(),
+                       bkgrms_estimator=MADStdBackgroundRMS(), mask=~np.isfinite(residual))
+    return np.asarray(bkg.background_rms)
+
+
+def beam_kernel(header, x: float, y: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The restoring beam (peak 1) centred on pixel (x, y), evaluated at pixels (xs, ys).
+
+    BPA is measured from north through east; with RA increasing to the left (negative CDELT1)
+    east is -x."""
+    if "BMAJ" not in header or "BMIN" not in header:
+        raise PhotometryError("the image header has no restoring beam (BMAJ/BMIN)")
+    cell = abs(header["CDELT1"])
+    smaj = header["BMAJ"] / cell * FWHM_TO_SIGMA
+    smin = header["BMIN"] / cell * FWHM_TO_SIGMA
+    pa = np.radians(header.get("BPA", 0.0))
+    east = -1.0 if header["CDELT1"] < 0 else 1.0
+    dx, dy = (xs - x) * east, ys - y
+    # coordinates along the major (north rotated to east by BPA) and minor axes
+    a = dx * np.sin(pa) + dy * np.cos(pa)
+    b = dx * np.cos(pa) - dy * np.sin(pa)
+    return np.exp(-0.5 * ((a / smaj) ** 2 + (b / smin) ** 2))
+
+
+def forced_fit(planes: ImagePlanes, x: float, y: float, radius_pixels: float) -> tuple[float, float, float] | None:
+    """(flux, error, local rms) of the beam fitted at pixel (x, y), or None off the image."""
+    ny, nx = planes.data.shape
+    r = int(np.ceil(radius_pixels))
+    xi, yi = int(round(x)), int(round(y))
+    if not (r <= xi < nx - r and r <= yi < ny - r):
+        return None
+    ys, xs = np.mgrid[yi - r : yi + r + 1, xi - r : xi + r + 1]
+    d = planes.data[ys, xs]
+    sigma = planes.noise[ys, xs]
+    use = np.isfinite(d) & np.isfinite(sigma) & (sigma > 0) & ((xs - x) ** 2 + (ys - y) ** 2 <= radius_pixels**2)
+    if use.sum() < 3:
+        return None
+    k = beam_kernel(planes.header, x, y, xs, ys)
+    w = np.where(use, 1.0 / np.where(use, sigma, 1.0) ** 2, 0.0)
+    kd = np.where(use, d, 0.0)
+    norm = np.sum(k * k * w)
+    flux = float(np.sum(kd * k * w) / norm)
+    # noise correlated like the beam: rho_ij = K(i - j); weights u_i = K_i w_i / norm
+    u = (k * w / norm) * np.where(use, sigma, 0.0)
+    pts = np.flatnonzero(use)
+    px, py = xs.ravel()[pts], ys.ravel()[pts]
+    rho = beam_kernel(planes.header, 0.0, 0.0, px[:, None] - px[None, :], py[:, None] - py[None, :])
+    uu = u.ravel()[pts]
+    err = float(np.sqrt(max(uu @ rho @ uu, 0.0)))
+    return flux, err, float(planes.noise[yi, xi])
+
+
+def measure(planes: ImagePlanes, catalogue_sources, config: PhotometryConfig = PhotometryConfig()) -> PhotometryResult:
+    """Forced photometry at every catalogue position on the image, plus blind detections."""
+    from astropy.wcs import WCS
+
+    t0 = time.perf_counter()
+    header = planes.header
+    wcs = WCS(header).celestial
+    cell = abs(header["CDELT1"])
+    radius = config.fit_radius_beams * header["BMAJ"] / cell
+    out: list[Measurement] = []
+    sources = list(catalogue_sources)
+    if sources:
+        xs, ys = wcs.world_to_pixel_values([s.ra_deg for s in sources], [s.dec_deg for s in sources])
+        for s, x, y in zip(sources, np.atleast_1d(xs), np.atleast_1d(ys)):
+            fit = forced_fit(planes, float(x), float(y), radius)
+            if fit is not None and np.isfinite(fit[0]):
+                out.append(Measurement(s.name, s.ra_deg, s.dec_deg, fit[0], fit[1], fit[2], "forced"))
+    t1 = time.perf_counter()
+    out += blind_detections(planes, wcs, sources, config)
+    finite = planes.noise[np.isfinite(planes.noise)]
+    beam = (header["BMAJ"] * 3600, header["BMIN"] * 3600, header.get("BPA", 0.0))
+    return PhotometryResult(out, float(np.median(finite)) if finite.size else float("nan"), beam,
+                            {"forced": t1 - t0, "blind": time.perf_counter() - t1})
+
+
+def blind_detections(planes: ImagePlanes, wcs, sources, config: PhotometryConfig) -> list[Measurement]:
+    """Segments of the signal-to-noise map above ``detect_snr``: peak flux and centroid of each,
+    matched to the nearest catalogue source within half the beam's major axis."""
+    from photutils.segmentation import SourceCatalog, detect_sources
+
+    snr = np.where(np.isfinite(planes.data) & (planes.noise > 0), planes.data / planes.noise, 0.0)
+    segments = detect_sources(snr, config.detect_snr, n_pixels=5)
+    if segments is None:
+        return []
+    cat = SourceCatalog(np.nan_to_num(planes.data), segments)
+    radius_deg = 0.5 * planes.header["BMAJ"]
+    found = []
+    for row in cat:
+        x, y = float(row.maxval_xindex), float(row.maxval_yindex)
+        ra, dec = (float(v) for v in wcs.pixel_to_world_values(row.xcentroid, row.ycentroid))
+        match = None
+        if sources:
+            from .. import catalogue
+
+            sep = catalogue.separation_deg(sources, ra, dec)
+            if sep.min() <= radius_deg:
+                match = sources[int(np.argmin(sep))].name
+        noise = float(planes.noise[int(y), int(x)])
+        found.append(Measurement(match or f"DET J{ra:.4f}{dec:+.4f}", ra, dec, float(row.max_value), noise,
+                                 noise, "blind", matched=match))
+    return found
