@@ -205,6 +205,12 @@ class SolveOptions:
     """G solution interval ("inf": one per observation, the interval transferred to targets)."""
     uvrange: str = ""
     """Baselines used in the solves (CASA syntax, e.g. ">50lambda"); empty: all."""
+    time_average: bool = True
+    """Solve on a copy averaged to one integration per baseline (DATA and MODEL_DATA alike).
+    Exact when the gains are constant over the observation, which ``solint="inf"`` assumes
+    anyway: avg(g_i g_j* M) = g_i g_j* avg(M). The solves then read 1/24 of the data; sources
+    off the phase centre also decorrelate, which lowers their weight in the solution. Off when
+    ``gain_solint`` is shorter than the observation."""
 
 
 def choose_refant(ms: Path | str) -> str:
@@ -261,6 +267,19 @@ def solve(ms: Path | str, table_prefix: Path, options: SolveOptions = SolveOptio
     timings["gain_G"] = time.perf_counter() - t
     _require(tables["G"], "gain (G)")
     return {**tables, "refant": refant, "timings_s": timings}
+
+
+def time_averaged_copy(ms: Path | str, dest: Path) -> Path:
+    """``ms`` with DATA and MODEL_DATA averaged over all its integrations (flagged data left out
+    of the averages), written to ``dest`` with CASA split."""
+    from casatasks import split
+
+    fsutil.remove(dest)
+    split(vis=str(ms), outputvis=str(dest), datacolumn="all", timebin="1e9s", combine="scan,state",
+          keepflags=True)
+    if not (Path(dest) / "table.dat").exists():
+        raise CalibrationError(f"time averaging {ms} produced nothing (see the CASA log)")
+    return Path(dest)
 
 
 def _require(table_path: Path, what: str) -> None:
@@ -500,11 +519,17 @@ class CalibrationStage:
             timings["model"] = time.perf_counter() - t
             out = tmp / "solution"
             out.mkdir()
-            solved = solve(work, out / group_id, cfg.solve)
+            solve_on = work
+            if cfg.solve.time_average and cfg.solve.gain_solint == "inf":
+                t = time.perf_counter()
+                solve_on = time_averaged_copy(work, tmp / "averaged.ms")
+                timings["time_average"] = time.perf_counter() - t
+            solved = solve(solve_on, out / group_id, cfg.solve)
             timings.update(solved.pop("timings_s"))
             tables = {k: solved[k] for k in TABLE_KINDS}
-            timings["applycal"] = apply(work, [tables[k] for k in TABLE_KINDS])
-            quality = {"tables": table_quality(tables, antennas_with_data(work)), **model_agreement(work)}
+            # quality figures on the data the solutions came from
+            timings["applycal"] = apply(solve_on, [tables[k] for k in TABLE_KINDS])
+            quality = {"tables": table_quality(tables, antennas_with_data(solve_on)), **model_agreement(solve_on)}
             write_component_list(out / "model.cl", sources)
             (out / "solution.json").write_text(json.dumps({
                 "group_id": group_id, "refant": solved["refant"], "sources": [asdict(s) for s in sources],
