@@ -11,11 +11,13 @@ from pathlib import Path
 
 import json
 
-from sqlalchemy import Boolean, Column, DateTime, Float, Integer, MetaData, String, Table, Text, create_engine, select, update
+from sqlalchemy import (Boolean, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, create_engine,
+                        func, select, update)
 from sqlalchemy.engine import Engine
 
-SCHEMA_VERSION = 2
-"""2: calibration solutions, assignments and calibrated Measurement Sets."""
+SCHEMA_VERSION = 3
+"""2: calibration solutions, assignments and calibrated Measurement Sets.
+3: images (observations and mosaics), sources and flux measurements."""
 
 metadata = MetaData()
 
@@ -74,6 +76,53 @@ calibrated_measurement_sets = Table(
     Column("solution_group_id", String(32)),
     Column("flagged_fraction", Float),
     Column("created_at", DateTime(timezone=True)),
+)
+
+
+images = Table(
+    "images",
+    metadata,
+    Column("image_id", String(64), primary_key=True, doc="observation stamp, or 'mosaic:<hour key>'"),
+    Column("kind", String(16), nullable=False, doc="observation | mosaic"),
+    Column("partition_key", String(32), index=True),
+    Column("path", String(1024), nullable=False),
+    Column("epoch_unix", Float, index=True, doc="mid time of the data, Unix seconds (UTC)"),
+    Column("centre_ra_deg", Float),
+    Column("centre_dec_deg", Float),
+    Column("radius_deg", Float, doc="half the image's extent"),
+    Column("rms_jy", Float, doc="median noise of the measured plane (Jy/beam)"),
+    Column("beam_major_arcsec", Float),
+    Column("beam_minor_arcsec", Float),
+    Column("beam_pa_deg", Float),
+    Column("n_inputs", Integer, doc="images combined (mosaics)"),
+    Column("created_at", DateTime(timezone=True)),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("ra_deg", Float, nullable=False),
+    Column("dec_deg", Float, nullable=False),
+    Column("catalogue_flux_jy", Float, doc="reference-catalogue flux at 1.4 GHz; null for new sources"),
+    Column("in_catalogue", Boolean, nullable=False),
+    Column("first_image_id", String(64), doc="for new sources: the image they were found in"),
+)
+
+measurements = Table(
+    "measurements",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("image_id", String(64), nullable=False, index=True),
+    Column("source_name", String(64), nullable=False),
+    Column("epoch_unix", Float, nullable=False),
+    Column("kind", String(8), nullable=False, doc="forced | blind"),
+    Column("flux_jy", Float, nullable=False),
+    Column("flux_err_jy", Float, nullable=False),
+    Column("local_rms_jy", Float),
+    Column("snr", Float),
+    Column("flags", String(64)),
+    Index("ix_measurements_source_epoch", "source_name", "epoch_unix"),
 )
 
 
@@ -155,3 +204,64 @@ class ProductsDB:
 
     def calibrated_ms(self, group_id: str) -> dict | None:
         return self._get(calibrated_measurement_sets, group_id)
+
+    # -- photometry ----------------------------------------------------------------------------
+
+    def record_photometry(self, image: dict, rows: list[dict], new_sources: list[dict] = ()) -> None:
+        """Replace an image's row and all its measurements in one transaction (re-materializing
+        never duplicates), and add ``new_sources`` not yet known."""
+        image = {**image, "created_at": image.get("created_at") or datetime.now(timezone.utc)}
+        with self.engine.begin() as conn:
+            conn.execute(measurements.delete().where(measurements.c.image_id == image["image_id"]))
+            conn.execute(images.delete().where(images.c.image_id == image["image_id"]))
+            conn.execute(images.insert().values(**image))
+            if rows:
+                conn.execute(measurements.insert(), [{**r, "image_id": image["image_id"]} for r in rows])
+            known = {r.name for r in conn.execute(select(sources.c.name).where(
+                sources.c.name.in_([s["name"] for s in new_sources])))} if new_sources else set()
+            fresh = [s for s in new_sources if s["name"] not in known]
+            if fresh:
+                conn.execute(sources.insert(), fresh)
+
+    def record_catalogue(self, catalogue_sources) -> int:
+        """Add reference-catalogue sources not yet in ``sources``; returns how many were added."""
+        with self.engine.begin() as conn:
+            known = {r.name for r in conn.execute(select(sources.c.name))}
+            fresh = [{"name": s.name, "ra_deg": s.ra_deg, "dec_deg": s.dec_deg, "catalogue_flux_jy": s.flux_jy,
+                      "in_catalogue": True} for s in catalogue_sources if s.name not in known]
+            if fresh:
+                conn.execute(sources.insert(), fresh)
+        return len(fresh)
+
+    def new_sources(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(sources).where(sources.c.in_catalogue.is_(False)))]
+
+    def image(self, image_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(images).where(images.c.image_id == image_id)).first()
+        return dict(r._mapping) if r else None
+
+    def images_before(self, epoch_unix: float, kind: str = "observation") -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(images).where(images.c.epoch_unix < epoch_unix, images.c.kind == kind))
+            return [dict(r._mapping) for r in rows]
+
+    def light_curve(self, source_name: str, kind: str = "forced", image_kind: str | None = "observation") -> list[dict]:
+        """One source's measurements in time order (the composite index serves this query)."""
+        m = measurements.c
+        q = select(m.epoch_unix, m.flux_jy, m.flux_err_jy, m.local_rms_jy, m.snr, m.image_id, m.flags).where(
+            m.source_name == source_name, m.kind == kind)
+        if image_kind:
+            q = q.where(m.image_id.in_(select(images.c.image_id).where(images.c.kind == image_kind)))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q.order_by(m.epoch_unix))]
+
+    def measured_sources(self, kind: str = "forced") -> list[str]:
+        with self.engine.connect() as conn:
+            q = select(measurements.c.source_name).where(measurements.c.kind == kind).distinct()
+            return sorted(r[0] for r in conn.execute(q))
+
+    def count_measurements(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(measurements)).scalar())

@@ -224,3 +224,62 @@ def blind_detections(planes: ImagePlanes, wcs, sources, config: PhotometryConfig
         found.append(Measurement(match or f"DET J{ra:.4f}{dec:+.4f}", ra, dec, float(row.max_value), noise,
                                  noise, "blind", matched=match))
     return found
+
+
+def new_source_candidates(result: PhotometryResult, earlier_images: list[dict], factor: float = 5.0) -> list[Measurement]:
+    """Blind detections with no catalogue match whose peak exceeds ``factor`` times the lowest
+    noise an earlier image had at their position (observation images: the image's rms over
+    the primary-beam response at that offset from its centre). With no earlier image covering
+    the position there is nothing to compare with, and the detection is not called new."""
+    from .. import catalogue, geometry
+    from ..variability import is_new_source
+
+    found = []
+    for m in result.blind():
+        if m.matched is not None:
+            continue
+        rms = []
+        for img in earlier_images:
+            offset = float(catalogue.separation_deg([m], img["centre_ra_deg"], img["centre_dec_deg"])[0])
+            if offset > (img.get("radius_deg") or 0.0):
+                continue
+            response = 1.0
+            if img["kind"] == "observation":
+                response = float(geometry.airy_power_beam(np.cos(np.radians(offset)), 1.4e9))
+            if response > 0.1:
+                rms.append(img["rms_jy"] / response)
+        if is_new_source(m.flux_jy, rms, factor):
+            found.append(m)
+    return found
+
+
+class PhotometryStage:
+    """Forced and blind photometry of one image (an observation's or a mosaic)."""
+
+    name = "photometry"
+
+    def __init__(self, config: PhotometryConfig = PhotometryConfig()):
+        self.config = config
+
+    def validate(self, *paths: Path) -> None:
+        from astropy.io import fits
+
+        for p in paths:
+            if not Path(p).exists():
+                raise PhotometryError(f"{p} does not exist")
+        header = fits.getheader(paths[0])
+        if "BMAJ" not in header:
+            raise PhotometryError(f"{paths[0]} has no restoring beam in its header")
+
+    def execute_observation(self, image: Path, residual: Path, pb: Path, catalogue_sources) -> PhotometryResult:
+        """Measure an observation's image: beam-corrected, noise from the residual."""
+        self.validate(image, residual, pb)
+        return measure(ImagePlanes.from_observation(image, residual, pb, self.config), catalogue_sources, self.config)
+
+    def execute_mosaic(self, image: Path, noise: Path, catalogue_sources) -> PhotometryResult:
+        """Measure a mosaic with its noise map."""
+        self.validate(image, noise)
+        return measure(ImagePlanes.from_mosaic(image, noise), catalogue_sources, self.config)
+
+    def cleanup(self) -> None:
+        """Nothing to remove: measurements live in the products database."""
