@@ -19,21 +19,27 @@ from dsa_assets.constants import INCOMPLETE_GROUP_TIMEOUT_S
 from resources.calibration import CalibrationResource
 from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
+from resources.science import ScienceResource
+from sensors.hourly_products import build_sensor, mosaic_job, variability_job
 from sensors.subband_arrival import OBSERVATION_JOB, subband_arrival_sensor
 
 from .assets.calibration import calibrated_ms, calibration_tables
 from .assets.images import image
+from .assets.science import mosaic, mosaic_photometry, photometry, variability
 from .assets.measurement_sets import measurement_set
 from .assets.subband_files import SUBBAND_FILES
 
-observation_job = dg.define_asset_job(
-    OBSERVATION_JOB,
-    selection=dg.AssetSelection.assets(measurement_set, calibration_tables, calibrated_ms, image),
-    description=(
-        "Convert the observations of one 5-minute window to Measurement Sets, calibrate (solving on a "
-        "calibrator transit) and image them."
-    ),
-)
+def observation_job_for(with_photometry: bool) -> dg.UnresolvedAssetJobDefinition:
+    """The per-window job: conversion, calibration and imaging, then photometry when enabled."""
+    assets = [measurement_set, calibration_tables, calibrated_ms, image] + ([photometry] if with_photometry else [])
+    return dg.define_asset_job(
+        OBSERVATION_JOB,
+        selection=dg.AssetSelection.assets(*assets),
+        description=(
+            "Convert the observations of one 5-minute window to Measurement Sets, calibrate (solving on a "
+            "calibrator transit) and image them" + (", and measure the images." if with_photometry else ".")
+        ),
+    )
 
 
 def celery_executor_from_env():
@@ -54,16 +60,26 @@ def build_definitions(
     imaging: ImagingResource | None = None,
     executor=None,
     calibration: CalibrationResource | None = None,
+    science: ScienceResource | None = None,
+    enable_photometry: bool = False,
+    enable_mosaics: bool = False,
 ) -> dg.Definitions:
+    """Every asset is in the graph (so any can be backfilled from the UI); the flags decide what
+    runs by itself: photometry in the observation job, and the hourly-products sensor."""
+    sensors = [subband_arrival_sensor]
+    if enable_photometry or enable_mosaics:
+        sensors.append(build_sensor(enable_mosaics, enable_photometry))
     return dg.Definitions(
         executor=executor,
-        assets=[SUBBAND_FILES, measurement_set, calibration_tables, calibrated_ms, image],
-        jobs=[observation_job],
-        sensors=[subband_arrival_sensor],
+        assets=[SUBBAND_FILES, measurement_set, calibration_tables, calibrated_ms, image, photometry,
+                mosaic, mosaic_photometry, variability],
+        jobs=[observation_job_for(enable_photometry), mosaic_job, variability_job],
+        sensors=sensors,
         resources={
             "pipeline": pipeline,
             "imaging": imaging or ImagingResource(),
             "calibration": calibration or CalibrationResource(),
+            "science": science or ScienceResource(),
         },
     )
 
@@ -101,6 +117,13 @@ defs = build_definitions(
     ),
     executor=celery_executor_from_env(),
     calibration=calibration_resource_from_env(),
+    science=ScienceResource(
+        reference_catalogue=os.environ.get("DSA110_REFERENCE_CATALOGUE", ""),
+        mosaic_inputs=int(os.environ.get("DSA110_MOSAIC_OBSERVATIONS", 12)),
+        mosaic_timeout_s=float(os.environ.get("DSA110_MOSAIC_TIMEOUT_S", 1800.0)),
+    ),
+    enable_photometry=os.environ.get("DSA110_ENABLE_PHOTOMETRY", "0") == "1",
+    enable_mosaics=os.environ.get("DSA110_ENABLE_MOSAIC_CREATION", "0") == "1",
 )
 
 

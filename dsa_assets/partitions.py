@@ -69,3 +69,23 @@ def windows_between(first_key: str, last_key: str) -> list[str]:
         keys.append(t.strftime(KEY_FORMAT))
         t += WINDOW
     return keys
+
+
+def hour_key(t: datetime) -> str:
+    """Partition key of the hour containing ``t``."""
+    return t.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0).strftime(KEY_FORMAT)
+
+
+def hour_bounds(key: str) -> tuple[datetime, datetime]:
+    """[start, end) of an hourly partition key, UTC."""
+    start = datetime.strptime(key, KEY_FORMAT).replace(tzinfo=timezone.utc)
+    return start, start + HOUR
+
+
+def windows_in(start: datetime, end: datetime) -> list[str]:
+    """Keys of the 5-minute windows in [start, end)."""
+    keys, t = [], window_start(start)
+    while t < end:
+        keys.append(t.strftime(KEY_FORMAT))
+        t += WINDOW
+    return keys

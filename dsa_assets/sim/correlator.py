@@ -30,7 +30,7 @@ from astropy.time import Time
 from .. import constants as C
 from .. import geometry, naming
 from .. import catalogue
-from .sky import SKY_CATALOGUE, Corruptions, PointSource, Truth, sky_strip
+from .sky import SKY_CATALOGUE, Corruptions, PointSource, Truth, Variation, apply_variations, sky_strip
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,11 @@ class SimConfig:
     strip around the pointing declination (:func:`sky.sky_strip`, seeded by ``seed``), and an
     observation sees its sources within ``SKY_RADIUS_DEG``. Ignored when ``sources`` is given."""
     sources: tuple[PointSource, ...] | None = None
+    variations: tuple[Variation, ...] = ()
+    """Light curves imposed on named sky sources (flares, steps); the truth file records the
+    flux densities at each observation."""
+    flux_range_jy: tuple[float, float] = (0.2, 3.0)
+    """Flux densities of the random sky (log-uniform, Jy at 1.4 GHz)."""
     calibrator: str | None = None
     """A VLA calibrator (``3C286``, ``1331+305``) added to the sky at its catalogue position and
     flux density (Perley-Butler 2017 for primary calibrators); see :func:`calibrator_field`."""
@@ -178,6 +183,8 @@ class CorrelatorSimulator:
                 catalogue.write(out / SKY_CATALOGUE, sky)
         if cfg.calibrator:
             sources.append(calibrator_source(cfg.calibrator))
+        if cfg.variations:
+            sources = apply_variations(sources, cfg.variations, times[len(times) // 2].unix)
         all_freqs = np.concatenate([C.subband_frequencies_hz(sb, self.channels) for sb in range(C.N_SUBBANDS)])
         gain_rng = np.random.default_rng(cfg.seed if cfg.gain_seed is None else cfg.gain_seed)
         corruptions = (
@@ -219,7 +226,8 @@ class CorrelatorSimulator:
     def sky(self) -> list[PointSource]:
         """This configuration's fixed sky (the strip around its pointing declination)."""
         if self._sky is None:
-            self._sky = sky_strip(np.degrees(self.config.pointing_dec_rad), self.config.seed, self.config.n_sources)
+            self._sky = sky_strip(np.degrees(self.config.pointing_dec_rad), self.config.seed, self.config.n_sources,
+                                  flux_range_jy=self.config.flux_range_jy)
         return self._sky
 
     # -- physics -----------------------------------------------------------------------

@@ -86,6 +86,35 @@ def _iau_name(ra_deg: float, dec_deg: float) -> str:
     return f"SIM J{h:02d}{m:02d}{ds // 10:02d}.{ds % 10}{sign}{a // 3600:02d}{(a // 60) % 60:02d}{a % 60:02d}"
 
 
+@dataclass(frozen=True)
+class Variation:
+    """A light curve imposed on a sky source, as a factor on its flux density at time t (Unix s):
+    "flare": 1 + amplitude * exp(-(t - t0)^2 / (2 width_s^2)); "step": 1 before t0, 1 + amplitude
+    after."""
+
+    source: str
+    kind: str
+    t0_unix: float
+    amplitude: float
+    width_s: float = 86400.0
+
+    def factor(self, t_unix: float) -> float:
+        if self.kind == "flare":
+            return 1.0 + self.amplitude * float(np.exp(-0.5 * ((t_unix - self.t0_unix) / self.width_s) ** 2))
+        if self.kind == "step":
+            return 1.0 + (self.amplitude if t_unix >= self.t0_unix else 0.0)
+        raise ValueError(f"unknown variation kind {self.kind!r}")
+
+
+def apply_variations(sources: list[PointSource], variations, t_unix: float) -> list[PointSource]:
+    """``sources`` with their flux densities at ``t_unix`` under ``variations``."""
+    from dataclasses import replace
+
+    by_name = {v.source: v for v in variations}
+    return [replace(s, flux_jy=s.flux_jy * by_name[s.name].factor(t_unix)) if s.name in by_name else s
+            for s in sources]
+
+
 @dataclass
 class Corruptions:
     """Per-antenna complex gains and bandpasses applied as ``V_ij -> G_i conj(G_j) V_ij`` to the

@@ -187,6 +187,8 @@ def measure(planes: ImagePlanes, catalogue_sources, config: PhotometryConfig = P
     if sources:
         xs, ys = wcs.world_to_pixel_values([s.ra_deg for s in sources], [s.dec_deg for s in sources])
         for s, x, y in zip(sources, np.atleast_1d(xs), np.atleast_1d(ys)):
+            if not (np.isfinite(x) and np.isfinite(y)):
+                continue  # the far side of the sky: outside the projection
             fit = forced_fit(planes, float(x), float(y), radius)
             if fit is not None and np.isfinite(fit[0]):
                 out.append(Measurement(s.name, s.ra_deg, s.dec_deg, fit[0], fit[1], fit[2], "forced"))

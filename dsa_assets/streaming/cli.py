@@ -43,11 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     stages.add_argument("--rfi-flagger", choices=("aoflagger", "tfcrop", "rflag", "none"), default="aoflagger",
                         help="RFI flagging before calibration (default %(default)s)")
     stages.add_argument("--reference-catalogue", metavar="CSV",
-                        help="catalogue of the sky (name, ra_deg, dec_deg, flux_jy, spectral_index): its sources "
-                             "near a calibrator join the calibration model; the simulator writes one "
-                             "(sky_catalogue.csv beside the subbands)")
-    stages.add_argument("--enable-photometry", action="store_true", help="forced photometry on images and mosaics")
-    stages.add_argument("--enable-mosaic-creation", action="store_true", help="hourly mosaics")
+                        help="catalogue of the sky (name, ra_deg, dec_deg, flux_jy, spectral_index): forced photometry "
+                             "measures its sources, and those near a calibrator join the calibration model; "
+                             "the simulator writes one (sky_catalogue.csv beside the subbands)")
+    stages.add_argument("--enable-photometry", action="store_true",
+                        help="forced photometry and source finding on every image (and mosaic), and the "
+                             "variability table")
+    stages.add_argument("--enable-mosaic-creation", action="store_true",
+                        help="hourly mosaics, once an hour is imaged or --mosaic-timeout after its last image")
+    stages.add_argument("--mosaic-observations", type=int, default=12, metavar="N",
+                        help="imaged windows that complete an hour's mosaic (default %(default)s)")
+    stages.add_argument("--mosaic-timeout", type=float, default=1800.0, metavar="SECONDS",
+                        help="mosaic an incomplete hour this long after it ended and its last image arrived "
+                             "(default %(default)s)")
 
     ingest = p.add_argument_group("ingest")
     ingest.add_argument("--incomplete-timeout", type=float, default=INCOMPLETE_GROUP_TIMEOUT_S, metavar="SECONDS",
@@ -90,6 +98,8 @@ def config_from_args(args):
         missing_calibration=args.missing_calibration,
         rfi_flagger=args.rfi_flagger,
         reference_catalogue=args.reference_catalogue,
+        mosaic_observations=args.mosaic_observations,
+        mosaic_timeout_s=args.mosaic_timeout,
         enable_photometry=args.enable_photometry,
         enable_mosaic_creation=args.enable_mosaic_creation,
         webserver=not args.no_webserver,
@@ -111,10 +121,6 @@ def main(argv: list[str] | None = None) -> int:
     from .worker import StreamingWorker
 
     config = config_from_args(args)
-    for flag in ("enable_photometry", "enable_mosaic_creation"):
-        if getattr(config, flag):
-            log.warning("--%s: this stage is not part of this release yet; the flag is recorded only",
-                        flag.replace("_", "-"))
     worker = StreamingWorker(config)
     if args.once:
         windows = worker.run_once()

@@ -50,6 +50,8 @@ class WorkerConfig:
     missing_calibration: str = "fail"
     rfi_flagger: str = "aoflagger"
     reference_catalogue: Path | None = None
+    mosaic_observations: int = 12
+    mosaic_timeout_s: float = 1800.0
     enable_photometry: bool = False
     enable_mosaic_creation: bool = False
     webserver: bool = True
@@ -93,6 +95,8 @@ class WorkerConfig:
             "DSA110_MISSING_CALIBRATION": self.missing_calibration,
             "DSA110_RFI_FLAGGER": self.rfi_flagger,
             "DSA110_REFERENCE_CATALOGUE": str(self.reference_catalogue or ""),
+            "DSA110_MOSAIC_OBSERVATIONS": str(self.mosaic_observations),
+            "DSA110_MOSAIC_TIMEOUT_S": str(self.mosaic_timeout_s),
             "DSA110_ENABLE_PHOTOMETRY": str(int(self.enable_photometry)),
             "DSA110_ENABLE_MOSAIC_CREATION": str(int(self.enable_mosaic_creation)),
             "DSA110_DISK_WARN_GB": str(self.disk_warn_gb),
@@ -124,6 +128,19 @@ class WorkerConfig:
             disk_pause_gb=self.disk_pause_gb,
         )
 
+
+    def science_resource(self):
+        from resources.science import ScienceResource
+
+        return ScienceResource(reference_catalogue=str(self.reference_catalogue or ""),
+                               mosaic_inputs=self.mosaic_observations, mosaic_timeout_s=self.mosaic_timeout_s)
+
+    def definitions(self):
+        from ..definitions import build_definitions
+
+        return build_definitions(self.pipeline_resource(), calibration=self.calibration_resource(),
+                                 science=self.science_resource(), enable_photometry=self.enable_photometry,
+                                 enable_mosaics=self.enable_mosaic_creation)
 
     def calibration_resource(self):
         from resources.calibration import CalibrationResource
@@ -239,7 +256,8 @@ class StreamingWorker:
         missing (a run interrupted while calibrating or imaging). Returns window -> observations."""
         import dagster as dg
 
-        from ..definitions import build_definitions
+        from sensors.hourly_products import MOSAIC_JOB, VARIABILITY_JOB, hours_ready
+
         from .observations import is_stale
 
         self.prepare()
@@ -249,7 +267,7 @@ class StreamingWorker:
         for group in self.queue.groups("pending"):
             if group.n_subbands >= self.queue.expected_subbands or is_stale(group, self.config.incomplete_timeout_s, now):
                 convert.setdefault(partitions.window_key(group.start), []).append(group.group_id)
-        defs = build_definitions(self.config.pipeline_resource(), calibration=self.config.calibration_resource())
+        defs = self.config.definitions()
         job = defs.resolve_job_def("observation_job")
         with dg.DagsterInstance.get() as instance:
             imaged = instance.get_materialized_partitions(dg.AssetKey("image"))
@@ -266,4 +284,16 @@ class StreamingWorker:
                 )
                 log.info("window %s: %s%s", window, "materialized" if result.success else "failed",
                          "" if selection is None else " (after conversion)")
+            science = self.config.science_resource()
+            if self.config.enable_mosaic_creation:
+                # one-shot: every hour with images is mosaicked with what it has
+                imaged = instance.get_materialized_partitions(dg.AssetKey("image"))
+                ready, _ = hours_ready(imaged, science.mosaic_inputs, 0.0, float("inf"), {})
+                for hour in sorted(ready):
+                    result = defs.resolve_job_def(MOSAIC_JOB).execute_in_process(
+                        instance=instance, partition_key=hour, raise_on_error=False)
+                    log.info("mosaic %s: %s", hour, "materialized" if result.success else "failed")
+            if self.config.enable_photometry and (convert or image_only):
+                result = defs.resolve_job_def(VARIABILITY_JOB).execute_in_process(instance=instance, raise_on_error=False)
+                log.info("variability: %s", "materialized" if result.success else "failed")
         return {**image_only, **convert}

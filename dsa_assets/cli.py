@@ -1,0 +1,99 @@
+"""``dsa110``: query the products database from the command line.
+
+    dsa110 lightcurve --products-db out/state/products.sqlite3 --source "SIM J133931.6+304059"
+    dsa110 lightcurve ... --csv lc.csv --png lc.png
+    dsa110 variables --products-db ... [--all] [--csv table.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dsa110", description="Light curves and variability from the products database.")
+    sub = p.add_subparsers(dest="command", required=True)
+    lc = sub.add_parser("lightcurve", help="one source's forced flux densities in time order")
+    lc.add_argument("--products-db", required=True, help="SQLAlchemy URL or SQLite path (<output>/state/products.sqlite3)")
+    lc.add_argument("--source", required=True, help="source name as in the reference catalogue")
+    lc.add_argument("--mosaics", action="store_true", help="measurements on hourly mosaics instead of observation images")
+    lc.add_argument("--csv", type=Path, help="write the light curve as CSV")
+    lc.add_argument("--png", type=Path, help="plot it")
+    var = sub.add_parser("variables", help="variability statistics of every source with two or more measurements")
+    var.add_argument("--products-db", required=True)
+    var.add_argument("--all", action="store_true", help="every source, not only those flagged variable")
+    var.add_argument("--csv", type=Path, help="write the table as CSV")
+    return p
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def lightcurve(args) -> int:
+    from .products import ProductsDB
+    from .variability import metrics
+
+    db = ProductsDB(args.products_db)
+    rows = db.light_curve(args.source, image_kind="mosaic" if args.mosaics else "observation")
+    if not rows:
+        print(f"no measurements of {args.source!r}", file=sys.stderr)
+        return 1
+    print(f"{'utc':20s} {'flux_mJy':>10s} {'err_mJy':>8s} {'snr':>7s}  image")
+    for r in rows:
+        print(f"{_utc(r['epoch_unix']):20s} {r['flux_jy'] * 1e3:10.3f} {r['flux_err_jy'] * 1e3:8.3f} "
+              f"{(r['snr'] or 0):7.1f}  {r['image_id']}")
+    if len(rows) > 1:
+        m = metrics([r["flux_jy"] for r in rows], [r["flux_err_jy"] for r in rows])
+        print(f"n={m.n} V={m.v:.3f} eta={m.eta:.2f} Vs={m.vs:.1f} m={m.m:.2f} variable={'yes' if m.variable else 'no'}")
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["utc", "epoch_unix", "flux_jy", "flux_err_jy", "local_rms_jy", "image_id"])
+            for r in rows:
+                w.writerow([_utc(r["epoch_unix"]), r["epoch_unix"], r["flux_jy"], r["flux_err_jy"], r["local_rms_jy"],
+                            r["image_id"]])
+    if args.png:
+        from .assets.science import plot_light_curve
+
+        plot_light_curve(args.png, args.source, rows)
+    return 0
+
+
+def variables(args) -> int:
+    from .products import ProductsDB
+    from .variability import metrics
+
+    db = ProductsDB(args.products_db)
+    table = []
+    for name in db.measured_sources():
+        rows = db.light_curve(name)
+        if len(rows) < 2:
+            continue
+        m = metrics([r["flux_jy"] for r in rows], [r["flux_err_jy"] for r in rows])
+        if m.variable or args.all:
+            table.append((name, m))
+    print(f"{'source':28s} {'n':>3s} {'mean_mJy':>9s} {'V':>6s} {'eta':>8s} {'Vs':>6s} {'m':>6s} variable")
+    for name, m in sorted(table, key=lambda t: -t[1].eta):
+        print(f"{name:28s} {m.n:3d} {m.mean_flux_jy * 1e3:9.2f} {m.v:6.3f} {m.eta:8.2f} {m.vs:6.1f} {m.m:6.2f} "
+              f"{'yes' if m.variable else ''}")
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["source", "n", "mean_flux_jy", "v", "eta", "vs", "m", "variable"])
+            for name, m in table:
+                w.writerow([name, m.n, m.mean_flux_jy, m.v, m.eta, m.vs, m.m, m.variable])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return {"lightcurve": lightcurve, "variables": variables}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Six days of the same field through the whole platform: photometry, mosaics, light curves and
+variability, with a flaring and a stepping source among constant ones."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from dsa_assets import catalogue, naming, partitions
+from dsa_assets.definitions import build_definitions
+from dsa_assets.products import ProductsDB
+from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator_field
+from dsa_assets.sim.sky import SKY_CATALOGUE, Variation
+from resources.calibration import CalibrationResource
+from resources.imaging import ImagingResource
+from resources.pipeline import PipelineResource
+from resources.science import ScienceResource
+
+from ..conftest import settle
+
+pytestmark = pytest.mark.slow
+
+SIDEREAL_DAY_S = 86164.0905
+N_DAYS = 6
+FLARE_DAY = 3
+
+
+@pytest.fixture(scope="module")
+def field(tmp_path_factory):
+    """Day 0: a 3C286 transit, then the field 20 minutes later; days 1-5: that field again at the
+    same sidereal time. Returns (incoming, [target groups], variations, calibrator group)."""
+    incoming = tmp_path_factory.mktemp("days") / "in"
+    base, start = calibrator_field(
+        SimConfig(n_antennas=24, n_integrations=4, channels_per_subband=4, n_sources=14, seed=21, gains=True,
+                  flux_range_jy=(0.02, 0.3), timestamp_jitter=False),
+        "3C286", datetime(2026, 4, 1, tzinfo=timezone.utc))
+    cal_group = CorrelatorSimulator(base).write_observation(incoming, start)
+    first = start + timedelta(minutes=20)
+    from astropy.time import Time
+
+    from dsa_assets import geometry
+
+    centre = geometry.meridian_icrs(base.pointing_dec_rad, Time(first + timedelta(seconds=26)), geometry.default_site())
+    near = catalogue.within(CorrelatorSimulator(base).sky(), centre.ra.deg, centre.dec.deg, 1.1)
+    visible = sorted(near, key=lambda s: -s.flux_jy)
+    t_flare = (first + timedelta(seconds=FLARE_DAY * SIDEREAL_DAY_S)).timestamp()
+    variations = (Variation(visible[1].name, "flare", t_flare, 1.0, width_s=0.3 * 86400),
+                  Variation(visible[2].name, "step", t_flare - 3600, 0.6))
+    sim = CorrelatorSimulator(replace(base, variations=variations))
+    targets = [sim.write_observation(incoming, first + timedelta(seconds=d * SIDEREAL_DAY_S), seed=100 + d)
+               for d in range(N_DAYS)]
+    settle(incoming)
+    return incoming, targets, variations, cal_group
+
+
+def test_photometry_mosaic_and_variability_through_the_platform(field, tmp_path):
+    incoming, targets, variations, cal_group = field
+    pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0)
+    science = ScienceResource(reference_catalogue=str(incoming / SKY_CATALOGUE), mosaic_inputs=1)
+    defs = build_definitions(pipeline, ImagingResource(size=512, cell_arcsec=20, niter=500),
+                             calibration=CalibrationResource(enable_solving=True, validity_hours=24 * N_DAYS,
+                                                             reference_catalogue=str(incoming / SKY_CATALOGUE)),
+                             science=science, enable_photometry=True, enable_mosaics=True)
+    job = defs.resolve_job_def("observation_job")
+    with dg.instance_for_test() as instance:
+        for g in [cal_group] + targets:
+            result = job.execute_in_process(instance=instance, partition_key=partitions.window_key(g.data_start),
+                                            raise_on_error=False)
+            assert result.success, g.stamp
+        pulls = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey("photometry"), "forced_fluxes_match_truth")])
+        hour = partitions.hour_key(targets[0].data_start)
+        assert defs.resolve_job_def("mosaic_job").execute_in_process(instance=instance, partition_key=hour).success
+        mosaic_meta = instance.fetch_materializations(dg.AssetKey("mosaic"), limit=1).records[0] \
+            .asset_materialization.metadata
+        assert mosaic_meta["n_inputs"].value == 1 and len(mosaic_meta["gaps"].value) == 11
+        assert defs.resolve_job_def("variability_job").execute_in_process(instance=instance).success
+        var_meta = instance.fetch_materializations(dg.AssetKey("variability"), limit=1).records[0] \
+            .asset_materialization.metadata
+
+    db = ProductsDB(pipeline.products_target)
+    flare, step = variations[0].source, variations[1].source
+    assert len(db.light_curve(flare)) == N_DAYS
+    flagged = set(var_meta["variable_sources"].value)
+    assert {flare, step} <= flagged, var_meta["table"].value
+    # every constant source measured in the target field on every day: not flagged
+    constant = [n for n in db.measured_sources() if n not in (flare, step) and len(db.light_curve(n)) == N_DAYS]
+    assert len(constant) >= 5
+    false_positives = [n for n in constant if n in flagged]
+    assert len(false_positives) <= 1, false_positives
+    # forced fluxes against the truth, over every target observation
+    truth_pulls = []
+    for g in targets:
+        true_flux = {s.name: s.flux_jy for s in g.truth.sources}
+        for name in constant + [flare, step]:
+            row = next((r for r in db.light_curve(name) if r["image_id"] == g.stamp), None)
+            if row and row["snr"] > 5:
+                truth_pulls.append((row["flux_jy"] - true_flux[name]) / row["flux_err_jy"])
+    truth_pulls = np.array(truth_pulls)
+    print(f"pulls: n={len(truth_pulls)} mean={truth_pulls.mean():.2f} std={truth_pulls.std():.2f}")
+    assert abs(np.median(truth_pulls)) < 1.0 and np.std(truth_pulls) < 3.0
+    # the products database and the command line agree
+    from dsa_assets.cli import main
+
+    assert main(["lightcurve", "--products-db", pipeline.products_target, "--source", flare,
+                 "--csv", str(tmp_path / "lc.csv"), "--png", str(tmp_path / "lc.png")]) == 0
+    assert (tmp_path / "lc.png").exists() and len((tmp_path / "lc.csv").read_text().splitlines()) == N_DAYS + 1
+    assert (tmp_path / "out" / "variability" / "variability.csv").exists()
+    assert pulls  # the check ran
