@@ -117,6 +117,8 @@ measurements = Table(
     Column("source_name", String(64), nullable=False),
     Column("epoch_unix", Float, nullable=False),
     Column("kind", String(8), nullable=False, doc="forced | blind"),
+    Column("image_kind", String(16), nullable=False, doc="observation | mosaic (the image's kind, kept here so "
+                                                          "that a light curve is one index range scan)"),
     Column("flux_jy", Float, nullable=False),
     Column("flux_err_jy", Float, nullable=False),
     Column("local_rms_jy", Float),
@@ -216,7 +218,8 @@ class ProductsDB:
             conn.execute(images.delete().where(images.c.image_id == image["image_id"]))
             conn.execute(images.insert().values(**image))
             if rows:
-                conn.execute(measurements.insert(), [{**r, "image_id": image["image_id"]} for r in rows])
+                conn.execute(measurements.insert(),
+                             [{**r, "image_id": image["image_id"], "image_kind": image["kind"]} for r in rows])
             known = {r.name for r in conn.execute(select(sources.c.name).where(
                 sources.c.name.in_([s["name"] for s in new_sources])))} if new_sources else set()
             fresh = [s for s in new_sources if s["name"] not in known]
@@ -253,7 +256,7 @@ class ProductsDB:
         q = select(m.epoch_unix, m.flux_jy, m.flux_err_jy, m.local_rms_jy, m.snr, m.image_id, m.flags).where(
             m.source_name == source_name, m.kind == kind)
         if image_kind:
-            q = q.where(m.image_id.in_(select(images.c.image_id).where(images.c.kind == image_kind)))
+            q = q.where(m.image_kind == image_kind)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q.order_by(m.epoch_unix))]
 

@@ -2,7 +2,8 @@
 # The embedded default: simulate DSA-110 observations and run the platform on them, with the
 # Dagster UI at http://127.0.0.1:3000 (DSA110_PORT to change). Twelve observations of one hour
 # of sky are written at ten times real time (one every ~31 s), the first one as 3C286 drifts
-# through the beam: the platform solves its calibration there and carries it to the others.
+# through the beam: the platform solves its calibration there and carries it to the others,
+# images and measures every observation, and mosaics each hour.
 # State lives in ./state/demo (DSA110_DEMO_DIR to change). Ctrl-C stops everything.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,4 +19,5 @@ trap 'kill $SIM 2>/dev/null || true' EXIT
 echo "Dagster UI: http://127.0.0.1:${DSA110_PORT:-3000}"
 dsa110-stream --input-dir "$DEMO/incoming" --output-dir "$DEMO/output" \
   --port "${DSA110_PORT:-3000}" --stable-seconds 2 --enable-calibration-solving \
+  --enable-photometry --enable-mosaic-creation --mosaic-timeout 120 \
   --reference-catalogue "$DEMO/incoming/sky_catalogue.csv" "$@"

@@ -561,10 +561,17 @@ class CalibrationStage:
             fsutil.publish(work, dest)
         return ApplyResult(group_id, dest, solution_dir, report, timings)
 
-    def cleanup(self, group_id: str) -> None:
-        """Remove this observation's published solution and calibrated MS."""
-        fsutil.remove(naming.caltable_dir(self.config.output_dir, group_id))
-        fsutil.remove(naming.calibrated_ms_path(self.config.output_dir, group_id))
+    def cleanup(self) -> list[Path]:
+        """Remove scratch directories of interrupted solves and applications, and partial
+        publishes of solutions and calibrated Measurement Sets (crash recovery)."""
+        cfg = self.config
+        removed = fsutil.sweep_partials(cfg.output_dir / "caltables") + fsutil.sweep_partials(cfg.output_dir / "calibrated")
+        if cfg.scratch_dir and cfg.scratch_dir.exists():
+            for pattern in ("cal-*", "apply-*", "gainprobe-*"):
+                for p in cfg.scratch_dir.glob(pattern):
+                    fsutil.remove(p)
+                    removed.append(p)
+        return removed
 
 
 def solution_tables(directory: Path) -> list[Path]:

@@ -148,7 +148,11 @@ class MosaicStage:
         named = {kind: dest / f"{stem}-{kind}.fits" for kind in PRODUCTS}
         return MosaicResult(key, named, dest / f"{stem}.png", len(inputs), [i.name for i in inputs], metrics, timings)
 
-    def cleanup(self, key: str) -> None:
-        stem = key.replace(":", "")
-        for f in mosaic_dir(self.config.output_dir, key).glob(f"{stem}*"):
-            fsutil.remove(f)
+    def cleanup(self) -> list[Path]:
+        """Remove scratch directories of interrupted mosaics and partial publishes."""
+        removed = fsutil.sweep_partials(Path(self.config.output_dir) / "mosaics")
+        if self.config.scratch_dir and Path(self.config.scratch_dir).exists():
+            for p in Path(self.config.scratch_dir).glob("mosaic-*"):
+                fsutil.remove(p)
+                removed.append(p)
+        return removed

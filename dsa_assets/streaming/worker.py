@@ -189,9 +189,12 @@ class StreamingWorker:
         if requeued:
             log.warning("re-queued %d observation(s) left processing by a crash: %s", len(requeued), requeued)
         from ..stages.imaging import ImagingConfig, ImagingStage
+        from ..stages.mosaic import MosaicConfig, MosaicStage
 
         removed = cfg.pipeline_resource().conversion_stage().cleanup()
+        removed += cfg.calibration_resource().stage(cfg.output_dir, cfg.scratch_dir).cleanup()
         removed += ImagingStage(ImagingConfig(output_dir=cfg.output_dir, scratch_dir=cfg.scratch_dir)).cleanup()
+        removed += MosaicStage(MosaicConfig(output_dir=cfg.output_dir, scratch_dir=cfg.scratch_dir)).cleanup()
         if removed:
             log.warning("removed %d partial product(s) left by a crash", len(removed))
 

@@ -68,16 +68,21 @@ def test_kill_during_conversion_then_restart(tmp_path):
     assert {f: f.stat().st_size for f in group.files} == inputs
 
 
-def test_kill_during_imaging_then_restart_images_without_reconverting(tmp_path):
+@pytest.mark.parametrize("stage, scratch_pattern, product_dir", [
+    ("solve", "cal-*", "caltables"), ("applycal", "apply-*", "calibrated"), ("imaging", "image-*", "images")])
+def test_kill_after_conversion_then_restart_resumes_without_reconverting(tmp_path, stage, scratch_pattern, product_dir):
+    """kill -9 while calibrating, applying or imaging: on restart only the steps after conversion
+    re-run, nothing half-published is left, and the observation is converted once."""
     incoming, out = tmp_path / "in", tmp_path / "out"
     group = CorrelatorSimulator(replace(SMALL, n_integrations=8)).write_observation(incoming, START)
     scratch = out / "scratch"
-    kill_when_scratch_has(stream_once(incoming, out), scratch, "image-*", "imaging")
+    kill_when_scratch_has(stream_once(incoming, out), scratch, scratch_pattern, stage)
     queue = SubbandQueue(out / "state" / "queue.sqlite3")
     assert queue.group(group.stamp).state == "completed"
     (ms,) = list((out / "ms").rglob("*.ms"))
     ms_mtime = ms.stat().st_mtime_ns
-    assert not list((out / "images").rglob("*.fits")) if (out / "images").exists() else True
+    published = out / product_dir
+    assert not published.exists() or not [p for p in published.rglob("*") if p.is_file()], "nothing half-published"
 
     restart = stream_once(incoming, out)
     log_text = restart.communicate(timeout=600)[0]
@@ -87,4 +92,5 @@ def test_kill_during_imaging_then_restart_images_without_reconverting(tmp_path):
     assert ms.stat().st_mtime_ns == ms_mtime
     images = {p.name for p in (out / "images").rglob("*") if p.is_file()}
     assert f"{group.stamp}-pbcor.fits" in images and f"{group.stamp}.png" in images
-    assert not list(scratch.glob("image-*")), "scratch left-overs swept"
+    assert (out / "calibrated" / group.stamp[:10] / f"{group.stamp}.ms").is_dir()
+    assert not [p for p in scratch.iterdir() if p.name.startswith(("cal-", "apply-", "image-"))], "scratch swept"

@@ -1,0 +1,132 @@
+"""Photometry and products-database scale.
+
+1. Forced photometry of 10,000 catalogue sources on one observation's image (1024 x 1024
+   pixels of 12", restoring beam ~25"x20", beam-correlated noise), plus blind detection: time.
+2. Database growth per day: 288 observations with ``--per-image`` measurements each, in SQLite.
+3. Light-curve query with a year of data (``--days`` x 288 observations): each source is
+   measured in three consecutive observations per day as it drifts through the beam, as at
+   DSA-110; the time of ``ProductsDB.light_curve`` for random sources (median and worst).
+
+    python bench/science.py [--per-image 100] [--days 365] [--scratch DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def synthetic_observation(directory: Path, rng, size=1024, cell_arcsec=12.0):
+    from astropy.io import fits
+    from astropy.wcs import WCS
+    from scipy.signal import fftconvolve
+
+    from dsa_assets.stages.photometry import beam_kernel
+
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    w.wcs.crval = [150.0, 30.0]
+    w.wcs.crpix = [size / 2 + 1, size / 2 + 1]
+    w.wcs.cdelt = [-cell_arcsec / 3600, cell_arcsec / 3600]
+    header = w.to_header()
+    header.update(BMAJ=25 / 3600, BMIN=20 / 3600, BPA=20.0)
+    kernel_header = header.copy()
+    kernel_header.update(BMAJ=25 / 3600 / np.sqrt(2), BMIN=20 / 3600 / np.sqrt(2))
+    k = beam_kernel(kernel_header, 8, 8, *np.meshgrid(np.arange(17), np.arange(17)))
+    noise = fftconvolve(rng.standard_normal((size, size)), k, mode="same")
+    noise *= 1e-3 / noise.std()
+    ys, xs = np.mgrid[0:size, 0:size]
+    pb = np.exp(-0.5 * ((xs - size / 2) ** 2 + (ys - size / 2) ** 2) / (size / 3) ** 2)
+    paths = {}
+    for kind, data in (("image", pb * 0 + noise), ("residual", noise), ("pb", pb)):
+        paths[kind] = directory / f"{kind}.fits"
+        fits.writeto(paths[kind], data.astype(np.float32), header)
+    return paths, w
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--per-image", type=int, default=100, help="forced measurements per observation")
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--scratch", default=os.environ.get("DSA110_BENCH_DIR"))
+    args = p.parse_args()
+
+    from dsa_assets.catalogue import CatalogueSource
+    from dsa_assets.products import ProductsDB, images, measurements
+    from dsa_assets.stages.photometry import PhotometryStage
+
+    root = Path(tempfile.mkdtemp(prefix="dsa110-science-", dir=args.scratch))
+    rng = np.random.default_rng(1)
+    try:
+        paths, wcs = synthetic_observation(root, rng)
+        x, y = rng.uniform(20, 1004, (2, 10_000))
+        ra, dec = wcs.pixel_to_world_values(x, y)
+        sources = [CatalogueSource(f"S{i:05d}", float(a), float(d), 0.01) for i, (a, d) in enumerate(zip(ra, dec))]
+        t = time.perf_counter()
+        result = PhotometryStage().execute_observation(paths["image"], paths["residual"], paths["pb"], sources)
+        seconds = time.perf_counter() - t
+        print(f"photometry: {len(result.forced())} forced + {len(result.blind())} blind in {seconds:.1f} s "
+              f"({result.timings_s['forced']:.1f} s forced, {result.timings_s['blind']:.1f} s blind) "
+              f"= {seconds / 309:.3f} of the 309 s cadence")
+
+        db = ProductsDB(root / "day.sqlite3")
+        n_sources = 10_000
+        t = time.perf_counter()
+        for i in range(288):
+            rows = [{"source_name": f"S{(i * 30 + j) % n_sources:05d}", "epoch_unix": i * 300.0, "kind": "forced",
+                     "flux_jy": 0.01, "flux_err_jy": 0.001, "local_rms_jy": 0.001, "snr": 10.0, "flags": ""}
+                    for j in range(args.per_image)]
+            db.record_photometry({"image_id": f"obs{i}", "kind": "observation", "path": "x", "epoch_unix": i * 300.0},
+                                 rows)
+        day_s = time.perf_counter() - t
+        size = (root / "day.sqlite3").stat().st_size
+        print(f"one day: 288 observations x {args.per_image} measurements = {288 * args.per_image} rows, "
+              f"{size / 1e6:.1f} MB ({size / (288 * args.per_image):.0f} bytes/row), written in {day_s:.1f} s")
+
+        year = ProductsDB(root / "year.sqlite3")
+        n_obs = args.days * 288
+        n_src = 96 * args.per_image  # 96 stretches of sky a day, each seen by 3 consecutive observations
+        t = time.perf_counter()
+        with year.engine.begin() as conn:
+            conn.execute(images.insert(), [{"image_id": f"o{i}", "kind": "observation", "path": "x",
+                                            "epoch_unix": i * 300.0} for i in range(n_obs)])
+            batch = []
+            for i in range(n_obs):
+                slot = i % 288
+                first = (slot // 3) * args.per_image  # the sources of this stretch of sky
+                for j in range(args.per_image):
+                    batch.append({"image_id": f"o{i}", "source_name": f"S{(first + j) % n_src:06d}",
+                                  "epoch_unix": i * 300.0, "kind": "forced", "image_kind": "observation",
+                                  "flux_jy": 0.01, "flux_err_jy": 0.001})
+                if len(batch) >= 200_000:
+                    conn.execute(measurements.insert(), batch)
+                    batch = []
+            if batch:
+                conn.execute(measurements.insert(), batch)
+        fill_s = time.perf_counter() - t
+        rows = year.count_measurements()
+        size = (root / "year.sqlite3").stat().st_size
+        times, lengths = [], []
+        for name in rng.choice(n_src, 50, replace=False):
+            t = time.perf_counter()
+            lc = year.light_curve(f"S{name:06d}")
+            times.append(time.perf_counter() - t)
+            lengths.append(len(lc))
+        print(f"a year: {n_obs} observations, {rows} measurements, {size / 1e9:.2f} GB (filled in {fill_s:.0f} s)")
+        print(f"light-curve query: median {np.median(times) * 1e3:.1f} ms, worst {max(times) * 1e3:.1f} ms "
+              f"for {int(np.median(lengths))} points (target 50 ms: ratio {max(times) / 0.05:.2f})")
+        return 0
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.exit(main())
