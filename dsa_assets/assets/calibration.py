@@ -67,70 +67,41 @@ def _window_groups(pipeline: PipelineResource, partition_key: str):
 )
 def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineResource,
                        calibration: CalibrationResource) -> dg.MaterializeResult:
-    from ..calibrators import best_transit, transits
-    from ..stages.ms_inspect import observation_span
+    from ..stages.calibration_selection import calibrate_observation
 
     attach_log_file()
     db = pipeline.products()
     stage = calibration.stage(pipeline.output_path, pipeline.scratch_path)
-    solved, assigned, missing, solve_failures = [], [], {}, {}
+    outcomes = []
     for g in _window_groups(pipeline, context.partition_key):
         with log_context(partition=context.partition_key, run_id=context.run.run_id, stage="calibration",
                          observation=g.group_id):
-            span = observation_span(g.ms_path)
-            mid = span.mid.timestamp()
-            found = transits(span.start, span.end, span.pointing_dec_rad, calibration.max_offset_deg)
-            transit = best_transit(found, calibration.min_calibrator_flux_jy)
-            if found:
-                context.log.info(f"{g.group_id}: transits {[t.as_dict() for t in found]}")
-            sol = None
-            if transit and calibration.enable_solving:
-                model = calibration.model(transit.calibrator, span)
-                try:
-                    sol = stage.execute_solve(g.group_id, g.ms_path, model)
-                except DSA110Error as exc:
-                    # a bad calibrator observation must not strand its window: record why and
-                    # fall through to the nearest valid solution, like any other observation
-                    solve_failures[g.group_id] = f"solving on {transit.calibrator.label} failed: {exc}"
-                    context.log.error(f"{g.group_id}: {solve_failures[g.group_id]}")
-            if sol is not None:
-                for step, seconds in sol.timings_s.items():
-                    metrics.STAGE_DURATION.labels(f"calibration_{step}").observe(seconds)
-                problems = calibration.solution_problems(sol.quality)
-                db.record_solution(
-                    group_id=g.group_id, partition_key=context.partition_key, calibrator=transit.calibrator.label,
-                    mid_unix=mid, path=str(sol.directory), refant=sol.refant, valid=not problems,
-                    quality={**sol.quality, "problems": problems, "transit": transit.as_dict(), "flags": sol.flags,
-                             "timings_s": sol.timings_s},
-                )
-                context.log.info(f"{g.group_id}: solved on {transit.calibrator.label} with a {len(model)}-source model; "
-                                 f"problems: {problems or 'none'}")
-                solved.append((g, transit, sol, problems))
-            chosen = db.nearest_solution(mid, calibration.validity_hours * 3600.0)
-            if chosen is None:
-                missing[g.group_id] = (
-                    f"no valid calibration solution within {calibration.validity_hours} h of {g.group_id}"
-                    + ("" if calibration.enable_solving else " (solving is off: apply-only mode)")
-                )
-                continue
-            db.record_assignment(group_id=g.group_id, partition_key=context.partition_key,
-                                 solution_group_id=chosen["group_id"],
-                                 solution_partition_key=chosen["partition_key"], offset_s=mid - chosen["mid_unix"])
-            assigned.append({"observation": g.group_id, "solution_partition": chosen["partition_key"],
-                             "solution_observation": chosen["group_id"], "calibrator": chosen["calibrator"],
-                             "offset_h": round((mid - chosen["mid_unix"]) / 3600.0, 3), "path": chosen["path"],
-                             "quality": chosen["quality"]})
+            o = calibrate_observation(stage, db, calibration, g.group_id, g.ms_path, context.partition_key)
+        if o.transits:
+            context.log.info(f"{g.group_id}: transits {[t.as_dict() for t in o.transits]}")
+        if o.solve_failure:
+            context.log.error(f"{g.group_id}: {o.solve_failure}")
+        if o.solution:
+            for step, seconds in o.solution.timings_s.items():
+                metrics.STAGE_DURATION.labels(f"calibration_{step}").observe(seconds)
+            context.log.info(f"{g.group_id}: solved on {o.transit.calibrator.label} with a {o.model_size}-source "
+                             f"model; problems: {o.problems or 'none'}")
+        outcomes.append((g, o))
+    missing = {o.group_id: o.missing for _, o in outcomes if o.missing}
     if missing:
-        for gid, reason in missing.items():
+        for reason in missing.values():
             context.log.error(reason)
         if calibration.missing_policy == "wait":
             raise dg.RetryRequested(max_retries=max(int(calibration.wait_timeout_s // calibration.wait_s), 1),
                                     seconds_to_wait=calibration.wait_s)
         raise dg.Failure(description="; ".join(missing.values()),
                          metadata={g: dg.MetadataValue.text(r) for g, r in missing.items()})
+    solved = [(g, o) for g, o in outcomes if o.solution]
+    assigned = [o.assignment for _, o in outcomes]
+    solve_failures = {o.group_id: o.solve_failure for _, o in outcomes if o.solve_failure}
     metadata = {
         "n_observations": len(assigned),
-        "solved_here": ", ".join(f"{g.group_id} on {t.calibrator.label}" for g, t, _, _ in solved),
+        "solved_here": ", ".join(f"{g.group_id} on {o.transit.calibrator.label}" for g, o in solved),
         "solve_failures": dg.MetadataValue.json(solve_failures),
         "assignments": dg.MetadataValue.json([{k: v for k, v in a.items() if k != "quality"} for a in assigned]),
     }
@@ -143,10 +114,10 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
             "path": dg.MetadataValue.path(first["path"]),
         })
     if solved:
-        _, transit, sol, _ = solved[0]
-        q = sol.quality
+        _, o = solved[0]
+        q, sol = o.solution.quality, o.solution
         metadata.update({
-            "transit": dg.MetadataValue.json(transit.as_dict()),
+            "transit": dg.MetadataValue.json(o.transit.as_dict()),
             "refant": sol.refant,
             "model_sources": len(sol.sources),
             "gain_median_snr": round(q["tables"]["G"]["median_snr"] or 0.0, 1),
@@ -157,14 +128,15 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
             "timings_s": dg.MetadataValue.json({k: round(v, 2) for k, v in sol.timings_s.items()}),
         })
     return dg.MaterializeResult(metadata=metadata, check_results=[
-        quality_check(calibration, solved, assigned, solve_failures), gains_check(pipeline, solved),
+        quality_check(solved, assigned, solve_failures), gains_check(pipeline, solved),
     ])
 
 
-def quality_check(calibration: CalibrationResource, solved, assigned, solve_failures) -> dg.AssetCheckResult:
+def quality_check(solved, assigned, solve_failures) -> dg.AssetCheckResult:
     problems = [f"{gid}: {reason}" for gid, reason in solve_failures.items()]
-    for g, _, sol, found in solved:
-        problems += [f"{g.group_id}: {p}" for p in found]
+    for g, o in solved:
+        sol = o.solution
+        problems += [f"{g.group_id}: {p}" for p in o.problems]
         if abs(sol.quality["flux_ratio"] - 1.0) > FLUX_TOLERANCE:
             problems.append(f"{g.group_id}: calibrated flux / model = {sol.quality['flux_ratio']:.4f}")
         if sol.quality["phase_scatter_deg"] > MAX_PHASE_SCATTER_DEG:
@@ -187,7 +159,8 @@ def gains_check(pipeline: PipelineResource, solved) -> dg.AssetCheckResult:
     from ..stages.calibration import antenna_gains, channel_frequencies, gain_errors
 
     results, problems = {}, []
-    for g, _, sol, _ in solved:
+    for g, o in solved:
+        sol = o.solution
         truth_path = Path(pipeline.input_dir) / truth_file_name(g.group_id)
         if not truth_path.exists():
             continue

@@ -213,8 +213,8 @@ def blind_detections(planes: ImagePlanes, wcs, sources, config: PhotometryConfig
     radius_deg = 0.5 * planes.header["BMAJ"]
     found = []
     for row in cat:
-        x, y = float(row.maxval_xindex), float(row.maxval_yindex)
-        ra, dec = (float(v) for v in wcs.pixel_to_world_values(row.xcentroid, row.ycentroid))
+        x, y = float(row.max_value_xindex), float(row.max_value_yindex)
+        ra, dec = (float(v) for v in wcs.pixel_to_world_values(row.x_centroid, row.y_centroid))
         match = None
         if sources:
             from .. import catalogue

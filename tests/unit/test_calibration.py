@@ -238,3 +238,32 @@ def test_flagging_refuses_what_is_not_a_measurement_set(tmp_path):
         FlaggingStage().execute(tmp_path)
     with pytest.raises(ValueError, match="rfi must be one of"):
         FlaggingConfig(rfi="magic")
+
+
+def test_failed_solve_falls_back_to_the_nearest_valid_solution(calibrator_pass, solved, tmp_path):
+    from dsa_assets.products import ProductsDB
+    from dsa_assets.stages.calibration_selection import calibrate_observation
+    from dsa_assets.stages.ms_inspect import observation_span
+    from resources.calibration import CalibrationResource
+
+    _, groups, ms = calibrator_pass
+    stage, sol = solved
+    db = ProductsDB(tmp_path / "products.sqlite3")
+    mid = observation_span(ms[0]).mid.timestamp()
+    db.record_solution(group_id="earlier", partition_key="2026-03-02-09:40", calibrator="0542+498 (3C147)",
+                       mid_unix=mid - 3600, path=str(sol.directory), refant="1", valid=True, quality={})
+
+    class FailingStage(cal.CalibrationStage):
+        def execute_solve(self, *args, **kwargs):
+            raise cal.CalibrationError("delay (K) solve produced no table")
+
+    policy = CalibrationResource(enable_solving=True)
+    out = calibrate_observation(FailingStage(stage.config), db, policy, groups[0].stamp, ms[0], "2026-03-02-10:40")
+    assert out.transits and out.transit is None and out.solution is None
+    assert "solving on 1331+305 (3C286) failed: delay (K)" in out.solve_failure
+    assert out.assignment["solution_observation"] == "earlier" and out.assignment["offset_h"] == pytest.approx(1.0)
+    assert db.assignment(groups[0].stamp)["solution_group_id"] == "earlier"
+    # nothing valid within a 30-minute window: the reason, and no assignment
+    short = calibrate_observation(FailingStage(stage.config), db, CalibrationResource(enable_solving=True,
+                                  validity_hours=0.5), groups[0].stamp, ms[0], "2026-03-02-10:40")
+    assert short.assignment is None and "no valid calibration solution within 0.5 h" in short.missing
