@@ -25,6 +25,7 @@ from sensors.subband_arrival import OBSERVATION_JOB, subband_arrival_sensor
 
 from .assets.calibration import calibrated_ms, calibration_tables
 from .assets.images import image
+from .assets.imaging_qa import imager_cross_check
 from .assets.science import mosaic, mosaic_photometry, photometry, variability
 from .assets.measurement_sets import measurement_set
 from .assets.subband_files import SUBBAND_FILES
@@ -71,8 +72,8 @@ def build_definitions(
         sensors.append(build_sensor(enable_mosaics, enable_photometry))
     return dg.Definitions(
         executor=executor,
-        assets=[SUBBAND_FILES, measurement_set, calibration_tables, calibrated_ms, image, photometry,
-                mosaic, mosaic_photometry, variability],
+        assets=[SUBBAND_FILES, measurement_set, calibration_tables, calibrated_ms, image, imager_cross_check,
+                photometry, mosaic, mosaic_photometry, variability],
         jobs=[observation_job_for(enable_photometry), mosaic_job, variability_job],
         sensors=sensors,
         resources={

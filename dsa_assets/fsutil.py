@@ -95,3 +95,11 @@ def directory_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def free_bytes(path: Path) -> int:
+    """Free space (bytes) on the filesystem that holds ``path`` (or its nearest existing parent)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free

@@ -44,18 +44,20 @@ def _image_row(image_id: str, kind: str, partition_key: str, path: Path, epoch_u
     ra, dec = (float(v) for v in wcs.pixel_to_world_values((nx - 1) / 2, (ny - 1) / 2))
     corner_ra, corner_dec = (float(v) for v in wcs.pixel_to_world_values(0, 0))
     radius = float(catalogue.separation_deg([catalogue.CatalogueSource("", corner_ra, corner_dec, 0)], ra, dec)[0])
+    # plain floats: database drivers such as psycopg2 do not adapt numpy scalars
     return {
         "image_id": image_id, "kind": kind, "partition_key": partition_key, "path": str(path),
-        "epoch_unix": epoch_unix, "centre_ra_deg": ra, "centre_dec_deg": dec, "radius_deg": radius / np.sqrt(2),
-        "rms_jy": result.rms_jy, "beam_major_arcsec": result.beam_arcsec[0],
-        "beam_minor_arcsec": result.beam_arcsec[1], "beam_pa_deg": result.beam_arcsec[2], "n_inputs": n_inputs,
+        "epoch_unix": float(epoch_unix), "centre_ra_deg": ra % 360.0, "centre_dec_deg": dec,
+        "radius_deg": float(radius / np.sqrt(2)), "rms_jy": float(result.rms_jy),
+        "beam_major_arcsec": float(result.beam_arcsec[0]), "beam_minor_arcsec": float(result.beam_arcsec[1]),
+        "beam_pa_deg": float(result.beam_arcsec[2]), "n_inputs": int(n_inputs),
     }
 
 
 def _measurement_rows(result, epoch_unix: float) -> list[dict]:
-    return [{"source_name": m.source, "epoch_unix": epoch_unix, "kind": m.kind, "flux_jy": m.flux_jy,
-             "flux_err_jy": m.flux_err_jy, "local_rms_jy": m.local_rms_jy, "snr": m.snr, "flags": m.flags}
-            for m in result.measurements]
+    return [{"source_name": m.source, "epoch_unix": float(epoch_unix), "kind": m.kind, "flux_jy": float(m.flux_jy),
+             "flux_err_jy": float(m.flux_err_jy), "local_rms_jy": float(m.local_rms_jy), "snr": float(m.snr),
+             "flags": m.flags} for m in result.measurements]
 
 
 def _measure_and_record(db, science, stage_call, image_id, kind, partition_key, path, epoch_unix, n_inputs=1):
@@ -67,8 +69,8 @@ def _measure_and_record(db, science, stage_call, image_id, kind, partition_key, 
     result = stage_call(sources)
     row = _image_row(image_id, kind, partition_key, path, epoch_unix, result, n_inputs)
     new = new_source_candidates(result, db.images_before(epoch_unix, kind), science.new_source_factor)
-    new_rows = [{"name": m.source, "ra_deg": m.ra_deg, "dec_deg": m.dec_deg, "in_catalogue": False,
-                 "first_image_id": image_id} for m in new]
+    new_rows = [{"name": m.source, "ra_deg": float(m.ra_deg) % 360.0, "dec_deg": float(m.dec_deg),
+                 "in_catalogue": False, "first_image_id": image_id} for m in new]
     db.record_photometry(row, _measurement_rows(result, epoch_unix), new_rows)
     return result, new
 

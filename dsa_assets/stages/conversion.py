@@ -201,6 +201,23 @@ class ConversionStage:
         return GroupPlan(group_id, dict(sorted(by_sb.items())), offsets, freqs, float(dec))
 
     # -- execute ---------------------------------------------------------------------------
+    def _check_space(self, group_id: str, plan) -> None:
+        """Refuse before writing when the scratch or output filesystem cannot hold the Measurement
+        Set: casacore aborts the whole process (C++ terminate) when a full disk fails its table
+        flush, which no exception handler can catch. A disk that fills up during the write is
+        still possible; the run then fails and crash recovery re-queues the observation."""
+        import tempfile
+
+        # ~8.2 bytes per visibility (complex64 data, bit-packed flags, weights per row) + subtables
+        need = int(1.1 * plan.reference.n_blts * len(plan.freqs_hz) * 2 * 8.2) + 4_000_000
+        places = {"scratch": self.config.scratch_dir or Path(tempfile.gettempdir()), "output": self.config.output_dir}
+        for what, where in places.items():
+            free = fsutil.free_bytes(where)
+            if free < need:
+                raise ConversionError(
+                    f"group {group_id}: not enough space on the {what} disk ({where}): the Measurement Set needs "
+                    f"~{need / 1e6:.1f} MB, {free / 1e6:.1f} MB free (No space left on device)")
+
     def execute(self, *, group_id: str, hdf5_files: list[Path | str], partition_key: str | None = None):
         """Convert the group and publish its Measurement Set; returns a ConversionResult."""
         t_start = time.perf_counter()
@@ -208,6 +225,7 @@ class ConversionStage:
         plan = self.validate(group_id, hdf5_files)
         timings["validate"] = time.perf_counter() - t_start
         dest = naming.ms_path(self.config.output_dir, group_id)
+        self._check_space(group_id, plan)
         with fsutil.scratch_directory(self.config.scratch_dir, f"convert-{group_id}-") as scratch:
             tmp_ms = scratch / dest.name
             try:

@@ -199,11 +199,20 @@ def _read_block_into(files, buffers, r0: int, r1: int) -> None:
                 ds.read_direct(dest.reshape((nr,) + ds.shape[1:]), np.s_[r0:r1])
 
 
-def _reader_main(paths, slots, n_rows, block_rows, free, ready):  # runs in the reader process
+def _reader_main(paths, slots, n_rows, block_rows, free, ready, parent_pid):  # runs in the reader process
+    import os
+    import queue
+
     try:
         files = [h5py.File(p, "r", rdcc_nbytes=HDF5_CACHE_BYTES) for p in paths]
         for r0 in range(0, n_rows, block_rows):
-            slot = free.get()
+            while True:
+                try:
+                    slot = free.get(timeout=1.0)
+                    break
+                except queue.Empty:
+                    if os.getppid() != parent_pid:
+                        return  # the writer died (e.g. aborted by a full disk): do not linger
             if slot is None:
                 return
             r1 = min(r0 + block_rows, n_rows)
@@ -227,6 +236,7 @@ class BlockReader:
     def __init__(self, plan, n_pol: int, block_rows: int | None = None):
         import mmap
         import multiprocessing as mp
+        import os
 
         self.subbands = sorted(plan.headers)
         self.block_rows = block_rows = block_rows or block_rows_for(plan)
@@ -250,23 +260,37 @@ class BlockReader:
 
             self._free, self._ready = queue.SimpleQueue(), queue.SimpleQueue()
             start = threading.Thread
+            writer_pid = os.getppid()  # seen by the thread as its "parent": never changes
         else:
             ctx = mp.get_context("fork")
-            self._free, self._ready = ctx.SimpleQueue(), ctx.SimpleQueue()
+            self._free, self._ready = ctx.Queue(), ctx.Queue()
             start = ctx.Process
+            writer_pid = os.getpid()
         for slot in range(len(self.slots)):
             self._free.put(slot)
         self._proc = start(
             target=_reader_main,
-            args=(paths, self.slots, plan.reference.n_blts, block_rows, self._free, self._ready),
+            args=(paths, self.slots, plan.reference.n_blts, block_rows, self._free, self._ready, writer_pid),
             name="ms-block-reader",
             daemon=True,
         )
         self._proc.start()
 
+    def _next_ready(self):
+        """The next message of the reader; OSError if it died without one (never a hang)."""
+        import queue
+
+        while True:
+            try:
+                return self._ready.get(timeout=1.0)
+            except queue.Empty:
+                if not self._proc.is_alive():
+                    code = getattr(self._proc, "exitcode", None)
+                    raise OSError(f"the subband reader exited unexpectedly (exit code {code})") from None
+
     def __iter__(self):
         while True:
-            item = self._ready.get()
+            item = self._next_ready()
             if item is None:
                 return
             if item[0] == "error":

@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from dsa_assets import partitions
+from dsa_assets.assets.imaging_qa import imager_cross_check
 from dsa_assets.definitions import build_definitions
 from dsa_assets.products import ProductsDB
 from dsa_assets.sim.correlator import CorrelatorSimulator
@@ -80,6 +81,15 @@ def test_solution_solved_on_transit_and_carried_to_the_next_window(two_windows, 
         assert calibrated["solution_partition"] == w_cal and Path(calibrated["path"]).is_dir()
         assert check(instance, CALIBRATED, "fraction_flagged").status.value == "SUCCEEDED"
         assert instance.get_materialized_partitions(IMAGE) == {w_cal, w_target}
+
+        # the on-demand imager cross-check: tclean on the same calibrated data agrees with WSClean
+        cross = dg.materialize([imager_cross_check], instance=instance, partition_key=w_target,
+                               resources=defs.resources, selection=[dg.AssetKey("imager_cross_check")])
+        assert cross.success
+        agree = check(instance, dg.AssetKey("imager_cross_check"), "wsclean_tclean_agree")
+        assert agree.status.value == "SUCCEEDED"
+        compared = agree.event.dagster_event.event_specific_data.metadata["sources_compared"].value
+        assert compared >= 2
 
     db = ProductsDB(pipeline.products_target)
     assert db.assignment(target.stamp)["solution_group_id"] == cal.stamp

@@ -14,8 +14,10 @@ import pytest
 from dsa_assets import partitions
 from dsa_assets.definitions import build_definitions
 from dsa_assets.products import ProductsDB
+from dsa_assets.sim.sky import SKY_CATALOGUE
 from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
+from resources.science import ScienceResource
 
 from ..conftest import SOLVING, settle
 
@@ -73,7 +75,10 @@ def test_production_instance_and_products_on_postgres(postgres, group_copy, tmp_
     products_url = f"postgresql://dsa@127.0.0.1:{postgres['port']}/products"
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1,
                                 products_db=products_url)
-    defs = build_definitions(pipeline, ImagingResource(size=256, cell_arcsec=30, niter=100), calibration=SOLVING)
+    science = ScienceResource(reference_catalogue=str(incoming / SKY_CATALOGUE))
+    # 4 deg across, so that forced photometry finds catalogue sources
+    defs = build_definitions(pipeline, ImagingResource(size=512, cell_arcsec=30, niter=100), calibration=SOLVING,
+                             science=science, enable_photometry=True)
     window = partitions.window_key(group.data_start)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
@@ -93,3 +98,11 @@ def test_production_instance_and_products_on_postgres(postgres, group_copy, tmp_
 
     with ProductsDB(products_url).engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(measurement_sets)).scalar() == 1
+    # calibration, photometry and light curves live there too; re-measuring replaces, never adds
+    db = ProductsDB(products_url)
+    assert db.solution(group.stamp)["valid"] is True and db.calibrated_ms(group.stamp)
+    n = db.count_measurements()
+    assert n > 0 and db.light_curve(db.measured_sources()[0])
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert defs.resolve_job_def("observation_job").execute_in_process(instance=instance, partition_key=window).success
+    assert db.count_measurements() == n

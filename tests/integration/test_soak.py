@@ -127,10 +127,17 @@ def test_soak_with_faults(tmp_path):
         if e["fault"] in ("interrupted", "missing"):
             assert g.n_subbands == 15 and g.decision, (e, g)  # converted partial after the timeout, decided
     for e in log:
-        for key in ("junk", "duplicate"):
-            if key in e:
-                (rec,) = [f for f in files if Path(f["path"]).name == e[key]]
-                assert rec["status"] == ("rejected" if key == "junk" else "duplicate") and rec["reason"], rec
+        if "junk" in e:
+            (rec,) = [f for f in files if Path(f["path"]).name == e["junk"]]
+            assert rec["status"] == "rejected" and rec["reason"], rec
+        if "duplicate" in e:
+            # whichever of the two copies registered first is used; the other is recorded duplicate
+            subband = naming.parse_subband_name(e["duplicate"])[1]
+            group_files = [f for f in files if f["subband"] == subband
+                           and abs((naming.parse_subband_name(Path(f["path"]).name)[0]
+                                    - naming.parse_time(e["stamp"])).total_seconds()) < 60]
+            assert sorted(f["status"] for f in group_files) == ["duplicate", "valid"], group_files
+            assert all(f["reason"] for f in group_files if f["status"] == "duplicate")
     assert not problems, problems
     assert not list((out / "scratch").glob("*-*")), "no scratch left behind"
     lat = np.array(latencies)

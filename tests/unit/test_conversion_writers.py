@@ -96,3 +96,28 @@ def test_streaming_ms_reads_back_in_pyuvdata(simulated_group, tmp_path):
     assert np.degrees(center["cat_lon"]) == pytest.approx(result.phase_center_ra_deg, abs=1e-9)
     assert np.degrees(center["cat_lat"]) == pytest.approx(result.phase_center_dec_deg, abs=1e-9)
     assert uv.telescope.name == "OVRO_MMA"
+
+
+def test_block_reader_that_dies_is_an_error_not_a_hang(converted_ms):
+    """If the reader process dies (killed, or its writer's disk filled and aborted it), the
+    writer gets an OSError within a second or two instead of waiting forever."""
+    import os
+    import signal
+    import time
+
+    import pytest
+
+    from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
+    from dsa_assets.stages.ms_writer import BlockReader
+
+    group, _ = converted_ms
+    plan = ConversionStage(ConversionConfig(output_dir="/tmp")).validate(group.stamp, group.files)
+    reader = BlockReader(plan, n_pol=2, block_rows=10)
+    os.kill(reader._proc.pid, signal.SIGKILL)
+    reader._proc.join()
+    t = time.monotonic()
+    with pytest.raises(OSError, match="exited unexpectedly"):
+        for _ in reader:
+            pass
+    assert time.monotonic() - t < 10
+    reader.close()
