@@ -2,7 +2,6 @@
 variability table with light curves."""
 
 import csv
-import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path

@@ -10,7 +10,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from dsa_assets import catalogue, naming, partitions
+from dsa_assets import catalogue, partitions
 from dsa_assets.definitions import build_definitions
 from dsa_assets.products import ProductsDB
 from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator_field

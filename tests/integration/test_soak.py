@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,6 @@ CADENCE_S = 309.0 / 10  # ten times real time
 GENERATOR = r'''
 import json, random, sys, time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from dsa_assets import naming
 from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator_field

@@ -9,7 +9,7 @@ from astropy.wcs import WCS
 
 from dsa_assets import variability
 from dsa_assets.catalogue import CatalogueSource
-from dsa_assets.stages.photometry import FWHM_TO_SIGMA, ImagePlanes, PhotometryConfig, beam_kernel, measure
+from dsa_assets.stages.photometry import ImagePlanes, PhotometryConfig, beam_kernel, measure
 
 
 def synthetic_image(rng, sources, sigma=1e-3, size=256, cell_arcsec=10.0, bmaj=40.0, bmin=30.0, bpa=30.0):
