@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 CADENCE_S = 309.0 / 10  # ten times real time
 GENERATOR = r'''
 import json, random, sys, time
-from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from dsa_assets import naming
 from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator_field
@@ -37,13 +37,14 @@ config, start = calibrator_field(
     SimConfig(n_antennas=16, n_integrations=4, channels_per_subband=4, n_sources=6, seed=3),
     "3C286", datetime.now(timezone.utc) - timedelta(days=2))
 sim = CorrelatorSimulator(config)
-rng = random.Random(7)
+rng = random.Random(7)  # which subband a fault hits
 log = []
 t0 = time.monotonic()
 i = 0
 while time.monotonic() - t0 < minutes * 60:
     data_start = start + timedelta(seconds=309 * i)
-    fault = "none" if i == 0 else rng.choice(["none", "none", "none", "interrupted", "missing", "junk", "duplicate"])
+    # every other observation carries a fault, each kind in turn (the first is the clean calibrator pass)
+    fault = "none" if i % 2 == 0 else ["interrupted", "missing", "junk", "duplicate"][(i // 2) % 4]
     missing = (rng.randrange(16),) if fault == "missing" else ()
     interrupted = (rng.randrange(16),) if fault == "interrupted" else ()
     g = sim.write_observation(out, data_start, missing=missing, interrupted=interrupted, seed=100 + i)
