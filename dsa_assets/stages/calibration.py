@@ -34,12 +34,11 @@ from .. import fsutil, naming
 from ..exceptions import DSA110Error
 from ..geometry import SPEED_OF_LIGHT_M_S, airy_power_beam
 from .flagging import FlaggingConfig, FlaggingStage, FlagReport
-from .ms_inspect import pointing_directions, radec_unit
+from .ms_inspect import flag_fraction, pointing_directions, radec_unit, row_chunks
 
 log = logging.getLogger(__name__)
 
 TABLE_KINDS = ("K", "B", "G")
-ROW_CHUNK = 20000
 
 
 class CalibrationError(DSA110Error):
@@ -98,11 +97,6 @@ def _table(path, readonly=True):
     return table(str(path), readonly=readonly, ack=False)
 
 
-def _row_chunks(nrows: int):
-    for start in range(0, nrows, ROW_CHUNK):
-        yield start, min(ROW_CHUNK, nrows - start)
-
-
 def dish_diameter_m(ms: Path | str) -> float:
     with _table(Path(ms) / "ANTENNA") as tb:
         return float(np.median(tb.getcol("DISH_DIAMETER")))
@@ -145,7 +139,7 @@ def predict_model(ms: Path | str, sources: list[SourceModel], primary_beam: bool
             pointing = pointing_directions(ms, unique_t)  # (nt, 3)
             cos = np.clip(src_unit @ pointing.T, -1.0, 1.0)  # (nsrc, nt)
             attenuation = airy_power_beam(cos[..., None], freqs, diameter)
-        for start, n in _row_chunks(tb.nrows()):
+        for start, n in row_chunks(tb.nrows()):
             uvw = tb.getcol("UVW", startrow=start, nrow=n)
             field_id = tb.getcol("FIELD_ID", startrow=start, nrow=n)
             ti = t_index[start : start + n]
@@ -223,7 +217,7 @@ def choose_refant(ms: Path | str) -> str:
     with _table(ms) as tb:
         a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
         good = np.zeros(len(names))
-        for start, n in _row_chunks(tb.nrows()):
+        for start, n in row_chunks(tb.nrows()):
             f = tb.getcol("FLAG", startrow=start, nrow=n)
             unflagged = (~f).sum(axis=(1, 2))
             cross = a1[start : start + n] != a2[start : start + n]
@@ -362,7 +356,7 @@ def model_agreement(ms: Path | str) -> dict:
     num = den = 0.0
     phase_sum = phase_w = 0.0
     with _table(ms) as tb:
-        for start, n in _row_chunks(tb.nrows()):
+        for start, n in row_chunks(tb.nrows()):
             a1 = tb.getcol("ANTENNA1", startrow=start, nrow=n)
             a2 = tb.getcol("ANTENNA2", startrow=start, nrow=n)
             cross = a1 != a2
@@ -393,7 +387,7 @@ def antenna_gains(ms: Path | str, tables: list[Path | str], scratch_dir: Path | 
         probe = tmp / "probe.ms"
         shutil.copytree(ms, probe)
         with _table(probe, readonly=False) as tb:
-            for start, n in _row_chunks(tb.nrows()):
+            for start, n in row_chunks(tb.nrows()):
                 d = tb.getcol("DATA", startrow=start, nrow=n)
                 tb.putcol("DATA", np.ones_like(d), startrow=start, nrow=n)
                 tb.putcol("FLAG", np.zeros(d.shape, bool), startrow=start, nrow=n)
@@ -555,8 +549,7 @@ class CalibrationStage:
             timings["flagging"] = sum(flags.timings_s.values())
             timings["applycal"] = apply(work, tables)
             with _table(work) as tb:
-                flagged = float(np.mean([tb.getcol("FLAG", startrow=s, nrow=n).mean()
-                                         for s, n in _row_chunks(tb.nrows())]))
+                flagged = flag_fraction(tb)
             report = {**flags.as_dict(), "fraction_after_applycal": round(flagged, 5)}
             fsutil.publish(work, dest)
         return ApplyResult(group_id, dest, solution_dir, report, timings)

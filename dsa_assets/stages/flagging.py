@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import DSA110Error
+from .ms_inspect import flag_fraction, row_chunks
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class FlaggingStage:
         t0 = time.perf_counter()
         with table(ms, readonly=False, ack=False) as tb:
             a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
-            before = _flag_fraction(tb)
+            before = flag_fraction(tb)
             zeros = _flag_zeros(tb)
             timings["zeros"] = time.perf_counter() - t0
             t = time.perf_counter()
@@ -103,7 +104,7 @@ class FlaggingStage:
                 _flag_rows(tb, np.isin(a1, dead) | np.isin(a2, dead))
                 log.warning("flagged dead antennas %s in %s", dead, ms)
             timings["dead_antennas"] = time.perf_counter() - t
-            mid = _flag_fraction(tb)
+            mid = flag_fraction(tb)
             t = time.perf_counter()
             if self.config.rfi == "aoflagger":
                 flag_rfi_aoflagger(tb, a1, a2, self.config.aoflagger_strategy)
@@ -111,31 +112,17 @@ class FlaggingStage:
             flag_rfi_casa(ms, self.config.rfi)
         timings["rfi"] = time.perf_counter() - t
         with table(ms, ack=False) as tb:
-            after = _flag_fraction(tb)
+            after = flag_fraction(tb)
         return FlagReport(before, after, zeros, dead, after - mid, timings)
 
     def cleanup(self, ms_path: Path | str) -> None:
         """Nothing to remove: flags live in the Measurement Set they were written to."""
 
 
-def _flag_fraction(tb) -> float:
-    total = flagged = 0
-    for start, n in _row_chunks(tb.nrows()):
-        f = tb.getcol("FLAG", startrow=start, nrow=n)
-        total += f.size
-        flagged += int(f.sum())
-    return flagged / total if total else 0.0
-
-
-def _row_chunks(nrows: int, size: int = 20000):
-    for start in range(0, nrows, size):
-        yield start, min(size, nrows - start)
-
-
 def _flag_zeros(tb) -> float:
     """Flag visibilities that are exactly zero; returns their fraction."""
     n_zero = total = 0
-    for start, n in _row_chunks(tb.nrows()):
+    for start, n in row_chunks(tb.nrows()):
         data = tb.getcol("DATA", startrow=start, nrow=n)
         zero = data == 0
         total += zero.size
@@ -147,7 +134,7 @@ def _flag_zeros(tb) -> float:
 
 
 def _flag_rows(tb, rows: np.ndarray) -> None:
-    for start, n in _row_chunks(tb.nrows()):
+    for start, n in row_chunks(tb.nrows()):
         sel = rows[start : start + n]
         if sel.any():
             flags = tb.getcol("FLAG", startrow=start, nrow=n)

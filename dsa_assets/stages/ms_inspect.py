@@ -11,6 +11,26 @@ import numpy as np
 _UTC = timezone.utc
 
 
+ROW_CHUNK = 20000
+"""Rows read at a time when a whole column would not fit comfortably in memory."""
+
+
+def row_chunks(nrows: int, size: int = ROW_CHUNK):
+    """(start row, number of rows) covering ``nrows`` in chunks of ``size``."""
+    for start in range(0, nrows, size):
+        yield start, min(size, nrows - start)
+
+
+def flag_fraction(tb) -> float:
+    """Fraction (0..1) of the visibilities of an open main table that are flagged."""
+    total = flagged = 0
+    for start, n in row_chunks(tb.nrows()):
+        f = tb.getcol("FLAG", startrow=start, nrow=n)
+        total += f.size
+        flagged += int(f.sum())
+    return flagged / total if total else 0.0
+
+
 def inspect_ms(ms_path: Path | str) -> dict:
     """Shape and content summary of a Measurement Set, read with casatools' table tool.
 
