@@ -22,6 +22,7 @@ import astropy.units as u
 import numpy as np
 
 from . import constants as C
+from .catalogue import separation_deg
 
 CATALOGUE = "vlacalibrators.txt"
 CODE_RANK = {"P": 0, "S": 1}
@@ -243,7 +244,7 @@ def transits(
             continue
         transit_time = start + timedelta(seconds=float(dt))
         pointing = geometry.meridian_icrs(pointing_dec_rad, Time(transit_time), location)
-        offset = _separation_deg(cal.ra_deg, cal.dec_deg, pointing.ra.deg, pointing.dec.deg)
+        offset = float(separation_deg([cal], pointing.ra.deg, pointing.dec.deg)[0])
         if offset > max_offset_deg:
             continue
         out.append(Transit(cal, transit_time, offset, *_attenuations(cal, start, end, pointing_dec_rad, location)))
@@ -262,12 +263,6 @@ def _attenuations(cal, start, end, pointing_dec_rad, location) -> tuple[float, f
     s = geometry.icrs_unit_vectors(np.radians([cal.ra_deg]), np.radians([cal.dec_deg]), times, location)[0]
     beam = geometry.airy_power_beam(np.einsum("tx,tx->t", s, s0), REFERENCE_FREQ_HZ)
     return float(beam.max()), float(beam.mean())
-
-
-def _separation_deg(ra1, dec1, ra2, dec2) -> float:
-    r1, d1, r2, d2 = map(np.radians, (ra1, dec1, ra2, dec2))
-    c = np.sin(d1) * np.sin(d2) + np.cos(d1) * np.cos(d2) * np.cos(r1 - r2)
-    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
 
 
 def best_transit(found: list[Transit], min_apparent_flux_jy: float = 1.0) -> Transit | None:

@@ -64,6 +64,16 @@ def image_dir(output_dir: Path, group_id: str) -> Path:
     return Path(output_dir) / "images" / group_id[:10]
 
 
+def image_file(output_dir: Path, group_id: str, kind: str) -> Path:
+    """One of an observation's published images: kind is image, residual, psf, model, pb or pbcor."""
+    return image_dir(output_dir, group_id) / f"{group_id}-{kind}.fits"
+
+
+def image_files(output_dir: Path, group_id: str, kinds=("image", "residual", "pb")) -> dict[str, Path]:
+    """kind -> path of an observation's published images (what photometry and mosaics read)."""
+    return {k: image_file(output_dir, group_id, k) for k in kinds}
+
+
 def caltable_dir(output_dir: Path, group_id: str) -> Path:
     """Calibration solution of a calibrator observation: ``<output>/caltables/<date>/<stamp>/``
     holding ``<stamp>.K``, ``.B``, ``.G``, ``model.cl`` and ``solution.json``."""

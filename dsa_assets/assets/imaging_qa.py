@@ -39,8 +39,7 @@ def imager_cross_check(context: dg.AssetExecutionContext, pipeline: PipelineReso
     rows, problems = [], []
     for g in pipeline.queue().groups_between(start, end):
         calibrated = db.calibrated_ms(g.group_id)
-        ws_dir = naming.image_dir(pipeline.output_path, g.group_id)
-        ws = {k: ws_dir / f"{g.group_id}-{k}.fits" for k in ("image", "residual", "pb")}
+        ws = naming.image_files(pipeline.output_path, g.group_id)
         if calibrated is None or not ws["image"].exists():
             continue
         with fsutil.scratch_directory(pipeline.scratch_path, f"crosscheck-{g.group_id}-") as tmp:

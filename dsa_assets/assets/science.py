@@ -28,11 +28,6 @@ PULLS_CHECK = dg.AssetCheckSpec(
 )
 
 
-def _image_files(output_dir: Path, group_id: str) -> dict[str, Path]:
-    d = naming.image_dir(output_dir, group_id)
-    return {k: d / f"{group_id}-{k}.fits" for k in ("image", "residual", "pb")}
-
-
 def _image_row(image_id: str, kind: str, partition_key: str, path: Path, epoch_unix: float, result, n_inputs=1):
     from astropy.io import fits
     from astropy.wcs import WCS
@@ -95,7 +90,7 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
     stage = science.photometry_stage()
     done = []
     for g in pipeline.queue().groups_between(start, end):
-        files = _image_files(pipeline.output_path, g.group_id)
+        files = naming.image_files(pipeline.output_path, g.group_id)
         if g.state != "completed" or not files["image"].exists():
             continue
         ms_row = db.measurement_set(g.group_id) or {}
@@ -165,7 +160,7 @@ def mosaic(context: dg.AssetExecutionContext, pipeline: PipelineResource, scienc
     start, end = partitions.hour_bounds(context.partition_key)
     inputs, windows_with_images = [], set()
     for g in pipeline.queue().groups_between(start, end):
-        files = _image_files(pipeline.output_path, g.group_id)
+        files = naming.image_files(pipeline.output_path, g.group_id)
         if g.state == "completed" and files["image"].exists():
             inputs.append(MosaicInput(g.group_id, files["image"], files["residual"], files["pb"]))
             windows_with_images.add(partitions.window_key(g.start))

@@ -153,4 +153,4 @@ def test_soak_with_faults(tmp_path):
 
 
 def image_path(out: Path, stamp: str) -> Path:
-    return naming.image_dir(out, stamp) / f"{stamp}-pbcor.fits"
+    return naming.image_file(out, stamp, "pbcor")
