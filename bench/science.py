@@ -24,31 +24,21 @@ import numpy as np
 
 
 def synthetic_observation(directory: Path, rng, size=1024, cell_arcsec=12.0):
+    """Noise-only image, residual and a Gaussian primary beam, as FITS files."""
     from astropy.io import fits
     from astropy.wcs import WCS
-    from scipy.signal import fftconvolve
 
-    from dsa_assets.stages.photometry import beam_kernel
+    from dsa_assets.sim.images import beam_correlated_noise, image_header
 
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
-    w.wcs.crval = [150.0, 30.0]
-    w.wcs.crpix = [size / 2 + 1, size / 2 + 1]
-    w.wcs.cdelt = [-cell_arcsec / 3600, cell_arcsec / 3600]
-    header = w.to_header()
-    header.update(BMAJ=25 / 3600, BMIN=20 / 3600, BPA=20.0)
-    kernel_header = header.copy()
-    kernel_header.update(BMAJ=25 / 3600 / np.sqrt(2), BMIN=20 / 3600 / np.sqrt(2))
-    k = beam_kernel(kernel_header, 8, 8, *np.meshgrid(np.arange(17), np.arange(17)))
-    noise = fftconvolve(rng.standard_normal((size, size)), k, mode="same")
-    noise *= 1e-3 / noise.std()
+    header = image_header(size, cell_arcsec, 25.0, 20.0, 20.0)
+    noise = beam_correlated_noise(header, (size, size), 1e-3, rng)
     ys, xs = np.mgrid[0:size, 0:size]
     pb = np.exp(-0.5 * ((xs - size / 2) ** 2 + (ys - size / 2) ** 2) / (size / 3) ** 2)
     paths = {}
     for kind, data in (("image", pb * 0 + noise), ("residual", noise), ("pb", pb)):
         paths[kind] = directory / f"{kind}.fits"
         fits.writeto(paths[kind], data.astype(np.float32), header)
-    return paths, w
+    return paths, WCS(header).celestial
 
 
 def main() -> int:
@@ -120,8 +110,11 @@ def main() -> int:
             times.append(time.perf_counter() - t)
             lengths.append(len(lc))
         print(f"a year: {n_obs} observations, {rows} measurements, {size / 1e9:.2f} GB (filled in {fill_s:.0f} s)")
-        print(f"light-curve query: median {np.median(times) * 1e3:.1f} ms, worst {max(times) * 1e3:.1f} ms "
-              f"for {int(np.median(lengths))} points (target 50 ms: ratio {max(times) / 0.05:.2f})")
+        # the first query also opens the connection, compiles the statement and reads cold pages
+        warm = times[1:]
+        print(f"light-curve query ({int(np.median(lengths))} points): first {times[0] * 1e3:.1f} ms; then median "
+              f"{np.median(warm) * 1e3:.1f} ms, worst {max(warm) * 1e3:.1f} ms (target 50 ms: worst ratio "
+              f"{max(warm) / 0.05:.2f})")
         return 0
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -29,22 +29,13 @@ SIGMA = 1e-3
 def make_image(directory: Path, rng, n_sources: int, size=1024, cell_arcsec=12.0):
     from astropy.io import fits
     from astropy.wcs import WCS
-    from scipy.signal import fftconvolve
 
+    from dsa_assets.sim.images import beam_correlated_noise, image_header
     from dsa_assets.stages.photometry import beam_kernel
 
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
-    w.wcs.crval = [150.0, 30.0]
-    w.wcs.crpix = [size / 2 + 1, size / 2 + 1]
-    w.wcs.cdelt = [-cell_arcsec / 3600, cell_arcsec / 3600]
-    header = w.to_header()
-    header.update(BMAJ=25 / 3600, BMIN=20 / 3600, BPA=20.0, BUNIT="JY/BEAM")
-    half = header.copy()
-    half.update(BMAJ=25 / 3600 / np.sqrt(2), BMIN=20 / 3600 / np.sqrt(2))
-    noise = fftconvolve(rng.standard_normal((size, size)), beam_kernel(half, 8, 8, *np.meshgrid(np.arange(17), np.arange(17))),
-                        mode="same")
-    noise *= SIGMA / noise.std()
+    header = image_header(size, cell_arcsec, 25.0, 20.0, 20.0)
+    w = WCS(header).celestial
+    noise = beam_correlated_noise(header, (size, size), SIGMA, rng)
     ys, xs = np.mgrid[0:size, 0:size]
     x, y = rng.uniform(30, size - 30, (2, n_sources))
     peak = SIGMA * np.exp(rng.uniform(np.log(3), np.log(100), n_sources))

@@ -9,31 +9,21 @@ from astropy.wcs import WCS
 
 from dsa_assets import variability
 from dsa_assets.catalogue import CatalogueSource
+from dsa_assets.sim.images import beam_correlated_noise, image_header
 from dsa_assets.stages.photometry import ImagePlanes, PhotometryConfig, beam_kernel, measure
 
 
 def synthetic_image(rng, sources, sigma=1e-3, size=256, cell_arcsec=10.0, bmaj=40.0, bmin=30.0, bpa=30.0):
     """A Jy/beam image with point sources convolved with the beam, and Gaussian noise whose
-    correlation is the beam (white noise smoothed by the beam at 1/sqrt(2) of its width)."""
-    from scipy.signal import fftconvolve
-
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
-    w.wcs.crval = [150.0, 30.0]
-    w.wcs.crpix = [size / 2 + 1, size / 2 + 1]
-    w.wcs.cdelt = [-cell_arcsec / 3600, cell_arcsec / 3600]
-    header = w.to_header()
-    header.update(BMAJ=bmaj / 3600, BMIN=bmin / 3600, BPA=bpa)
+    correlation is the beam."""
+    header = image_header(size, cell_arcsec, bmaj, bmin, bpa)
+    w = WCS(header).celestial
     ys, xs = np.mgrid[0:size, 0:size]
     image = np.zeros((size, size))
     for s in sources:
         x, y = w.world_to_pixel_values(s.ra_deg, s.dec_deg)
         image += s.flux_jy * beam_kernel(header, float(x), float(y), xs, ys)
-    half = header.copy()
-    half.update(BMAJ=bmaj / 3600 / np.sqrt(2), BMIN=bmin / 3600 / np.sqrt(2))
-    kernel = beam_kernel(half, 32, 32, *np.meshgrid(np.arange(65), np.arange(65)))
-    noise = fftconvolve(rng.standard_normal((size + 64, size + 64)), kernel, mode="same")[32:-32, 32:-32]
-    noise *= sigma / noise.std()
+    noise = beam_correlated_noise(header, (size, size), sigma, rng)
     return ImagePlanes(image + noise, np.full((size, size), sigma), header)
 
 
