@@ -89,6 +89,16 @@ def sweep_partials(directory: Path) -> list[Path]:
     return removed
 
 
+def sweep_scratch(scratch_dir: Path | None, *patterns: str) -> list[Path]:
+    """Remove the scratch entries matching ``patterns`` (glob) that interrupted runs left."""
+    if not scratch_dir or not Path(scratch_dir).exists():
+        return []
+    removed = [p for pattern in patterns for p in Path(scratch_dir).glob(pattern)]
+    for p in removed:
+        remove(p)
+    return removed
+
+
 def directory_size(path: Path) -> int:
     """Total size in bytes of a file or directory tree."""
     path = Path(path)

@@ -59,9 +59,10 @@ def ms_path(output_dir: Path, group_id: str) -> Path:
 
 
 def image_dir(output_dir: Path, group_id: str) -> Path:
-    """Where an observation's images live: ``<output>/images/<YYYY-MM-DD>/``; files are
-    ``<stamp>-{image,residual,psf,model,pb,pbcor}.fits`` and ``<stamp>.png``."""
-    return Path(output_dir) / "images" / group_id[:10]
+    """Where an observation's images live: ``<output>/images/<YYYY-MM-DD>/<stamp>/``, holding
+    ``<stamp>-{image,residual,psf,model,pb,pbcor}.fits`` and ``<stamp>.png``. One directory per
+    observation, so that the set is published (and replaced) in one rename."""
+    return Path(output_dir) / "images" / group_id[:10] / group_id
 
 
 def image_file(output_dir: Path, group_id: str, kind: str) -> Path:

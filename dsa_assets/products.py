@@ -12,12 +12,13 @@ from pathlib import Path
 import json
 
 from sqlalchemy import (Boolean, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, create_engine,
-                        func, select, update)
+                        func, inspect, select, text, update)
 from sqlalchemy.engine import Engine
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """2: calibration solutions, assignments and calibrated Measurement Sets.
-3: images (observations and mosaics), sources and flux measurements."""
+3: images (observations and mosaics), sources and flux measurements.
+4: measurements keyed (source, epoch, image, seq) and, on SQLite, stored in that order."""
 
 metadata = MetaData()
 
@@ -112,19 +113,24 @@ sources = Table(
 measurements = Table(
     "measurements",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("image_id", String(64), nullable=False, index=True),
-    Column("source_name", String(64), nullable=False),
-    Column("epoch_unix", Float, nullable=False),
+    # The key leads with the source so that one light curve is one contiguous range of the
+    # table: on SQLite the table is stored in key order (WITHOUT ROWID), and a year's light
+    # curve reads a few pages instead of one page per epoch scattered over the file.
+    Column("source_name", String(64), primary_key=True),
+    Column("epoch_unix", Float, primary_key=True),
+    Column("image_id", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False,
+           doc="position in the image's measurement list (two blind detections may match one source)"),
     Column("kind", String(8), nullable=False, doc="forced | blind"),
     Column("image_kind", String(16), nullable=False, doc="observation | mosaic (the image's kind, kept here so "
-                                                          "that a light curve is one index range scan)"),
+                                                          "that a light curve needs no join)"),
     Column("flux_jy", Float, nullable=False),
     Column("flux_err_jy", Float, nullable=False),
     Column("local_rms_jy", Float),
     Column("snr", Float),
     Column("flags", String(64)),
-    Index("ix_measurements_source_epoch", "source_name", "epoch_unix"),
+    Index("ix_measurements_image_id", "image_id"),
+    sqlite_with_rowid=False,
 )
 
 
@@ -135,6 +141,23 @@ def database_url(target: str | Path) -> str:
     return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
 
 
+def _cluster_measurements(conn) -> None:
+    """Schema 3 -> 4: rebuild a measurements table keyed by row id as one keyed by source and
+    epoch, numbering each image's rows in their original order. A no-op on newer databases."""
+    inspector = inspect(conn)
+    if not inspector.has_table("measurements") or "seq" in {c["name"] for c in inspector.get_columns("measurements")}:
+        return
+    # copy, then drop: dropping takes the old key and indexes with it, whose names the new
+    # table reuses (a rename would keep them on PostgreSQL)
+    conn.execute(text("CREATE TABLE measurements_v3 AS SELECT * FROM measurements"))
+    conn.execute(text("DROP TABLE measurements"))
+    measurements.create(conn)
+    kept = ", ".join(c.name for c in measurements.columns if c.name != "seq")
+    conn.execute(text(f"INSERT INTO measurements ({kept}, seq) SELECT {kept}, "
+                      f"ROW_NUMBER() OVER (PARTITION BY image_id ORDER BY id) - 1 FROM measurements_v3"))
+    conn.execute(text("DROP TABLE measurements_v3"))
+
+
 class ProductsDB:
     """Handle on the products database; creates the schema on first use."""
 
@@ -143,6 +166,8 @@ class ProductsDB:
         if self.url.startswith("sqlite:///"):
             Path(self.url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(self.url, future=True)
+        with self.engine.begin() as conn:
+            _cluster_measurements(conn)
         metadata.create_all(self.engine)
         with self.engine.begin() as conn:
             # create_all added any tables a version-1 database lacked; record the version
@@ -218,8 +243,8 @@ class ProductsDB:
             conn.execute(images.delete().where(images.c.image_id == image["image_id"]))
             conn.execute(images.insert().values(**image))
             if rows:
-                conn.execute(measurements.insert(),
-                             [{**r, "image_id": image["image_id"], "image_kind": image["kind"]} for r in rows])
+                conn.execute(measurements.insert(), [{**r, "image_id": image["image_id"], "image_kind": image["kind"],
+                                                      "seq": i} for i, r in enumerate(rows)])
             known = {r.name for r in conn.execute(select(sources.c.name).where(
                 sources.c.name.in_([s["name"] for s in new_sources])))} if new_sources else set()
             fresh = [s for s in new_sources if s["name"] not in known]
@@ -251,7 +276,7 @@ class ProductsDB:
             return [dict(r._mapping) for r in rows]
 
     def light_curve(self, source_name: str, kind: str = "forced", image_kind: str | None = "observation") -> list[dict]:
-        """One source's measurements in time order (the composite index serves this query)."""
+        """One source's measurements in time order: one range of the primary key."""
         m = measurements.c
         q = select(m.epoch_unix, m.flux_jy, m.flux_err_jy, m.local_rms_jy, m.snr, m.image_id, m.flags).where(
             m.source_name == source_name, m.kind == kind)

@@ -93,6 +93,7 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
         files = naming.image_files(pipeline.output_path, g.group_id)
         if g.state != "completed" or not files["image"].exists():
             continue
+        context.log.info(f"{g.group_id}: measuring {files['image'].name}")
         ms_row = db.measurement_set(g.group_id) or {}
         epoch = naming.parse_time(g.group_id).timestamp() + (ms_row.get("duration_s") or 0.0) / 2
         with log_context(partition=context.partition_key, run_id=context.run.run_id, stage="photometry",
@@ -169,6 +170,7 @@ def mosaic(context: dg.AssetExecutionContext, pipeline: PipelineResource, scienc
     if not inputs:
         raise dg.Failure(description=f"no observation images in {context.partition_key}",
                          metadata={"gaps": dg.MetadataValue.json(gaps)})
+    context.log.info(f"{context.partition_key}: mosaicking {len(inputs)} image(s), {len(gaps)} gap(s)")
     with log_context(partition=context.partition_key, run_id=context.run.run_id, stage="mosaic"):
         result = MosaicStage(MosaicConfig(pipeline.output_path, pipeline.scratch_path)).execute(
             context.partition_key, inputs)
@@ -202,6 +204,7 @@ def mosaic_photometry(context: dg.AssetExecutionContext, pipeline: PipelineResou
     d = mosaic_dir(pipeline.output_path, context.partition_key)
     image_path, noise_path = d / f"{stem}-image.fits", d / f"{stem}-noise.fits"
     start, end = partitions.hour_bounds(context.partition_key)
+    context.log.info(f"{context.partition_key}: measuring {image_path.name}")
     stage = science.photometry_stage()
     db = pipeline.products()
     try:
@@ -231,8 +234,10 @@ def variability(context: dg.AssetExecutionContext, pipeline: PipelineResource):
     from .. import variability as var
 
     db = pipeline.products()
+    names = db.measured_sources()
+    context.log.info(f"light curves of {len(names)} source(s)")
     rows, flagged = [], []
-    for name in db.measured_sources():
+    for name in names:
         lc = db.light_curve(name)
         if len(lc) < 2:
             continue
@@ -240,10 +245,16 @@ def variability(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         rows.append({"source": name, **{k: v for k, v in m.as_dict().items() if k != "pair"}})
         if m.variable:
             flagged.append((name, lc, m))
+    # the table and its light curves are one product: built in scratch, renamed in together
     out = pipeline.output_path / "variability"
-    out.mkdir(parents=True, exist_ok=True)
-    write_table(out / "variability.csv", rows)
-    pngs = [plot_light_curve(out / "lightcurves" / f"{_safe(name)}.png", name, lc, m) for name, lc, m in flagged]
+    with fsutil.scratch_directory(pipeline.scratch_path, "variability-") as tmp:
+        bundle = tmp / "publish"
+        bundle.mkdir()
+        write_table(bundle / "variability.csv", rows)
+        for name, lc, m in flagged:
+            plot_light_curve(bundle / "lightcurves" / f"{_safe(name)}.png", name, lc, m)
+        fsutil.publish(bundle, out)
+    pngs = [out / "lightcurves" / f"{_safe(name)}.png" for name, _, _ in flagged]
     top = sorted(rows, key=lambda r: -r["eta"])[:15]
     table = "| source | n | mean mJy | V | eta | Vs | m | variable |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(
         f"| {r['source']} | {r['n']} | {r['mean_flux_jy'] * 1e3:.2f} | {r['v']:.3f} | {r['eta']:.2f} | {r['vs']:.1f} | "
@@ -266,13 +277,11 @@ def _safe(name: str) -> str:
 
 
 def write_table(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with open(path, "w", newline="") as fh:
         if rows:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-    tmp.replace(path)
 
 
 def plot_light_curve(path: Path, name: str, lc: list[dict], metrics=None) -> Path:

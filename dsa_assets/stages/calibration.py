@@ -559,12 +559,7 @@ class CalibrationStage:
         publishes of solutions and calibrated Measurement Sets (crash recovery)."""
         cfg = self.config
         removed = fsutil.sweep_partials(cfg.output_dir / "caltables") + fsutil.sweep_partials(cfg.output_dir / "calibrated")
-        if cfg.scratch_dir and cfg.scratch_dir.exists():
-            for pattern in ("cal-*", "apply-*", "gainprobe-*"):
-                for p in cfg.scratch_dir.glob(pattern):
-                    fsutil.remove(p)
-                    removed.append(p)
-        return removed
+        return removed + fsutil.sweep_scratch(cfg.scratch_dir, "cal-*", "apply-*", "gainprobe-*")
 
 
 def solution_tables(directory: Path) -> list[Path]:

@@ -283,12 +283,7 @@ class ConversionStage:
     def cleanup(self) -> list[Path]:
         """Remove leftovers of interrupted runs: scratch directories of this stage and
         half-published products in the output tree. Returns what was removed."""
-        removed = fsutil.sweep_partials(self.config.output_dir)
-        if self.config.scratch_dir and self.config.scratch_dir.exists():
-            for p in self.config.scratch_dir.glob("convert-*"):
-                fsutil.remove(p)
-                removed.append(p)
-        return removed
+        return fsutil.sweep_partials(self.config.output_dir) + fsutil.sweep_scratch(self.config.scratch_dir, "convert-*")
 
     # -- internals -------------------------------------------------------------------------
     def _antenna_ecef(self, ref: SubbandHeader, location) -> np.ndarray:

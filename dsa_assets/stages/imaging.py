@@ -370,12 +370,17 @@ class ImagingStage:
             thumb = scratch / f"{group_id}.png"
             render_thumbnail(image_path, thumb, metrics["rms_jy"], f"{group_id}  rms {metrics['rms_jy'] * 1e3:.2f} mJy/beam")
             timings["thumbnail"] = time.perf_counter() - t0
+            bundle = scratch / "publish"
+            bundle.mkdir()
             images = {}
             for kind in PRODUCTS:
                 src = Path(f"{prefix}-{kind}.fits")
                 if src.exists():
-                    images[kind] = fsutil.publish(src, dest_dir / f"{group_id}-{kind}.fits")
-            thumbnail = fsutil.publish(thumb, dest_dir / f"{group_id}.png")
+                    src.rename(bundle / src.name)
+                    images[kind] = dest_dir / src.name
+            thumb.rename(bundle / thumb.name)
+            fsutil.publish(bundle, dest_dir)
+            thumbnail = dest_dir / thumb.name
         wall = time.perf_counter() - t_start
         log.info("imaged %s: rms %.3g Jy/beam (%.2f x thermal) in %.1f s", group_id, metrics["rms_jy"],
                  metrics["rms_over_thermal"], wall)
@@ -383,9 +388,5 @@ class ImagingStage:
 
     def cleanup(self) -> list[Path]:
         """Remove scratch directories of interrupted imaging runs and partial publishes."""
-        removed = fsutil.sweep_partials(self.config.output_dir / "images")
-        if self.config.scratch_dir and self.config.scratch_dir.exists():
-            for p in self.config.scratch_dir.glob("image-*"):
-                fsutil.remove(p)
-                removed.append(p)
-        return removed
+        return fsutil.sweep_partials(self.config.output_dir / "images") + fsutil.sweep_scratch(
+            self.config.scratch_dir, "image-*")

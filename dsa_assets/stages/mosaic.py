@@ -62,8 +62,9 @@ class MosaicResult:
 
 
 def mosaic_dir(output_dir: Path, key: str) -> Path:
-    """``<output>/mosaics/<YYYY-MM-DD>/``; files ``<key>-{image,noise,weight}.fits`` and ``<key>.png``."""
-    return Path(output_dir) / "mosaics" / key[:10]
+    """``<output>/mosaics/<YYYY-MM-DD>/<stem>/`` (stem: the hour key without colons), holding
+    ``<stem>-{image,noise,weight}.fits`` and ``<stem>.png``, published in one rename."""
+    return Path(output_dir) / "mosaics" / key[:10] / key.replace(":", "")
 
 
 class MosaicStage:
@@ -123,19 +124,19 @@ class MosaicStage:
             header[f"INPUT{n:02d}"] = i.name
         dest = mosaic_dir(self.config.output_dir, key)
         stem = key.replace(":", "")
-        paths = {}
         t = time.perf_counter()
         with fsutil.scratch_directory(self.config.scratch_dir, f"mosaic-{stem}-") as tmp:
+            bundle = tmp / "publish"
+            bundle.mkdir()
             for kind, data in (("image", mosaic), ("noise", noise), ("weight", weight)):
                 h = header.copy()
                 if kind == "weight":
                     h["BUNIT"] = "beam2/Jy2"
-                fits.writeto(tmp / f"{stem}-{kind}.fits", data.astype(np.float32), h)
+                fits.writeto(bundle / f"{stem}-{kind}.fits", data.astype(np.float32), h)
             finite = noise[np.isfinite(noise)]
             median_noise = float(np.median(finite)) if finite.size else float("nan")
-            render_thumbnail(tmp / f"{stem}-image.fits", tmp / f"{stem}.png", median_noise, f"mosaic {key}")
-            for f in sorted(tmp.iterdir()):
-                paths[f.name] = fsutil.publish(f, dest / f.name)
+            render_thumbnail(bundle / f"{stem}-image.fits", bundle / f"{stem}.png", median_noise, f"mosaic {key}")
+            fsutil.publish(bundle, dest)
         timings["write"] = time.perf_counter() - t
         metrics = {
             "noise_median_jy": median_noise,
@@ -150,9 +151,5 @@ class MosaicStage:
 
     def cleanup(self) -> list[Path]:
         """Remove scratch directories of interrupted mosaics and partial publishes."""
-        removed = fsutil.sweep_partials(Path(self.config.output_dir) / "mosaics")
-        if self.config.scratch_dir and Path(self.config.scratch_dir).exists():
-            for p in Path(self.config.scratch_dir).glob("mosaic-*"):
-                fsutil.remove(p)
-                removed.append(p)
-        return removed
+        return fsutil.sweep_partials(Path(self.config.output_dir) / "mosaics") + fsutil.sweep_scratch(
+            self.config.scratch_dir, "mosaic-*")

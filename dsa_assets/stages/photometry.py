@@ -122,7 +122,7 @@ def local_rms(residual: np.ndarray, box: int) -> np.ndarray:
     ny, nx = residual.shape
     box = max(8, min(box, ny // 2, nx // 2))
     bkg = Background2D(residual, box, filter_size=3, bkg_estimator=MedianBackground(),
-                       bkgrms_estimator=MADStdBackgroundRMS(), mask=~np.isfinite(residual))
+                       bkg_rms_estimator=MADStdBackgroundRMS(), mask=~np.isfinite(residual))
     return np.asarray(bkg.background_rms)
 
 

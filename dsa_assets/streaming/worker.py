@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources as _resources
 from pathlib import Path
 
-from .. import casa_env, partitions
+from .. import casa_env, fsutil, partitions
 from ..constants import GROUP_TOLERANCE_S, INCOMPLETE_GROUP_TIMEOUT_S, N_SUBBANDS
 from .queue import SubbandQueue
 from .scanner import scan_directory
@@ -154,6 +154,14 @@ class WorkerConfig:
         )
 
 
+def _newer(instance, asset: str, than: str) -> bool:
+    """Whether ``asset`` was materialized after ``than`` last was (or ``than`` never was)."""
+    import dagster as dg
+
+    latest = {k: instance.get_latest_materialization_event(dg.AssetKey(k)) for k in (asset, than)}
+    return latest[asset] is not None and (latest[than] is None or latest[asset].timestamp > latest[than].timestamp)
+
+
 def instance_config_template() -> Path:
     """The packaged local-instance ``dagster.yaml``."""
     return Path(str(_resources.files("dsa_assets") / "data" / "dagster.yaml"))
@@ -195,6 +203,7 @@ class StreamingWorker:
         removed += cfg.calibration_resource().stage(cfg.output_dir, cfg.scratch_dir).cleanup()
         removed += ImagingStage(ImagingConfig(output_dir=cfg.output_dir, scratch_dir=cfg.scratch_dir)).cleanup()
         removed += MosaicStage(MosaicConfig(output_dir=cfg.output_dir, scratch_dir=cfg.scratch_dir)).cleanup()
+        removed += fsutil.sweep_scratch(cfg.scratch_dir, "variability-*")
         if removed:
             log.warning("removed %d partial product(s) left by a crash", len(removed))
 
@@ -254,9 +263,11 @@ class StreamingWorker:
     def run_once(self) -> dict[str, list[str]]:
         """Register everything in the input directory, then, in this process and against the
         deployment's Dagster instance: run the observation job for every window holding an
-        observation ready to convert (complete, or incomplete past the timeout), and the steps
-        after conversion alone for windows whose Measurement Sets exist but whose image is
-        missing (a run interrupted while calibrating or imaging). Returns window -> observations."""
+        observation ready to convert (complete, or incomplete past the timeout), and only the
+        missing steps after conversion for windows whose Measurement Sets exist (a run
+        interrupted while calibrating, imaging or measuring); mosaic the hours that gained an
+        image or lack a mosaic; recompute variability if photometry changed since it last ran.
+        Returns window -> observations."""
         import dagster as dg
 
         from sensors.hourly_products import MOSAIC_JOB, VARIABILITY_JOB, hours_ready
@@ -272,15 +283,17 @@ class StreamingWorker:
                 convert.setdefault(partitions.window_key(group.start), []).append(group.group_id)
         defs = self.config.definitions()
         job = defs.resolve_job_def("observation_job")
+        after_conversion = AFTER_CONVERSION + (("photometry",) if self.config.enable_photometry else ())
         with dg.DagsterInstance.get() as instance:
-            imaged = instance.get_materialized_partitions(dg.AssetKey("image"))
-            image_only: dict[str, list[str]] = {}
+            done = {k: instance.get_materialized_partitions(dg.AssetKey(k)) for k in after_conversion}
+            resume: dict[str, list[str]] = {}
             for group in self.queue.groups("completed"):
                 window = partitions.window_key(group.start)
-                if window not in convert and window not in imaged:
-                    image_only.setdefault(window, []).append(group.group_id)
-            for window in sorted(set(convert) | set(image_only)):
-                selection = None if window in convert else [dg.AssetKey(k) for k in AFTER_CONVERSION]
+                if window not in convert and any(window not in done[k] for k in after_conversion):
+                    resume.setdefault(window, []).append(group.group_id)
+            for window in sorted(set(convert) | set(resume)):
+                selection = None if window in convert else [
+                    dg.AssetKey(k) for k in after_conversion if window not in done[k]]
                 result = job.execute_in_process(
                     instance=instance, partition_key=window, tags={"dsa110/window": window},
                     asset_selection=selection, raise_on_error=False,
@@ -289,14 +302,16 @@ class StreamingWorker:
                          "" if selection is None else " (after conversion)")
             science = self.config.science_resource()
             if self.config.enable_mosaic_creation:
-                # one-shot: every hour with images is mosaicked with what it has
+                # one-shot: an hour is mosaicked with what it has, again only if it gained an image
                 imaged = instance.get_materialized_partitions(dg.AssetKey("image"))
                 ready, _ = hours_ready(imaged, science.mosaic_inputs, 0.0, float("inf"), {})
-                for hour in sorted(ready):
+                touched = {partitions.hour_key(partitions.window_bounds(w)[0]) for w in set(convert) | set(resume)}
+                measured = instance.get_materialized_partitions(dg.AssetKey("mosaic_photometry"))
+                for hour in sorted(h for h in ready if h in touched or h not in measured):
                     result = defs.resolve_job_def(MOSAIC_JOB).execute_in_process(
                         instance=instance, partition_key=hour, raise_on_error=False)
                     log.info("mosaic %s: %s", hour, "materialized" if result.success else "failed")
-            if self.config.enable_photometry and (convert or image_only):
+            if self.config.enable_photometry and (convert or resume or _newer(instance, "photometry", "variability")):
                 result = defs.resolve_job_def(VARIABILITY_JOB).execute_in_process(instance=instance, raise_on_error=False)
                 log.info("variability: %s", "materialized" if result.success else "failed")
-        return {**image_only, **convert}
+        return {**resume, **convert}

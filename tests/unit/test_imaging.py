@@ -74,8 +74,10 @@ def imaged(faint_sky_ms, tmp_path_factory):
 def test_products_and_headers(imaged):
     group, result = imaged
     assert set(result.images) == {"image", "residual", "psf", "model", "pb", "pbcor"}
-    for path in result.images.values():
-        assert path.exists() and path.parent.name == group.stamp[:10]
+    for path in list(result.images.values()) + [result.thumbnail]:
+        assert path.exists() and path.parent.name == group.stamp and path.parent.parent.name == group.stamp[:10]
+    # the observation's directory holds exactly its products (published as one set)
+    assert sorted(result.thumbnail.parent.iterdir()) == sorted(list(result.images.values()) + [result.thumbnail])
     header = fits.getheader(result.images["image"])
     assert header["BMAJ"] > 0 and header["BMIN"] > 0 and "DATE-OBS" in header
     assert WCS(header).celestial.wcs.ctype[0].startswith("RA")

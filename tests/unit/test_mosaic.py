@@ -70,6 +70,24 @@ def test_weighted_mosaic_recovers_flux_and_combines_noise(tmp_path):
     assert not list((tmp_path / "s").glob("mosaic-*")), "scratch cleaned"
 
 
+def test_remosaicking_replaces_the_whole_set_at_once(tmp_path):
+    """An hour mosaicked again (a late image) replaces image, noise, weight and thumbnail
+    together: the hour's directory is renamed in whole, never a mix of old and new files."""
+    rng = np.random.default_rng(2)
+    a = write_input(tmp_path, "a", 150.0, 0.01, [], rng)
+    b = write_input(tmp_path, "b", 151.0, 0.01, [], rng)
+    stage = MosaicStage(MosaicConfig(output_dir=tmp_path / "out", scratch_dir=tmp_path / "s"))
+    first = stage.execute("2026-01-15-13:00", [a])
+    hour_dir = first.thumbnail.parent
+    assert sorted(p.name for p in hour_dir.iterdir()) == sorted(
+        [p.name for p in first.paths.values()] + [first.thumbnail.name])
+    inode = hour_dir.stat().st_ino
+    second = stage.execute("2026-01-15-13:00", [a, b])
+    assert second.paths == first.paths and hour_dir.stat().st_ino != inode, "a new directory renamed in"
+    assert fits.getheader(second.paths["noise"])["NINPUTS"] == 2
+    assert not [p for p in hour_dir.parent.iterdir() if p != hour_dir], "no retired or partial copy left"
+
+
 def test_missing_input_is_refused(tmp_path):
     stage = MosaicStage(MosaicConfig(output_dir=tmp_path))
     with pytest.raises(MosaicError, match="no images"):

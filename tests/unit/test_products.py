@@ -1,0 +1,105 @@
+"""The products database: idempotent photometry writes, clustered light curves, schema upgrade."""
+
+import sqlite3
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from dsa_assets.products import SCHEMA_VERSION, ProductsDB
+
+
+def _image(image_id, epoch, kind="observation"):
+    return {"image_id": image_id, "kind": kind, "path": f"/x/{image_id}.fits", "epoch_unix": epoch}
+
+
+def _row(name, flux, kind="forced"):
+    return {"source_name": name, "epoch_unix": 0.0, "kind": kind, "flux_jy": flux, "flux_err_jy": 0.001}
+
+
+def _record(db, image_id, epoch, rows, kind="observation"):
+    db.record_photometry(_image(image_id, epoch, kind), [{**r, "epoch_unix": epoch} for r in rows])
+
+
+def test_rematerializing_an_image_replaces_its_measurements(tmp_path):
+    db = ProductsDB(tmp_path / "p.sqlite3")
+    _record(db, "a", 100.0, [_row("S1", 1.0), _row("S2", 2.0)])
+    _record(db, "b", 400.0, [_row("S1", 1.1)])
+    _record(db, "a", 100.0, [_row("S1", 0.9), _row("S1", 0.5, "blind")])  # again, different result
+    assert db.count_measurements() == 3
+    assert [(m["epoch_unix"], m["flux_jy"]) for m in db.light_curve("S1")] == [(100.0, 0.9), (400.0, 1.1)]
+    assert [m["flux_jy"] for m in db.light_curve("S1", kind="blind")] == [0.5]
+    assert db.light_curve("S2") == []
+
+
+def test_two_blind_detections_matching_one_source_are_both_kept(tmp_path):
+    db = ProductsDB(tmp_path / "p.sqlite3")
+    _record(db, "a", 100.0, [_row("S1", 1.0, "blind"), _row("S1", 0.2, "blind")])
+    assert sorted(m["flux_jy"] for m in db.light_curve("S1", kind="blind")) == [0.2, 1.0]
+
+
+def test_light_curve_separates_observations_from_mosaics(tmp_path):
+    db = ProductsDB(tmp_path / "p.sqlite3")
+    _record(db, "obs", 100.0, [_row("S1", 1.0)])
+    _record(db, "mosaic:h", 1800.0, [_row("S1", 1.05)], kind="mosaic")
+    assert [m["image_id"] for m in db.light_curve("S1")] == ["obs"]
+    assert [m["image_id"] for m in db.light_curve("S1", image_kind="mosaic")] == ["mosaic:h"]
+    assert len(db.light_curve("S1", image_kind=None)) == 2
+
+
+def test_a_light_curve_is_one_range_of_the_clustered_table(tmp_path):
+    """On SQLite the measurements are stored in (source, epoch) order, so the query reads a
+    contiguous range of the table itself, not an index then scattered rows."""
+    path = tmp_path / "p.sqlite3"
+    ProductsDB(path)
+    con = sqlite3.connect(path)
+    ddl = con.execute("SELECT sql FROM sqlite_master WHERE name = 'measurements'").fetchone()[0]
+    assert "WITHOUT ROWID" in ddl.upper()
+    plan = " ".join(r[-1] for r in con.execute(
+        "EXPLAIN QUERY PLAN SELECT flux_jy FROM measurements WHERE source_name = 'S1' AND kind = 'forced' "
+        "AND image_kind = 'observation' ORDER BY epoch_unix"))
+    assert "PRIMARY KEY" in plan and "TEMP B-TREE" not in plan, plan
+
+
+V3_MEASUREMENTS = """
+CREATE TABLE measurements (
+    id INTEGER NOT NULL PRIMARY KEY, image_id VARCHAR(64) NOT NULL, source_name VARCHAR(64) NOT NULL,
+    epoch_unix FLOAT NOT NULL, kind VARCHAR(8) NOT NULL, image_kind VARCHAR(16) NOT NULL,
+    flux_jy FLOAT NOT NULL, flux_err_jy FLOAT NOT NULL, local_rms_jy FLOAT, snr FLOAT, flags VARCHAR(64));
+CREATE INDEX ix_measurements_image_id ON measurements (image_id);
+CREATE INDEX ix_measurements_source_epoch ON measurements (source_name, epoch_unix);
+CREATE TABLE schema_info (version INTEGER NOT NULL PRIMARY KEY);
+INSERT INTO schema_info VALUES (3);
+INSERT INTO measurements (image_id, source_name, epoch_unix, kind, image_kind, flux_jy, flux_err_jy) VALUES
+    ('b', 'S1', 400.0, 'forced', 'observation', 1.1, 0.001),
+    ('a', 'S1', 100.0, 'forced', 'observation', 1.0, 0.001),
+    ('a', 'S1', 100.0, 'blind', 'observation', 0.7, 0.001),
+    ('a', 'S1', 100.0, 'blind', 'observation', 0.3, 0.001);
+"""
+
+
+def test_a_schema_3_database_is_upgraded_keeping_every_measurement(tmp_path):
+    path = tmp_path / "p.sqlite3"
+    con = sqlite3.connect(path)
+    con.executescript(V3_MEASUREMENTS)
+    con.close()
+    db = ProductsDB(path)
+    assert db.count_measurements() == 4
+    assert [m["flux_jy"] for m in db.light_curve("S1")] == [1.0, 1.1]
+    assert sorted(m["flux_jy"] for m in db.light_curve("S1", kind="blind")) == [0.3, 0.7]
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT version FROM schema_info")).scalar() == SCHEMA_VERSION
+        assert conn.execute(text("SELECT seq FROM measurements WHERE kind = 'blind' ORDER BY seq")).scalars().all() \
+            == [1, 2]
+    # opening again is a no-op, and writing works as on a new database
+    _record(ProductsDB(path), "a", 100.0, [_row("S1", 0.95)])
+    assert [m["flux_jy"] for m in db.light_curve("S1")] == [0.95, 1.1]
+
+
+@pytest.mark.parametrize("bad", [{"flux_err_jy": None}, {"source_name": None}])
+def test_an_incomplete_measurement_is_refused_and_nothing_is_written(tmp_path, bad):
+    db = ProductsDB(tmp_path / "p.sqlite3")
+    _record(db, "a", 100.0, [_row("S1", 1.0)])
+    with pytest.raises(IntegrityError):
+        _record(db, "a", 100.0, [_row("S1", 2.0), {**_row("S2", 1.0), **bad}])
+    assert [m["flux_jy"] for m in db.light_curve("S1")] == [1.0]
