@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import shutil
 import sys
@@ -49,10 +50,11 @@ def can_drop_caches() -> bool:
     return os.access(DROP_CACHES, os.W_OK)
 
 
-def light_curve_times(path: Path, names: list[str], cold: bool = False) -> list[float]:
-    """Seconds per ``ProductsDB.light_curve`` call; with ``cold``, the kernel's page cache is
-    dropped and a new connection opened before each, so every page read comes from the disk.
-    One query first opens the connection and compiles the statement (not timed)."""
+def light_curve_times(path: Path, names: list[str], cold: bool = False) -> tuple[list[float], int]:
+    """Seconds per ``ProductsDB.light_curve`` call, and the points in the last light curve;
+    with ``cold``, the kernel's page cache is dropped and a new connection opened before each,
+    so every page read comes from the disk. One query first opens the connection and compiles
+    the statement (not timed)."""
     from dsa_assets.products import ProductsDB
 
     db = ProductsDB(path)
@@ -65,9 +67,9 @@ def light_curve_times(path: Path, names: list[str], cold: bool = False) -> list[
             DROP_CACHES.write_text("1")
             db = ProductsDB(path)
         t = time.perf_counter()
-        db.light_curve(name)
+        points = len(db.light_curve(name))
         times.append(time.perf_counter() - t)
-    return times
+    return times, points
 
 
 def main() -> int:
@@ -136,15 +138,18 @@ def main() -> int:
         os.sync()  # queries measured while the kernel writes the fill back would time the disk
         print(f"a year: {n_obs} observations, {rows} measurements, {size / 1e9:.2f} GB (filled in {fill_s:.0f} s)")
         names = [f"S{n:06d}" for n in rng.choice(n_src, 60, replace=False)]
-        warm = light_curve_times(root / "year.sqlite3", names[:50])
-        print(f"light-curve query, page cache warm (1,095 points): median {np.median(warm) * 1e3:.1f} ms, worst "
-              f"{max(warm) * 1e3:.1f} ms (target 50 ms: worst ratio {max(warm) / 0.05:.2f})")
-        if can_drop_caches():
-            cold = light_curve_times(root / "year.sqlite3", names[50:], cold=True)
-            print(f"light-curve query, page cache dropped before each: median {np.median(cold) * 1e3:.1f} ms, worst "
-                  f"{max(cold) * 1e3:.1f} ms (worst ratio {max(cold) / 0.05:.2f})")
-        else:
-            print("cold-cache queries skipped: /proc/sys/vm/drop_caches is not writable (needs root)")
+        # queries run in a fresh process, as `dsa110 lightcurve` does: in this one a full garbage
+        # collection of the fill's leftovers (~0.1 s) can land inside a query and time Python, not the database
+        with mp.get_context("spawn").Pool(1) as pool:
+            warm, points = pool.apply(light_curve_times, (root / "year.sqlite3", names[:50]))
+            print(f"light-curve query, page cache warm ({points} points): median {np.median(warm) * 1e3:.1f} ms, "
+                  f"worst {max(warm) * 1e3:.1f} ms (target 50 ms: worst ratio {max(warm) / 0.05:.2f})")
+            if can_drop_caches():
+                cold, _ = pool.apply(light_curve_times, (root / "year.sqlite3", names[50:], True))
+                print(f"light-curve query, page cache dropped before each: median {np.median(cold) * 1e3:.1f} ms, "
+                      f"worst {max(cold) * 1e3:.1f} ms (worst ratio {max(cold) / 0.05:.2f})")
+            else:
+                print("cold-cache queries skipped: /proc/sys/vm/drop_caches is not writable (needs root)")
         return 0
     finally:
         shutil.rmtree(root, ignore_errors=True)
