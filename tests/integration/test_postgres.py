@@ -56,7 +56,8 @@ def postgres():
                   f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"])
     try:
         _as_postgres([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dsa", "dagster"])
-        _as_postgres([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dsa", "products"])
+        for db in ("products", "legacy"):
+            _as_postgres([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dsa", db])
         yield {"host": "127.0.0.1", "port": port, "user": "dsa", "password": "unused"}
     finally:
         _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"])
@@ -106,3 +107,31 @@ def test_production_instance_and_products_on_postgres(postgres, group_copy, tmp_
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert defs.resolve_job_def("observation_job").execute_in_process(instance=instance, partition_key=window).success
     assert db.count_measurements() == n
+
+
+def test_schema_3_products_database_is_upgraded_on_postgres(postgres):
+    """The version-3 measurements table (serial id, separate indexes) is rebuilt keyed by
+    source and epoch: the old key's and indexes' names are free for the new table, every row
+    is kept."""
+    from sqlalchemy import create_engine, text
+
+    url = f"postgresql://{postgres['user']}@{postgres['host']}:{postgres['port']}/legacy"
+    with create_engine(url).begin() as conn:
+        conn.execute(text(
+            "CREATE TABLE measurements (id SERIAL PRIMARY KEY, image_id VARCHAR(64) NOT NULL, "
+            "source_name VARCHAR(64) NOT NULL, epoch_unix FLOAT NOT NULL, kind VARCHAR(8) NOT NULL, "
+            "image_kind VARCHAR(16) NOT NULL, flux_jy FLOAT NOT NULL, flux_err_jy FLOAT NOT NULL, "
+            "local_rms_jy FLOAT, snr FLOAT, flags VARCHAR(64))"))
+        conn.execute(text("CREATE INDEX ix_measurements_image_id ON measurements (image_id)"))
+        conn.execute(text("CREATE INDEX ix_measurements_source_epoch ON measurements (source_name, epoch_unix)"))
+        conn.execute(text(
+            "INSERT INTO measurements (image_id, source_name, epoch_unix, kind, image_kind, flux_jy, flux_err_jy) "
+            "VALUES ('b', 'S1', 400, 'forced', 'observation', 1.1, 0.001), "
+            "('a', 'S1', 100, 'forced', 'observation', 1.0, 0.001), ('a', 'S1', 100, 'blind', 'observation', 0.7, 0.001)"))
+    db = ProductsDB(url)
+    assert [m["flux_jy"] for m in db.light_curve("S1")] == [1.0, 1.1]
+    assert [m["flux_jy"] for m in db.light_curve("S1", kind="blind")] == [0.7]
+    db.record_photometry({"image_id": "a", "kind": "observation", "path": "x", "epoch_unix": 100.0},
+                         [{"source_name": "S1", "epoch_unix": 100.0, "kind": "forced", "flux_jy": 0.9,
+                           "flux_err_jy": 0.001}])
+    assert db.count_measurements() == 2 and ProductsDB(url).count_measurements() == 2
