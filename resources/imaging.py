@@ -20,6 +20,9 @@ class ImagingResource(dg.ConfigurableResource):
     niter: int = 1000
     auto_threshold: float = 3.0
     auto_mask: float = 5.0
+    gridder: str = "wstacking"
+    """WSClean's gridder: "wstacking" or "wgridder"."""
+    padding: float = 1.5
     baseline_averaging_wavelengths: float = 10.0
     threads: int = 2
     data_column: str = "CORRECTED_DATA"

@@ -1,0 +1,110 @@
+"""Flux scale across the field, and imaging time, for WSClean's gridders and baseline averaging.
+
+Simulates one noiseless observation without gains (full scale by default: 96 antennas, 24
+integrations, 768 channels) whose sky is a ring of 0.3 Jy sources at offsets 0 to 1.6 deg
+from the pointing (two position angles each; the default image, 1024 x 12", reaches 1.71 deg
+along its axes). Converts it, then images the DATA column once per setting with the
+platform's imaging stage and measures every source with its forced photometry (primary-beam
+corrected). Prints, per setting, the imaging time and the measured over true flux at each
+offset: any departure from 1 is the imager's, since the data are exact.
+
+    python bench/imaging.py [--scratch DIR] [--antennas 96] [--integrations 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+OFFSETS_DEG = (0.0, 0.4, 0.8, 1.0, 1.2, 1.4, 1.5, 1.6)
+FLUX_JY = 0.3
+SETTINGS = (  # imaging-stage settings compared (the rest are the platform's defaults)
+    {"gridder": "wstacking", "padding": 1.2, "baseline_averaging_wavelengths": 10.0},
+    {"gridder": "wstacking", "padding": 1.5, "baseline_averaging_wavelengths": 10.0},
+    {"gridder": "wstacking", "padding": 1.2, "baseline_averaging_wavelengths": 0.0},
+    {"gridder": "wgridder", "padding": 1.2, "baseline_averaging_wavelengths": 10.0},
+    {"gridder": "wgridder", "padding": 1.2, "baseline_averaging_wavelengths": 0.0},
+    {"gridder": "wstacking", "padding": 1.2, "baseline_averaging_wavelengths": 10.0, "weighting": "natural"},
+)
+
+
+def ring_sources(centre_ra_deg: float, centre_dec_deg: float):
+    """Two sources per offset, at position angles spread so that no two overlap."""
+    from dsa_assets.sim.sky import PointSource
+
+    sources = []
+    for i, offset in enumerate(OFFSETS_DEG):
+        for j, pa in enumerate((25.0 + 40.0 * i, 205.0 + 40.0 * i)):
+            if offset == 0.0 and j:
+                continue
+            d_dec = offset * np.cos(np.radians(pa))
+            d_ra = offset * np.sin(np.radians(pa)) / np.cos(np.radians(centre_dec_deg + d_dec))
+            # flat spectrum: the truth is the same at every channel
+            sources.append(PointSource(f"R{offset:.1f}-{j}", (centre_ra_deg + d_ra) % 360.0, centre_dec_deg + d_dec,
+                                       FLUX_JY, 0.0))
+    return sources
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scratch", default=os.environ.get("DSA110_BENCH_DIR"))
+    p.add_argument("--antennas", type=int, default=96)
+    p.add_argument("--integrations", type=int, default=24)
+    args = p.parse_args()
+
+    import astropy.units as u
+    from astropy.time import Time
+
+    from dsa_assets import constants as C
+    from dsa_assets import geometry
+    from dsa_assets.catalogue import CatalogueSource
+    from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig
+    from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
+    from dsa_assets.stages.imaging import ImagingConfig, ImagingStage
+    from dsa_assets.stages.photometry import PhotometryStage
+
+    root = Path(tempfile.mkdtemp(prefix="dsa110-imaging-", dir=args.scratch))
+    try:
+        start = datetime(2026, 4, 1, 9, 21, 9, tzinfo=timezone.utc)
+        mid = Time(start + timedelta(seconds=args.integrations * C.INTEGRATION_TIME_S / 2))
+        centre = geometry.meridian_icrs(C.DEFAULT_POINTING_DEC_RAD, mid, geometry.default_site())
+        sources = ring_sources(centre.ra.deg, centre.dec.deg)
+        config = SimConfig(n_antennas=args.antennas, n_integrations=args.integrations, sources=tuple(sources),
+                           noise=False, gains=False, timestamp_jitter=False)
+        group = CorrelatorSimulator(config).write_observation(root / "in", start)
+        ms = ConversionStage(ConversionConfig(output_dir=root / "out", scratch_dir=root / "scratch")).execute(
+            group_id=group.stamp, hdf5_files=group.files).ms_path
+        catalogue = [CatalogueSource(s.name, s.ra_deg, s.dec_deg, s.flux_jy) for s in sources]
+        print(f"{args.antennas} antennas, {args.integrations} integrations; {len(sources)} sources of "
+              f"{FLUX_JY} Jy; measured / true flux by offset from the pointing (deg)")
+        print("gridder    padding  BDA(lambda)  weighting  time(s)  " + "  ".join(f"{o:5.1f}" for o in OFFSETS_DEG))
+        for n, setting in enumerate(SETTINGS):
+            stage = ImagingStage(ImagingConfig(output_dir=root / f"images-{n}", scratch_dir=root / "scratch",
+                                               data_column="DATA", **setting))
+            t = time.perf_counter()
+            result = stage.execute(group_id=group.stamp, ms_path=ms)
+            seconds = time.perf_counter() - t
+            files = result.images
+            measured = PhotometryStage().execute_observation(files["image"], files["residual"], files["pb"], catalogue)
+            ratio = {o: [] for o in OFFSETS_DEG}
+            for m in measured.forced():
+                ratio[float(m.source[1:4])].append(m.flux_jy / FLUX_JY)
+            cells = "  ".join(f"{np.mean(ratio[o]):5.3f}" if ratio[o] else "  -  " for o in OFFSETS_DEG)
+            print(f"{stage.config.gridder:10s} {stage.config.padding:7.1f}  {stage.config.baseline_averaging_wavelengths:11g}  "
+                  f"{stage.config.weighting:9s}  {seconds:7.1f}  {cells}", flush=True)
+        return 0
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.exit(main())
