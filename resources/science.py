@@ -12,6 +12,8 @@ class ScienceResource(dg.ConfigurableResource):
     """CSV catalogue (:mod:`dsa_assets.catalogue`) measured by forced photometry; empty: blind
     detections only."""
     detect_snr: float = 5.0
+    flux_systematic_fraction: float = 0.03
+    """Fraction of each flux added in quadrature to its error (calibration and deconvolution)."""
     new_source_factor: float = 5.0
     """A detection absent from the catalogue is new above this many times the lowest earlier rms."""
     mosaic_inputs: int = 12
@@ -32,4 +34,5 @@ class ScienceResource(dg.ConfigurableResource):
     def photometry_stage(self):
         from dsa_assets.stages.photometry import PhotometryConfig, PhotometryStage
 
-        return PhotometryStage(PhotometryConfig(detect_snr=self.detect_snr))
+        return PhotometryStage(PhotometryConfig(detect_snr=self.detect_snr,
+                                                systematic_fraction=self.flux_systematic_fraction))

@@ -106,7 +106,8 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
             except (PhotometryError, DSA110Error) as exc:
                 raise dg.Failure(description=f"{g.group_id}: {exc}") from exc
         context.log.info(f"{g.group_id}: {len(result.forced())} forced, {len(result.blind())} blind, "
-                         f"{len(new)} new in {time.perf_counter() - t:.1f} s")
+                         f"{len(new)} new in {time.perf_counter() - t:.1f} s; errors scaled by "
+                         f"{result.error_scale:.2f} (blank sky)")
         done.append((g, result, new))
     metadata = {"n_images": len(done)}
     if done:
@@ -117,6 +118,7 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
             "n_matched": sum(sum(1 for m in r.blind() if m.matched) for _, r, _ in done),
             "new_sources": dg.MetadataValue.json([m.source for _, _, n in done for m in n]),
             "median_noise_mjy": round(result.rms_jy * 1e3, 4),
+            "error_scale": round(max(r.error_scale for _, r, _ in done), 3),
             "photometry_s": round(sum(sum(r.timings_s.values()) for _, r, _ in done), 2),
         })
     return dg.MaterializeResult(metadata=metadata, check_results=[pulls_check(pipeline, done)])
@@ -217,6 +219,7 @@ def mosaic_photometry(context: dg.AssetExecutionContext, pipeline: PipelineResou
         "n_forced": len(result.forced()), "n_blind": len(result.blind()),
         "new_sources": dg.MetadataValue.json([m.source for m in new]),
         "median_noise_mjy": round(result.rms_jy * 1e3, 4),
+        "error_scale": round(result.error_scale, 3),
     })
 
 

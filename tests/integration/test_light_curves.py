@@ -102,7 +102,8 @@ def test_photometry_mosaic_and_variability_through_the_platform(field, tmp_path)
                 truth_pulls.append((row["flux_jy"] - true_flux[name]) / row["flux_err_jy"])
     truth_pulls = np.array(truth_pulls)
     print(f"pulls: n={len(truth_pulls)} mean={truth_pulls.mean():.2f} std={truth_pulls.std():.2f}")
-    assert abs(np.median(truth_pulls)) < 1.0 and np.std(truth_pulls) < 3.0
+    # measured: mean -0.06, std 1.62 (the rest is the outer beam's deconvolution loss, README)
+    assert abs(np.mean(truth_pulls)) < 0.5 and np.std(truth_pulls) < 2.0
     # the products database and the command line agree
     from dsa_assets.cli import main
 

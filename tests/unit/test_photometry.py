@@ -54,12 +54,42 @@ def test_forced_fluxes_are_unbiased_with_unit_pulls():
     for trial in range(12):
         sources = grid_sources(20, rng)
         planes = synthetic_image(rng, sources)
-        result = measure(planes, sources, PhotometryConfig(detect_snr=1e9))
+        result = measure(planes, sources, PhotometryConfig(detect_snr=1e9, systematic_fraction=0))
         forced = {m.source: m for m in result.forced()}
         assert len(forced) == len(sources)
         pulls += [(forced[s.name].flux_jy - s.flux_jy) / forced[s.name].flux_err_jy for s in sources]
     pulls = np.array(pulls)
     assert abs(pulls.mean()) < 0.15 and 0.85 < pulls.std() < 1.15, (pulls.mean(), pulls.std())
+
+
+def test_errors_calibrated_on_blank_sky_when_the_noise_map_understates_the_noise():
+    """A noise map at half the true noise (as when a residual misses deconvolution sidelobes):
+    forced fits on blank sky scatter twice their predicted errors, the errors are scaled by
+    that, and the sources' pulls come back to unit width. With a correct map nothing changes.
+    The systematic term then adds its fraction of the flux in quadrature."""
+    rng = np.random.default_rng(5)
+    pulls, honest_pulls, scales = [], [], []
+    for trial in range(6):
+        sources = grid_sources(20, rng)
+        planes = synthetic_image(rng, sources)
+        honest = measure(planes, sources, PhotometryConfig(detect_snr=1e9, systematic_fraction=0))
+        assert honest.error_scale < 1.15
+        understated = ImagePlanes(planes.data, planes.noise / 2, planes.header)
+        result = measure(understated, sources, PhotometryConfig(detect_snr=1e9, systematic_fraction=0))
+        scales.append(result.error_scale)
+        for pulled, r in ((pulls, result), (honest_pulls, honest)):
+            forced = {m.source: m for m in r.forced()}
+            pulled += [(forced[s.name].flux_jy - s.flux_jy) / forced[s.name].flux_err_jy for s in sources]
+    assert np.median(scales) == pytest.approx(2.0, rel=0.15)
+    # without the scale these pulls would be twice as wide as with the correct noise map
+    assert np.std(pulls) / np.std(honest_pulls) == pytest.approx(1.0, abs=0.15)
+    uncalibrated = measure(understated, sources, PhotometryConfig(detect_snr=1e9, blank_fits=0, systematic_fraction=0))
+    assert uncalibrated.error_scale == 1.0
+    # the systematic part adds a fraction of the flux in quadrature
+    with_systematic = {m.source: m for m in measure(planes, sources, PhotometryConfig(detect_snr=1e9)).forced()}
+    for m in honest.forced():
+        expected = np.hypot(m.flux_err_jy, 0.03 * m.flux_jy)
+        assert with_systematic[m.source].flux_err_jy == pytest.approx(expected, rel=1e-6)
 
 
 def test_blind_detections_match_the_catalogue_and_find_a_new_source():
