@@ -203,7 +203,7 @@ class StreamingWorker:
         removed += cfg.calibration_resource().stage(cfg.output_dir, cfg.scratch_dir).cleanup()
         removed += ImagingStage(ImagingConfig(output_dir=cfg.output_dir, scratch_dir=cfg.scratch_dir)).cleanup()
         removed += MosaicStage(MosaicConfig(output_dir=cfg.output_dir, scratch_dir=cfg.scratch_dir)).cleanup()
-        removed += fsutil.sweep_scratch(cfg.scratch_dir, "variability-*")
+        removed += fsutil.sweep_scratch(cfg.scratch_dir, "variability-*", "crosscheck-*")
         if removed:
             log.warning("removed %d partial product(s) left by a crash", len(removed))
 
