@@ -60,7 +60,6 @@ def main() -> int:
     p.add_argument("--integrations", type=int, default=24)
     args = p.parse_args()
 
-    import astropy.units as u
     from astropy.time import Time
 
     from dsa_assets import constants as C
