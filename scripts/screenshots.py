@@ -82,8 +82,13 @@ def main() -> int:
                 time.sleep(0.5)
         pages = {
             "asset-graph": f"{args.url}/asset-groups/observations",
+            "science-graph": f"{args.url}/asset-groups/science",
             "measurement-set-partitions": f"{args.url}/assets/measurement_set?view=partitions",
+            "calibration-partition": f"{args.url}/assets/calibration_tables?view=partitions&partition={args.partition}",
             "image-partition": f"{args.url}/assets/image?view=partitions&partition={args.partition}",
+            "photometry-partition": f"{args.url}/assets/photometry?view=partitions&partition={args.partition}",
+            "mosaic-partitions": f"{args.url}/assets/mosaic?view=partitions",
+            "variability": f"{args.url}/assets/variability",
         }
         asyncio.run(capture(ws_url, pages, out, args.settle))
     finally:

@@ -1,13 +1,18 @@
-"""Real filesystem faults: a disk that fills up mid-write (a small tmpfs mounted by the test),
-and a file that grows slowly in place, seen only by polling (as on FUSE or NFS mounts)."""
+"""Real filesystem faults: an output disk too small, and one that fills up mid-write (tmpfs
+mounts made by the tests), and a file that grows slowly in place, seen only by polling (as on
+FUSE or NFS mounts)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,12 +22,12 @@ from dsa_assets.streaming import SubbandQueue
 from dsa_assets.streaming.watcher import StreamingWatcher
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs: smaller than one scaled-down Measurement Set."""
-    mount = tmp_path / "small"
+@contextmanager
+def tmpfs(mount: Path, size: str):
+    """A size-limited tmpfs at ``mount`` for the duration (skips the test where mounting is not
+    allowed)."""
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()}); "
                     "test_streaming_conversion.py injects ENOSPC instead")
@@ -32,10 +37,17 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs: smaller than one scaled-down Measurement Set."""
+    with tmpfs(tmp_path / "small", "1m") as mount:
+        yield mount
+
+
 def test_output_disk_too_small_is_refused_before_writing(group_copy, small_disk, tmp_path):
     """On a real full filesystem casacore aborts the process at its table flush (C++ terminate),
     so the converter checks the space first and refuses with the reason; a disk filling up
-    during the write is covered by injecting ENOSPC (test_streaming_conversion.py)."""
+    during the write is the next test."""
     group, _, files = group_copy
     sizes = {f: f.stat().st_size for f in files}
     earlier = small_disk / "ms" / "earlier-product"
@@ -53,6 +65,71 @@ def test_output_disk_too_small_is_refused_before_writing(group_copy, small_disk,
     shutil.rmtree(small_disk / "ms")
     roomy = ConversionStage(ConversionConfig(output_dir=tmp_path / "out", scratch_dir=tmp_path / "scratch"))
     assert roomy.execute(group_id=group.stamp, hdf5_files=files).ms_path.is_dir()
+
+
+CONVERT = """
+import sys
+from dsa_assets.stages.conversion import ConversionConfig, ConversionError, ConversionStage
+disk, stamp, *files = sys.argv[1:]
+stage = ConversionStage(ConversionConfig(output_dir=disk + "/out", scratch_dir=disk + "/scratch"))
+try:
+    stage.execute(group_id=stamp, hdf5_files=files)
+except ConversionError as exc:
+    print("REFUSED:", exc)
+    sys.exit(3)
+print("CONVERTED")
+"""
+
+
+def test_disk_filling_up_during_the_write(tmp_path):
+    """Another writer takes all the space while a Measurement Set is being written, on a real
+    tmpfs (the space check before writing passed). The conversion fails, by an error naming
+    the full disk or, as casacore does here, by aborting the process at its table flush
+    ("FilebufIO: write error ... No space left on device", SIGABRT); either way nothing is
+    published, the earlier product and the inputs are untouched, crash recovery sweeps the
+    scratch copy, and once space returns the observation converts."""
+    from dsa_assets.sim.correlator import CorrelatorSimulator
+    from dsa_assets.stages.ms_inspect import inspect_ms
+
+    from ..conftest import SMALL, START
+
+    group = CorrelatorSimulator(replace(SMALL, n_antennas=64, n_integrations=12, channels_per_subband=12,
+                                        noise=False)).write_observation(tmp_path / "in", START)
+    sizes = {f: f.stat().st_size for f in group.files}
+    with tmpfs(tmp_path / "disk", "1g") as disk:
+        earlier = disk / "out" / "ms" / "earlier-product"
+        earlier.parent.mkdir(parents=True)
+        earlier.write_text("an earlier product")
+        proc = subprocess.Popen([sys.executable, "-c", CONVERT, str(disk), group.stamp, *map(str, group.files)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        filler = disk / "another-writer"
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline and not list(disk.glob("scratch/convert-*/*.ms")):
+            time.sleep(0.001)
+        with open(filler, "wb") as fh:  # all the space there is, in 8 MiB steps
+            size = 0
+            while True:
+                try:
+                    os.posix_fallocate(fh.fileno(), size, 8 << 20)
+                except OSError:
+                    break
+                size += 8 << 20
+        output = proc.communicate(timeout=300)[0]
+        assert "CONVERTED" not in output, "the write finished before the disk filled:\n" + output
+        assert ("REFUSED:" in output and "No space left on device" in output) or proc.returncode == -signal.SIGABRT, \
+            f"exit {proc.returncode}:\n{output}"
+        assert not list((disk / "out").rglob("*.ms")), "nothing published"
+        assert earlier.read_text() == "an earlier product"
+        assert {f: f.stat().st_size for f in group.files} == sizes, "inputs untouched"
+
+        filler.unlink()
+        from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
+
+        stage = ConversionStage(ConversionConfig(output_dir=disk / "out", scratch_dir=disk / "scratch"))
+        stage.cleanup()
+        assert not list((disk / "scratch").iterdir()), "scratch swept"
+        ms = stage.execute(group_id=group.stamp, hdf5_files=group.files).ms_path
+        assert inspect_ms(ms)["rows"] == 12 * 64 * 65 // 2
 
 
 def test_file_growing_slowly_in_place_is_registered_only_when_complete(simulated_group, tmp_path):
