@@ -56,7 +56,8 @@ async def capture(ws_url: str, pages: dict[str, str], out: Path, settle_s: float
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", default="http://127.0.0.1:3000")
-    p.add_argument("--partition", required=True, help="a materialized 5-minute partition key")
+    p.add_argument("--partition", required=True,
+                   help="a materialized 5-minute partition key (its hour is shown for the mosaic)")
     p.add_argument("--out", default="docs/screenshots")
     p.add_argument("--settle", type=float, default=8.0, help="seconds to let each page load")
     args = p.parse_args()
@@ -81,13 +82,14 @@ def main() -> int:
                     raise
                 time.sleep(0.5)
         pages = {
-            "asset-graph": f"{args.url}/asset-groups/observations",
-            "science-graph": f"{args.url}/asset-groups/science",
+            # everything downstream of the Measurement Sets, asset by asset (the global lineage
+            # page shows collapsed groups)
+            "asset-graph": f"{args.url}/assets/measurement_set?view=lineage&lineageScope=downstream&lineageDepth=6",
             "measurement-set-partitions": f"{args.url}/assets/measurement_set?view=partitions",
             "calibration-partition": f"{args.url}/assets/calibration_tables?view=partitions&partition={args.partition}",
             "image-partition": f"{args.url}/assets/image?view=partitions&partition={args.partition}",
             "photometry-partition": f"{args.url}/assets/photometry?view=partitions&partition={args.partition}",
-            "mosaic-partitions": f"{args.url}/assets/mosaic?view=partitions",
+            "mosaic-partition": f"{args.url}/assets/mosaic?view=partitions&partition={args.partition[:13]}:00",
             "variability": f"{args.url}/assets/variability",
         }
         asyncio.run(capture(ws_url, pages, out, args.settle))
