@@ -12,8 +12,9 @@ from pathlib import Path
 import json
 
 from sqlalchemy import (Boolean, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, create_engine,
-                        func, inspect, select, text, update)
+                        event, func, inspect, select, text, update)
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 SCHEMA_VERSION = 4
 """2: calibration solutions, assignments and calibrated Measurement Sets.
@@ -141,21 +142,58 @@ def database_url(target: str | Path) -> str:
     return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
 
 
-def _cluster_measurements(conn) -> None:
-    """Schema 3 -> 4: rebuild a measurements table keyed by row id as one keyed by source and
-    epoch, numbering each image's rows in their original order. A no-op on newer databases."""
+def _needs_clustering(conn) -> bool:
+    """Whether ``measurements`` is a schema-3 table (keyed by row id)."""
     inspector = inspect(conn)
-    if not inspector.has_table("measurements") or "seq" in {c["name"] for c in inspector.get_columns("measurements")}:
-        return
-    # copy, then drop: dropping takes the old key and indexes with it, whose names the new
-    # table reuses (a rename would keep them on PostgreSQL)
-    conn.execute(text("CREATE TABLE measurements_v3 AS SELECT * FROM measurements"))
-    conn.execute(text("DROP TABLE measurements"))
-    measurements.create(conn)
-    kept = ", ".join(c.name for c in measurements.columns if c.name != "seq")
-    conn.execute(text(f"INSERT INTO measurements ({kept}, seq) SELECT {kept}, "
-                      f"ROW_NUMBER() OVER (PARTITION BY image_id ORDER BY id) - 1 FROM measurements_v3"))
-    conn.execute(text("DROP TABLE measurements_v3"))
+    return inspector.has_table("measurements") and "seq" not in {
+        c["name"] for c in inspector.get_columns("measurements")}
+
+
+def _migration_engine(url) -> Engine:
+    """An engine whose transactions hold schema changes too. Python's sqlite3 module begins a
+    transaction only before INSERT/UPDATE/DELETE, so a CREATE or DROP would commit on its own
+    and a failed upgrade could leave the table dropped: SQLAlchemy's documented remedy is to
+    turn that off and emit BEGIN itself, here BEGIN IMMEDIATE so that two processes upgrading
+    at once take turns."""
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _no_implicit_transactions(dbapi_connection, _record):
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    return engine
+
+
+def _cluster_measurements(engine: Engine) -> None:
+    """Schema 3 -> 4: rebuild a measurements table keyed by row id as one keyed by source and
+    epoch, numbering each image's rows in their original order, in one transaction. A no-op
+    on newer databases, and harmless when another process upgrades the same one at once."""
+    with engine.connect() as conn:
+        if not _needs_clustering(conn):
+            return
+    migration = _migration_engine(engine.url)  # the URL object: its string form hides the password
+    try:
+        with migration.begin() as conn:
+            if not _needs_clustering(conn):
+                return
+            # copy, then drop: dropping takes the old key and indexes with it, whose names the
+            # new table reuses (a rename would keep them on PostgreSQL)
+            conn.execute(text("CREATE TABLE measurements_v3 AS SELECT * FROM measurements"))
+            conn.execute(text("DROP TABLE measurements"))
+            measurements.create(conn)
+            kept = ", ".join(c.name for c in measurements.columns if c.name != "seq")
+            conn.execute(text(f"INSERT INTO measurements ({kept}, seq) SELECT {kept}, "
+                              f"ROW_NUMBER() OVER (PARTITION BY image_id ORDER BY id) - 1 FROM measurements_v3"))
+            conn.execute(text("DROP TABLE measurements_v3"))
+    except DBAPIError:
+        with engine.connect() as conn:
+            if _needs_clustering(conn):
+                raise  # nobody else upgraded it: a real failure
+    finally:
+        migration.dispose()
 
 
 class ProductsDB:
@@ -166,8 +204,7 @@ class ProductsDB:
         if self.url.startswith("sqlite:///"):
             Path(self.url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(self.url, future=True)
-        with self.engine.begin() as conn:
-            _cluster_measurements(conn)
+        _cluster_measurements(self.engine)
         metadata.create_all(self.engine)
         with self.engine.begin() as conn:
             # create_all added any tables a version-1 database lacked; record the version

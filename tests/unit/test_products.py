@@ -103,3 +103,19 @@ def test_an_incomplete_measurement_is_refused_and_nothing_is_written(tmp_path, b
     with pytest.raises(IntegrityError):
         _record(db, "a", 100.0, [_row("S1", 2.0), {**_row("S2", 1.0), **bad}])
     assert [m["flux_jy"] for m in db.light_curve("S1")] == [1.0]
+
+
+def test_an_upgrade_raced_by_another_process_is_harmless(tmp_path, monkeypatch):
+    """Two processes open a schema-3 database at once: the one that finds the table already
+    rebuilt when it tries (its checks saw the old table) rolls its whole attempt back, schema
+    changes included, and carries on; nothing is lost."""
+    import dsa_assets.products as products
+
+    path = tmp_path / "p.sqlite3"
+    _record(ProductsDB(path), "a", 100.0, [_row("S1", 1.0), _row("S2", 2.0)])
+    stale = [True, True]  # both checks see the old table; the other process then rebuilt it
+    real = products._needs_clustering
+    monkeypatch.setattr(products, "_needs_clustering", lambda conn: stale.pop() if stale else real(conn))
+    db = ProductsDB(path)
+    assert not stale, "the stale checks were taken"
+    assert db.count_measurements() == 2 and [m["flux_jy"] for m in db.light_curve("S2")] == [2.0]
