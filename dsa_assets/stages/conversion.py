@@ -203,9 +203,9 @@ class ConversionStage:
     # -- execute ---------------------------------------------------------------------------
     def _check_space(self, group_id: str, plan) -> None:
         """Refuse before writing when the scratch or output filesystem cannot hold the Measurement
-        Set: casacore aborts the whole process (C++ terminate) when a full disk fails its table
-        flush, which no exception handler can catch. A disk that fills up during the write is
-        still possible; the run then fails and crash recovery re-queues the observation."""
+        Set, with the reason, rather than start a write that cannot finish. A disk that fills up
+        during the write makes casacore abort the writer process at its table flush; see
+        :meth:`_write_isolated`."""
         import tempfile
 
         # ~8.2 bytes per visibility (complex64 data, bit-packed flags, weights per row) + subtables
@@ -229,7 +229,7 @@ class ConversionStage:
         with fsutil.scratch_directory(self.config.scratch_dir, f"convert-{group_id}-") as scratch:
             tmp_ms = scratch / dest.name
             try:
-                info = self._write(plan, tmp_ms, timings)
+                info = self._write_isolated(plan, tmp_ms, timings)
             except (InvalidSubbandError, InconsistentGroupError):
                 raise
             except Exception as exc:  # noqa: BLE001 - any writer failure is a ConversionError
@@ -319,6 +319,55 @@ class ConversionStage:
         delay = np.einsum("nj,nj->n", b, s0[tidx] - basis[tidx, 2, :]) / geometry.SPEED_OF_LIGHT_M_S
         duration = float((utimes[-1] - utimes[0]) * 86400.0 + np.median(ref.integration_time_s))
         return ObservationGeometry(location, ecef, center, uvw, delay, duration)
+
+    def _write_isolated(self, plan: GroupPlan, ms_path: Path, timings: dict) -> dict:
+        """:meth:`_write` in a forked child process, so that a writer the C++ library aborts
+        (casacore calls ``terminate`` when a full disk fails its table flush) fails this
+        conversion with the library's own message instead of killing the caller. The child's
+        stderr comes back through a pipe (a file could sit on the full disk); its last lines
+        become the error. A daemonic caller (a Celery prefork worker) may not fork: it writes
+        in-process."""
+        import multiprocessing as mp
+        import os
+        import signal
+        import threading
+
+        if mp.current_process().daemon:
+            return self._write(plan, ms_path, timings)
+        ctx = mp.get_context("fork")
+        receive, send = ctx.Pipe(duplex=False)
+        err_read, err_write = os.pipe()
+        child = ctx.Process(target=_write_in_child, args=(self, plan, ms_path, send, err_read, err_write),
+                            name="ms-writer")
+        child.start()
+        send.close()
+        os.close(err_write)
+        stderr_tail = bytearray()
+
+        def drain():  # keeps the child from blocking on a full pipe; remembers the end
+            while chunk := os.read(err_read, 65536):
+                stderr_tail.extend(chunk)
+                del stderr_tail[:-4096]
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        try:
+            outcome = receive.recv()
+        except EOFError:  # the child died without a word
+            outcome = None
+        child.join()
+        reader.join(timeout=5)
+        os.close(err_read)
+        if outcome is None:
+            code = child.exitcode
+            how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+            tail = [ln.strip() for ln in stderr_tail.decode(errors="replace").splitlines() if ln.strip()][-3:]
+            raise OSError(f"the writer process died ({how})" + (": " + " | ".join(tail) if tail else ""))
+        kind, value, child_timings = outcome
+        timings.update(child_timings)
+        if kind == "error":
+            raise value
+        return value
 
     def _write(self, plan: GroupPlan, ms_path: Path, timings: dict) -> dict:
         if self.config.writer == "streaming":
@@ -534,3 +583,24 @@ def _build_uvdata(plan, ref, geo: ObservationGeometry, data, flags, nsamples):
 def _station_name(name: str) -> str:
     """Correlator antenna name "24" -> station name "DSA-024"; other names unchanged."""
     return f"DSA-{int(name):03d}" if name.isdigit() else name
+
+
+def _write_in_child(stage: ConversionStage, plan: GroupPlan, ms_path: Path, send, err_read: int,
+                    err_write: int) -> None:
+    """Body of the forked writer: C-level stderr into the ``err_write`` pipe, then (kind,
+    value, timings) through ``send``: ("ok", info) or ("error", the exception)."""
+    import os
+
+    os.close(err_read)
+    os.dup2(err_write, 2)
+    os.close(err_write)
+    timings: dict = {}
+    try:
+        send.send(("ok", stage._write(plan, ms_path, timings), timings))
+    except Exception as exc:  # noqa: BLE001 - handed to the parent, which decides
+        try:
+            send.send(("error", exc, timings))
+        except Exception:  # noqa: BLE001 - an exception that cannot be pickled
+            send.send(("error", OSError(f"{type(exc).__name__}: {exc}"), timings))
+    finally:
+        send.close()
