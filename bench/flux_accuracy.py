@@ -36,7 +36,7 @@ def main() -> int:
     from dsa_assets.sim.sky import SKY_CATALOGUE
     from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
     from dsa_assets.stages.ms_inspect import observation_span
-    from dsa_assets.stages.imaging import ImagingConfig, ImagingStage
+    from dsa_assets.stages.imaging import ImagingConfig, ImagingStage, image_extent
     from dsa_assets.stages.photometry import PhotometryStage
     from resources.calibration import CalibrationResource
 
@@ -63,7 +63,7 @@ def main() -> int:
         files = naming.image_files(out, field.stamp)
         result = PhotometryStage().execute_observation(files["image"], files["residual"], files["pb"], sky)
         truth = {s.name: s for s in field.truth.sources}
-        centre = catalogue.CatalogueSource("", *imaged_centre(files["image"]), 0.0)
+        centre = catalogue.CatalogueSource("", *image_extent(files["image"])[:2], 0.0)
         rows = []
         for m in result.forced():
             if m.source in truth and m.snr > 5:
@@ -84,17 +84,6 @@ def main() -> int:
         return 0
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-def imaged_centre(image: Path) -> tuple[float, float]:
-    """(RA, Dec) in degrees of an image's centre pixel."""
-    from astropy.io import fits
-    from astropy.wcs import WCS
-
-    wcs = WCS(fits.getheader(image)).celestial
-    ny, nx = wcs.array_shape
-    ra, dec = wcs.pixel_to_world_values((nx - 1) / 2, (ny - 1) / 2)
-    return float(ra) % 360.0, float(dec)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,15 @@ PARTIAL_PREFIX = ".partial-"
 RETIRED_PREFIX = ".retired-"
 
 
+def scratch_root(scratch_dir: Path | None) -> Path:
+    """Where scratch work goes: ``scratch_dir``, or the system temporary directory if None."""
+    return Path(scratch_dir) if scratch_dir else Path(tempfile.gettempdir())
+
+
 @contextmanager
-def scratch_directory(scratch_root: Path | None, prefix: str):
-    """A fresh directory under ``scratch_root`` (system temp if None), removed on exit."""
-    root = Path(scratch_root) if scratch_root else Path(tempfile.gettempdir())
+def scratch_directory(scratch_dir: Path | None, prefix: str):
+    """A fresh directory under :func:`scratch_root` of ``scratch_dir``, removed on exit."""
+    root = scratch_root(scratch_dir)
     root.mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
     try:

@@ -12,7 +12,7 @@ import numpy as np
 from resources.pipeline import PipelineResource
 from resources.science import ScienceResource
 
-from .. import catalogue, fsutil, naming, partitions
+from .. import fsutil, naming, partitions
 from ..exceptions import DSA110Error
 from ..logs import attach_log_file, log_context
 from .images import image, thumbnail_markdown
@@ -29,20 +29,14 @@ PULLS_CHECK = dg.AssetCheckSpec(
 
 
 def _image_row(image_id: str, kind: str, partition_key: str, path: Path, epoch_unix: float, result, n_inputs=1):
-    from astropy.io import fits
-    from astropy.wcs import WCS
+    from ..stages.imaging import image_extent
 
-    header = fits.getheader(path)
-    wcs = WCS(header).celestial
-    ny, nx = wcs.array_shape
-    ra, dec = (float(v) for v in wcs.pixel_to_world_values((nx - 1) / 2, (ny - 1) / 2))
-    corner_ra, corner_dec = (float(v) for v in wcs.pixel_to_world_values(0, 0))
-    radius = float(catalogue.separation_deg([catalogue.CatalogueSource("", corner_ra, corner_dec, 0)], ra, dec)[0])
+    ra, dec, half_diagonal = image_extent(path)
     # plain floats: database drivers such as psycopg2 do not adapt numpy scalars
     return {
         "image_id": image_id, "kind": kind, "partition_key": partition_key, "path": str(path),
-        "epoch_unix": float(epoch_unix), "centre_ra_deg": ra % 360.0, "centre_dec_deg": dec,
-        "radius_deg": float(radius / np.sqrt(2)), "rms_jy": float(result.rms_jy),
+        "epoch_unix": float(epoch_unix), "centre_ra_deg": ra, "centre_dec_deg": dec,
+        "radius_deg": float(half_diagonal / np.sqrt(2)), "rms_jy": float(result.rms_jy),
         "beam_major_arcsec": float(result.beam_arcsec[0]), "beam_minor_arcsec": float(result.beam_arcsec[1]),
         "beam_pa_deg": float(result.beam_arcsec[2]), "n_inputs": int(n_inputs),
     }

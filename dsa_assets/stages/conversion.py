@@ -206,11 +206,9 @@ class ConversionStage:
         Set, with the reason, rather than start a write that cannot finish. A disk that fills up
         during the write makes casacore abort the writer process at its table flush; see
         :meth:`_write_isolated`."""
-        import tempfile
-
         # ~8.2 bytes per visibility (complex64 data, bit-packed flags, weights per row) + subtables
         need = int(1.1 * plan.reference.n_blts * len(plan.freqs_hz) * 2 * 8.2) + 4_000_000
-        places = {"scratch": self.config.scratch_dir or Path(tempfile.gettempdir()), "output": self.config.output_dir}
+        places = {"scratch": fsutil.scratch_root(self.config.scratch_dir), "output": self.config.output_dir}
         for what, where in places.items():
             free = fsutil.free_bytes(where)
             if free < need:

@@ -174,6 +174,21 @@ def primary_beam(header, pointing_unit: np.ndarray, freqs_hz: np.ndarray, grid: 
     return interp(np.stack([yy.ravel(), xx.ravel()], axis=-1)).reshape(ny, nx)
 
 
+def image_extent(path: Path) -> tuple[float, float, float]:
+    """(RA, Dec) of a FITS image's centre pixel and its half-diagonal, in degrees (RA in 0-360)."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from ..catalogue import CatalogueSource, separation_deg
+
+    wcs = WCS(fits.getheader(path)).celestial
+    ny, nx = wcs.array_shape
+    ra, dec = (float(v) for v in wcs.pixel_to_world_values((nx - 1) / 2, (ny - 1) / 2))
+    corner_ra, corner_dec = (float(v) for v in wcs.pixel_to_world_values(0, 0))
+    half_diagonal = float(separation_deg([CatalogueSource("", corner_ra, corner_dec, 0.0)], ra, dec)[0])
+    return ra % 360.0, dec, half_diagonal
+
+
 def robust_rms(values: np.ndarray) -> float:
     """1.4826 x the median absolute deviation of the finite values (Jy/beam)."""
     v = values[np.isfinite(values)]
