@@ -61,9 +61,10 @@ class ImagingConfig:
     gridder: str = "wstacking"
     """WSClean's gridder: "wstacking" (its default) or "wgridder" (Reinecke's w-gridder)."""
     padding: float = 1.5
-    """WSClean's padding of the gridded image. With its default, 1.2, sources in the outer
-    sixth of the image read 4-8% low; 1.5 brings them within 4% for 10 s more at full scale,
-    as accurate as the w-gridder, which takes 25 s more (``bench/imaging.py``)."""
+    """WSClean's padding of the gridded image. With its default, 1.2, sources at 1.4-1.6 deg
+    (the outer sixth of the default image) read 4.5-8% low; 1.5 brings them to 4-5%, the level
+    of the rest of the outer field, for 10 s more at full scale, as accurate as the w-gridder,
+    which takes 25 s more (``bench/imaging.py``)."""
     baseline_averaging_wavelengths: float = 10.0
     """WSClean's baseline-dependent averaging (0: off): short baselines, whose fringes turn
     slowly, are averaged in time until they would rotate by this many wavelengths of uv-track.

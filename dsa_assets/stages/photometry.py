@@ -49,7 +49,7 @@ class PhotometryConfig:
     systematic_fraction: float = 0.03
     """Fraction of the flux added in quadrature to every error, for what the image noise does
     not hold: calibration and deconvolution errors, which scale with the flux. Measured: exact
-    full-scale data read 0.5-4.5% low across the field (``bench/imaging.py``); bright sources
+    full-scale data read 0.4-4.6% low across the field (``bench/imaging.py``); bright sources
     of the 24-antenna test array scatter by 4-5% about the truth after calibration and imaging."""
 
 
