@@ -61,7 +61,8 @@ def main() -> int:
         imaged = ImagingStage(ImagingConfig(output_dir=out, scratch_dir=scratch, data_column="CORRECTED_DATA")).execute(
             group_id=field.stamp, ms_path=applied.ms_path)
         files = naming.image_files(out, field.stamp)
-        result = PhotometryStage().execute_observation(files["image"], files["residual"], files["pb"], sky)
+        result = PhotometryStage().execute_observation(files["image"], files["residual"], files["pb"], sky,
+                                                       psf=files["psf"])
         truth = {s.name: s for s in field.truth.sources}
         centre = catalogue.CatalogueSource("", *image_extent(files["image"])[:2], 0.0)
         rows = []

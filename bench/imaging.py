@@ -1,14 +1,19 @@
-"""Flux scale across the field, and imaging time, for WSClean's gridders and baseline averaging.
+"""Flux scale across the field, and imaging time, for image pixel sizes, WSClean's gridders and
+baseline averaging.
 
 Simulates one noiseless observation without gains (full scale by default: 96 antennas, 24
 integrations, 768 channels) whose sky is a ring of 0.3 Jy sources at offsets 0 to 1.6 deg
-from the pointing (two position angles each; the default image, 1024 x 12", reaches 1.71 deg
-along its axes). Converts it, then images the DATA column once per setting with the
-platform's imaging stage and measures every source with its forced photometry (primary-beam
-corrected). Prints, per setting, the imaging time and the measured over true flux at each
-offset: any departure from 1 is the imager's, since the data are exact.
+from the pointing (four position angles each, so that the sources fall at assorted places
+within their pixels; the images reach 1.71 deg along their axes). Converts it, then images
+the DATA column once per setting with the platform's imaging stage and measures every source
+with its forced photometry (primary-beam corrected). Prints, per setting, the imaging time, the
+restoring beam and the measured over true flux at each offset (mean, and the spread over the
+sources at that offset): any departure from 1 is the imager's, since the data are exact.
 
-    python bench/imaging.py [--scratch DIR] [--antennas 96] [--integrations 24]
+``--compare pixels`` (default) compares pixel sizes and baseline averaging at the default
+gridder; ``--compare gridders`` the gridders, padding, baseline averaging and weighting.
+
+    python bench/imaging.py [--scratch DIR] [--antennas 96] [--integrations 24] [--compare pixels]
 """
 
 from __future__ import annotations
@@ -26,13 +31,18 @@ import numpy as np
 
 OFFSETS_DEG = (0.0, 0.4, 0.8, 1.0, 1.2, 1.4, 1.5, 1.6)
 FLUX_JY = 0.3
-SETTINGS = (  # imaging-stage settings compared (the rest are the platform's defaults)
-    {"gridder": "wstacking", "padding": 1.2, "baseline_averaging_wavelengths": 10.0},
-    {"gridder": "wstacking", "padding": 1.5, "baseline_averaging_wavelengths": 10.0},
-    {"gridder": "wstacking", "padding": 1.2, "baseline_averaging_wavelengths": 0.0},
-    {"gridder": "wgridder", "padding": 1.2, "baseline_averaging_wavelengths": 10.0},
+PIXEL_SETTINGS = (  # pixel size and baseline averaging, the same field of view (3.4 deg)
+    {"cell_arcsec": 12.0, "size": 1024, "baseline_averaging_wavelengths": 10.0},
+    {"cell_arcsec": 6.0, "size": 2048, "baseline_averaging_wavelengths": 10.0},
+    {"cell_arcsec": 6.0, "size": 2048, "baseline_averaging_wavelengths": 4.0},
+    {"cell_arcsec": 6.0, "size": 2048, "baseline_averaging_wavelengths": 0.0},
+)
+GRIDDER_SETTINGS = (  # departures from the platform's defaults (the second row)
+    {"padding": 1.2},
+    {},
+    {"gridder": "wgridder", "padding": 1.2},
     {"gridder": "wgridder", "padding": 1.2, "baseline_averaging_wavelengths": 0.0},
-    {"gridder": "wstacking", "padding": 1.2, "baseline_averaging_wavelengths": 10.0, "weighting": "natural"},
+    {"weighting": "natural"},
 )
 
 
@@ -42,7 +52,7 @@ def ring_sources(centre_ra_deg: float, centre_dec_deg: float):
 
     sources = []
     for i, offset in enumerate(OFFSETS_DEG):
-        for j, pa in enumerate((25.0 + 40.0 * i, 205.0 + 40.0 * i)):
+        for j, pa in enumerate(25.0 + 40.0 * i + 90.0 * k for k in range(4)):
             if offset == 0.0 and j:
                 continue
             d_dec = offset * np.cos(np.radians(pa))
@@ -58,6 +68,7 @@ def main() -> int:
     p.add_argument("--scratch", default=os.environ.get("DSA110_BENCH_DIR"))
     p.add_argument("--antennas", type=int, default=96)
     p.add_argument("--integrations", type=int, default=24)
+    p.add_argument("--compare", choices=("pixels", "gridders"), default="pixels")
     args = p.parse_args()
 
     from astropy.time import Time
@@ -84,21 +95,26 @@ def main() -> int:
         catalogue = [CatalogueSource(s.name, s.ra_deg, s.dec_deg, s.flux_jy) for s in sources]
         print(f"{args.antennas} antennas, {args.integrations} integrations; {len(sources)} sources of "
               f"{FLUX_JY} Jy; measured / true flux by offset from the pointing (deg)")
-        print("gridder    padding  BDA(lambda)  weighting  time(s)  " + "  ".join(f"{o:5.1f}" for o in OFFSETS_DEG))
-        for n, setting in enumerate(SETTINGS):
+        print("pixel(\")  gridder    padding  BDA(lambda)  weighting  time(s)  beam(\")   "
+              + "  ".join(f"{o:11.1f}" for o in OFFSETS_DEG))
+        for n, setting in enumerate(PIXEL_SETTINGS if args.compare == "pixels" else GRIDDER_SETTINGS):
             stage = ImagingStage(ImagingConfig(output_dir=root / f"images-{n}", scratch_dir=root / "scratch",
                                                data_column="DATA", **setting))
             t = time.perf_counter()
             result = stage.execute(group_id=group.stamp, ms_path=ms)
             seconds = time.perf_counter() - t
             files = result.images
-            measured = PhotometryStage().execute_observation(files["image"], files["residual"], files["pb"], catalogue)
+            measured = PhotometryStage().execute_observation(files["image"], files["residual"], files["pb"], catalogue,
+                                                                  psf=files["psf"])
             ratio = {o: [] for o in OFFSETS_DEG}
             for m in measured.forced():
                 ratio[float(m.source[1:4])].append(m.flux_jy / FLUX_JY)
-            cells = "  ".join(f"{np.mean(ratio[o]):5.3f}" if ratio[o] else "  -  " for o in OFFSETS_DEG)
-            print(f"{stage.config.gridder:10s} {stage.config.padding:7.1f}  {stage.config.baseline_averaging_wavelengths:11g}  "
-                  f"{stage.config.weighting:9s}  {seconds:7.1f}  {cells}", flush=True)
+            cells = "  ".join(f"{np.mean(ratio[o]):5.3f}±{np.std(ratio[o]):.3f}" if ratio[o] else "     -     "
+                              for o in OFFSETS_DEG)
+            c = stage.config
+            beam = f"{result.metrics['beam_major_arcsec']:.0f}x{result.metrics['beam_minor_arcsec']:.0f}"
+            print(f"{c.cell_arcsec:8g}  {c.gridder:10s} {c.padding:7.1f}  {c.baseline_averaging_wavelengths:11g}  "
+                  f"{c.weighting:9s}  {seconds:7.1f}  {beam:8s}  {cells}", flush=True)
         return 0
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -1,7 +1,8 @@
 """Photometry and products-database scale.
 
-1. Forced photometry of 10,000 catalogue sources on one observation's image (1024 x 1024
-   pixels of 12", restoring beam ~25"x20", beam-correlated noise), plus blind detection: time.
+1. Forced photometry of 10,000 catalogue sources on one observation's image (2048 x 2048
+   pixels of 6", restoring beam 68"x38", beam-correlated noise, residual fitted with the dirty
+   beam), plus blind detection: time.
 2. Database growth per day: 288 observations with ``--per-image`` measurements each, in SQLite.
 3. Light-curve query with a year of data (``--days`` x 288 observations): each source is
    measured in three consecutive observations per day as it drifts through the beam, as at
@@ -25,19 +26,22 @@ from pathlib import Path
 import numpy as np
 
 
-def synthetic_observation(directory: Path, rng, size=1024, cell_arcsec=12.0):
-    """Noise-only image, residual and a Gaussian primary beam, as FITS files."""
+def synthetic_observation(directory: Path, rng, size=2048, cell_arcsec=6.0):
+    """Noise-only image, residual, a Gaussian primary beam and a dirty beam, as FITS files, on
+    the imaging stage's default grid with the full-scale restoring beam (68" x 38")."""
     from astropy.io import fits
     from astropy.wcs import WCS
 
     from dsa_assets.sim.images import beam_correlated_noise, image_header
+    from dsa_assets.stages.photometry import beam_kernel
 
-    header = image_header(size, cell_arcsec, 25.0, 20.0, 20.0)
+    header = image_header(size, cell_arcsec, 68.0, 38.0, 0.0)
     noise = beam_correlated_noise(header, (size, size), 1e-3, rng)
     ys, xs = np.mgrid[0:size, 0:size]
     pb = np.exp(-0.5 * ((xs - size / 2) ** 2 + (ys - size / 2) ** 2) / (size / 3) ** 2)
+    psf = beam_kernel(header, size // 2, size // 2, xs, ys)
     paths = {}
-    for kind, data in (("image", pb * 0 + noise), ("residual", noise), ("pb", pb)):
+    for kind, data in (("image", pb * 0 + noise), ("residual", noise), ("pb", pb), ("psf", psf)):
         paths[kind] = directory / f"{kind}.fits"
         fits.writeto(paths[kind], data.astype(np.float32), header)
     return paths, WCS(header).celestial
@@ -87,11 +91,12 @@ def main() -> int:
     rng = np.random.default_rng(1)
     try:
         paths, wcs = synthetic_observation(root, rng)
-        x, y = rng.uniform(20, 1004, (2, 10_000))
+        x, y = rng.uniform(40, 2008, (2, 10_000))
         ra, dec = wcs.pixel_to_world_values(x, y)
         sources = [CatalogueSource(f"S{i:05d}", float(a), float(d), 0.01) for i, (a, d) in enumerate(zip(ra, dec))]
         t = time.perf_counter()
-        result = PhotometryStage().execute_observation(paths["image"], paths["residual"], paths["pb"], sources)
+        result = PhotometryStage().execute_observation(paths["image"], paths["residual"], paths["pb"], sources,
+                                                       psf=paths["psf"])
         seconds = time.perf_counter() - t
         print(f"photometry: {len(result.forced())} forced + {len(result.blind())} blind in {seconds:.1f} s "
               f"({result.timings_s['forced']:.1f} s forced, {result.timings_s['blind']:.1f} s blind) "

@@ -70,7 +70,7 @@ def image_file(output_dir: Path, group_id: str, kind: str) -> Path:
     return image_dir(output_dir, group_id) / f"{group_id}-{kind}.fits"
 
 
-def image_files(output_dir: Path, group_id: str, kinds=("image", "residual", "pb")) -> dict[str, Path]:
+def image_files(output_dir: Path, group_id: str, kinds=("image", "residual", "pb", "psf")) -> dict[str, Path]:
     """kind -> path of an observation's published images (what photometry and mosaics read)."""
     return {k: image_file(output_dir, group_id, k) for k in kinds}
 

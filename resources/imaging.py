@@ -14,8 +14,8 @@ class ImagingResource(dg.ConfigurableResource):
 
     imager: str = "wsclean"
     """"wsclean" or "tclean"."""
-    size: int = 1024
-    cell_arcsec: float = 12.0
+    size: int = 2048
+    cell_arcsec: float = 6.0
     robust: float = 0.5
     niter: int = 1000
     auto_threshold: float = 3.0
@@ -23,7 +23,7 @@ class ImagingResource(dg.ConfigurableResource):
     gridder: str = "wstacking"
     """WSClean's gridder: "wstacking" or "wgridder"."""
     padding: float = 1.5
-    baseline_averaging_wavelengths: float = 10.0
+    baseline_averaging_wavelengths: float = 4.0
     threads: int = 2
     data_column: str = "CORRECTED_DATA"
     """Column imaged: the calibrated data."""

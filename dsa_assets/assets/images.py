@@ -31,6 +31,32 @@ NOISE_CHECK = dg.AssetCheckSpec(
 )
 
 
+SAMPLING_CHECK = dg.AssetCheckSpec(
+    name="pixels_sample_the_beam",
+    asset="image",
+    description=(
+        "Every image has at least 5 pixels across the restoring beam's minor axis and no baseline "
+        "beyond its uv grid (1 / (2 x pixel) wavelengths): coarser pixels drop the longest baselines "
+        "and lower fitted fluxes by percents depending on where a source falls within its pixel."
+    ),
+)
+
+
+def sampling_check(results) -> dg.AssetCheckResult:
+    from ..stages.imaging import MIN_PIXELS_PER_BEAM
+
+    worst_pixels = min((r.metrics["pixels_per_beam"] for r in results), default=float("inf"))
+    worst_outside = max((r.metrics["uv_outside_grid_fraction"] for r in results), default=0.0)
+    return dg.AssetCheckResult(
+        check_name=SAMPLING_CHECK.name,
+        asset_key=SAMPLING_CHECK.asset_key,
+        passed=bool(worst_pixels >= MIN_PIXELS_PER_BEAM and worst_outside == 0.0),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"fewest_pixels_per_beam": round(float(worst_pixels), 2) if results else None,
+                  "largest_fraction_of_baselines_beyond_grid": round(float(worst_outside), 4)},
+    )
+
+
 def thumbnail_markdown(png_path, width: int = 360) -> str:
     data = base64.b64encode(open(png_path, "rb").read()).decode()
     return f'<img src="data:image/png;base64,{data}" width="{width}"/>'
@@ -39,7 +65,7 @@ def thumbnail_markdown(png_path, width: int = 360) -> str:
 @dg.asset(
     partitions_def=partitions.OBSERVATION_PARTITIONS,
     deps=[calibrated_ms],
-    check_specs=[NOISE_CHECK, RECOVERY_CHECK],
+    check_specs=[NOISE_CHECK, RECOVERY_CHECK, SAMPLING_CHECK],
     group_name="observations",
     kinds={"wsclean", "fits"},
     tags={"dsa110/heavy": "imaging"},
@@ -78,6 +104,7 @@ def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging
             "peak_jy": round(m["peak_jy"], 4),
             "dynamic_range": round(m["dynamic_range"], 1),
             "beam_arcsec": f'{m["beam_major_arcsec"]:.1f} x {m["beam_minor_arcsec"]:.1f} @ {m["beam_pa_deg"]:.0f} deg',
+            "pixels_per_beam": round(m["pixels_per_beam"], 2),
             "n_sources_5sigma": m["n_sources_5sigma"],
             "imager": m["imager"],
             "imaging_s": round(sum(r.wall_time_s for r in results), 1),
@@ -90,7 +117,8 @@ def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging
         passed=bool(worst <= 1.5),
         metadata={"worst_rms_over_thermal": float(worst)},
     )
-    return dg.MaterializeResult(metadata=metadata, check_results=[check, recovery_check(pipeline, results)])
+    return dg.MaterializeResult(metadata=metadata,
+                                check_results=[check, recovery_check(pipeline, results), sampling_check(results)])
 
 
 def recovery_check(pipeline: PipelineResource, results) -> dg.AssetCheckResult:

@@ -47,11 +47,12 @@ def imager_cross_check(context: dg.AssetExecutionContext, pipeline: PipelineReso
             settings = imaging.model_dump() | {"imager": "tclean"}
             tc_result = ImagingResource(**settings).stage(tmp, tmp / "scratch").execute(
                 group_id=g.group_id, ms_path=calibrated["path"])
-            ws_planes = ImagePlanes.from_observation(ws["image"], ws["residual"], ws["pb"], config)
+            ws_planes = ImagePlanes.from_observation(ws["image"], ws["residual"], ws["pb"], config, ws["psf"])
             detections = [CatalogueSource(m.source, m.ra_deg, m.dec_deg, m.flux_jy)
                           for m in measure(ws_planes, [], config).blind()]
             tc_planes = ImagePlanes.from_observation(tc_result.images["image"], tc_result.images["residual"],
-                                                     tc_result.images["pb"], config)
+                                                     tc_result.images["pb"], config,
+                                                     tc_result.images["psf"])
             a = {m.source: m for m in measure(ws_planes, detections, config).forced()}
             b = {m.source: m for m in measure(tc_planes, detections, config).forced()}
         for name in sorted(set(a) & set(b)):

@@ -95,7 +95,9 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
             t = time.perf_counter()
             try:
                 result, new = _measure_and_record(
-                    db, science, lambda s: stage.execute_observation(files["image"], files["residual"], files["pb"], s),
+                    db, science,
+                    lambda s: stage.execute_observation(files["image"], files["residual"], files["pb"], s,
+                                                        psf=files["psf"]),
                     g.group_id, "observation", context.partition_key, files["image"], epoch)
             except (PhotometryError, DSA110Error) as exc:
                 raise dg.Failure(description=f"{g.group_id}: {exc}") from exc
@@ -159,7 +161,7 @@ def mosaic(context: dg.AssetExecutionContext, pipeline: PipelineResource, scienc
     for g in pipeline.queue().groups_between(start, end):
         files = naming.image_files(pipeline.output_path, g.group_id)
         if g.state == "completed" and files["image"].exists():
-            inputs.append(MosaicInput(g.group_id, files["image"], files["residual"], files["pb"]))
+            inputs.append(MosaicInput(g.group_id, files["image"], files["residual"], files["pb"], files["psf"]))
             windows_with_images.add(partitions.window_key(g.start))
     windows = partitions.windows_in(start, end)
     gaps = [w for w in windows if w not in windows_with_images]
@@ -199,14 +201,17 @@ def mosaic_photometry(context: dg.AssetExecutionContext, pipeline: PipelineResou
     stem = context.partition_key.replace(":", "")
     d = mosaic_dir(pipeline.output_path, context.partition_key)
     image_path, noise_path = d / f"{stem}-image.fits", d / f"{stem}-noise.fits"
+    # mosaics made before residual and dirty-beam products were kept are fitted with the restoring beam
+    residual_path, psf_path = (p if p.exists() else None for p in (d / f"{stem}-residual.fits", d / f"{stem}-psf.fits"))
     start, end = partitions.hour_bounds(context.partition_key)
     context.log.info(f"{context.partition_key}: measuring {image_path.name}")
     stage = science.photometry_stage()
     db = pipeline.products()
     try:
         result, new = _measure_and_record(
-            db, science, lambda s: stage.execute_mosaic(image_path, noise_path, s), f"mosaic:{context.partition_key}",
-            "mosaic", context.partition_key, image_path, (start.timestamp() + end.timestamp()) / 2)
+            db, science, lambda s: stage.execute_mosaic(image_path, noise_path, s, residual_path, psf_path),
+            f"mosaic:{context.partition_key}", "mosaic", context.partition_key, image_path,
+            (start.timestamp() + end.timestamp()) / 2)
     except DSA110Error as exc:
         raise dg.Failure(description=str(exc)) from exc
     return dg.MaterializeResult(metadata={

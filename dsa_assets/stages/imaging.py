@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 
 PRODUCTS = ("image", "residual", "psf", "model", "pb", "pbcor")
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+MIN_PIXELS_PER_BEAM = 5.0
+"""Pixels across the restoring beam's minor axis below which a point source's CLEAN components
+spread over neighbouring pixels enough to lower its fitted peak by percents, depending on where
+it falls within its pixel: measured 1.5% at 3.2 pixels (full scale, 12"), up to 3.5% at 4
+(24 antennas, 12"), none at 6-8 (``bench/imaging.py``)."""
 
 
 class ImagingError(DSA110Error):
@@ -47,9 +52,14 @@ class ImagingConfig:
     scratch_dir: Path | None = None
     imager: str = "wsclean"
     """"wsclean" (default) or "tclean"."""
-    size: int = 1024
-    """Image width and height (pixels): 1024 x 12" = 3.4 deg, the primary beam's FWHM."""
-    cell_arcsec: float = 12.0
+    size: int = 2048
+    """Image width and height (pixels): 2048 x 6" = 3.4 deg, the primary beam's FWHM."""
+    cell_arcsec: float = 6.0
+    """Pixel size. 6" holds every baseline of the array (2.6 km: 13,000 wavelengths at the top of
+    the band; the uv grid reaches 1 / (2 x cell) = 17,000) and puts 6 pixels across the beam's
+    minor axis (~38" at full scale). With 12" pixels the longest tenth of the baselines fell
+    outside the grid, and sources read 1-4.5% low depending on where they fell within their
+    pixel; 6" brings sources within 1 deg of the pointing to within 1.2% (``bench/imaging.py``)."""
     weighting: str = "briggs"
     robust: float = 0.5
     niter: int = 1000
@@ -62,13 +72,15 @@ class ImagingConfig:
     """WSClean's gridder: "wstacking" (its default) or "wgridder" (Reinecke's w-gridder)."""
     padding: float = 1.5
     """WSClean's padding of the gridded image. With its default, 1.2, sources at 1.4-1.6 deg
-    (the outer sixth of the default image) read 4.5-8% low; 1.5 brings them to 4-5%, the level
-    of the rest of the outer field, for 10 s more at full scale, as accurate as the w-gridder,
-    which takes 25 s more (``bench/imaging.py``)."""
-    baseline_averaging_wavelengths: float = 10.0
+    (the outer sixth of the image) read 4.5-8% low at 12" pixels; 1.5 brought them to 4-5%, the
+    level of the rest of the outer field, as accurate as the w-gridder at less cost
+    (``bench/imaging.py --compare gridders``)."""
+    baseline_averaging_wavelengths: float = 4.0
     """WSClean's baseline-dependent averaging (0: off): short baselines, whose fringes turn
     slowly, are averaged in time until they would rotate by this many wavelengths of uv-track.
-    On a full-scale observation it cut imaging from 85 s to 30 s, rms within 4%."""
+    Averaging smears sources far from the phase centre: at full scale with 6" pixels, 10
+    wavelengths read sources at 1.2-1.6 deg 1-2% low and 4 wavelengths as well as none, in 61 s
+    against 48 s (10) and 94 s (none) (``bench/imaging.py``)."""
     threads: int = 2
     data_column: str = "DATA"
     pb_cutoff: float = 0.1
@@ -270,7 +282,8 @@ def recovery_problems(rows: list[dict], flux_tolerance: float = 0.05) -> list[st
 
 
 def image_metrics(image: np.ndarray, residual: np.ndarray, header, expected_rms: float) -> dict:
-    """rms (robust, from the residual), peak, restoring beam, dynamic range, source count."""
+    """rms (robust, from the residual), peak, restoring beam, pixels across its minor axis,
+    dynamic range, source count."""
     from scipy import ndimage
 
     rms = robust_rms(residual)
@@ -285,6 +298,7 @@ def image_metrics(image: np.ndarray, residual: np.ndarray, header, expected_rms:
         "beam_major_arcsec": float(header["BMAJ"] * 3600),
         "beam_minor_arcsec": float(header["BMIN"] * 3600),
         "beam_pa_deg": float(header.get("BPA", 0.0)),
+        "pixels_per_beam": float(header["BMIN"] / abs(header["CDELT2"])),
         "n_sources_5sigma": int(n),
     }
 
@@ -320,15 +334,29 @@ def ms_summary(ms_path: Path) -> dict:
     with tables.table(str(ms_path), ack=False) as t:
         times = np.unique(t.getcol("TIME"))
         a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+        uvw = t.getcol("UVW")
         n_good = 0
+        used = np.zeros(len(a1), bool)
         for start in range(0, t.nrows(), 50_000):
             flags = t.getcol("FLAG", start, 50_000)
             cross = (a1 != a2)[start : start + 50_000]
             n_good += int(np.sum(~flags[cross]))
+            used[start : start + 50_000] = cross & ~flags.all(axis=(1, 2))
         n_pol = flags.shape[-1]
     with tables.table(f"{ms_path}/SPECTRAL_WINDOW", ack=False) as t:
         freqs = t.getcol("CHAN_FREQ")[0]
-    return {"times_mjd_s": times, "freqs_hz": freqs, "n_vis_per_pol": n_good / n_pol}
+    return {"times_mjd_s": times, "freqs_hz": freqs, "n_vis_per_pol": n_good / n_pol,
+            "uv_extent_m": np.abs(uvw[used, :2]).max(axis=1)}
+
+
+def uv_outside_grid_fraction(uv_extent_m: np.ndarray, max_freq_hz: float, cell_arcsec: float) -> float:
+    """Fraction (0..1) of the used cross-correlation rows whose top channel falls outside the
+    imager's uv grid, which reaches 1 / (2 x cell) wavelengths along u and v: the imager drops
+    those samples, losing resolution and sensitivity. ``uv_extent_m``: max(|u|, |v|) per row."""
+    if not len(uv_extent_m):
+        return 0.0
+    limit_m = geometry.SPEED_OF_LIGHT_M_S / max_freq_hz / (2.0 * np.radians(cell_arcsec / 3600.0))
+    return float(np.mean(uv_extent_m > limit_m))
 
 
 class ImagingStage:
@@ -391,6 +419,12 @@ class ImagingStage:
                          pbcor.reshape(np.shape(fits.getdata(image_path))).astype(np.float32), header, overwrite=True)
             metrics = image_metrics(image, residual, header, self.expected_rms(summary["n_vis_per_pol"]))
             metrics["imager"] = cfg.imager
+            metrics["uv_outside_grid_fraction"] = uv_outside_grid_fraction(
+                summary["uv_extent_m"], float(np.max(summary["freqs_hz"])), cfg.cell_arcsec)
+            if metrics["uv_outside_grid_fraction"] > 0 or metrics["pixels_per_beam"] < MIN_PIXELS_PER_BEAM:
+                log.warning("%s: %.1f pixels across the beam's minor axis, %.1f%% of baselines beyond the uv "
+                            "grid: smaller pixels (cell_arcsec) would measure fluxes more accurately", group_id,
+                            metrics["pixels_per_beam"], 100 * metrics["uv_outside_grid_fraction"])
             timings["beam_and_metrics"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             thumb = scratch / f"{group_id}.png"

@@ -9,7 +9,10 @@ the minimum-variance estimate of the sky, with noise 1 / sqrt(sum(PB_i^2 / sigma
 weight sum(PB_i^2 / sigma_i^2). The grid (``reproject.mosaicking.find_optimal_celestial_wcs``)
 covers all inputs at the inputs' pixel size; images and beams are resampled with
 ``reproject_interp``. Pixels where the summed beam weight is below ``pb_cutoff`` of an input's
-peak are blank. The restoring beam in the header is the inputs' median (they differ little over
+peak are blank. The residuals are combined with the same weights into a residual mosaic, and the
+inputs' dirty beams (alike within an hour at one declination) averaged with weights 1/sigma^2
+into the mosaic's: photometry fits the residual part of a source with it (see
+:mod:`.photometry`). The restoring beam in the header is the inputs' median (they differ little over
 an hour at one declination). Written under scratch and renamed into
 ``<output>/mosaics/<date>/``. Plain Python: no Dagster import.
 """
@@ -26,7 +29,9 @@ from .. import fsutil
 from ..exceptions import DSA110Error
 from .imaging import render_thumbnail, robust_rms
 
-PRODUCTS = ("image", "noise", "weight")
+PRODUCTS = ("image", "noise", "weight", "residual", "psf")
+PSF_HALF_WIDTH = 128
+"""Half-width (pixels) of the dirty-beam cut-out kept with a mosaic: several beams across."""
 
 
 class MosaicError(DSA110Error):
@@ -35,12 +40,13 @@ class MosaicError(DSA110Error):
 
 @dataclass(frozen=True)
 class MosaicInput:
-    """One observation's images (flat image, residual, primary beam), by path."""
+    """One observation's images (flat image, residual, primary beam, dirty beam), by path."""
 
     name: str
     image: Path
     residual: Path
     pb: Path
+    psf: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -63,8 +69,27 @@ class MosaicResult:
 
 def mosaic_dir(output_dir: Path, key: str) -> Path:
     """``<output>/mosaics/<YYYY-MM-DD>/<stem>/`` (stem: the hour key without colons), holding
-    ``<stem>-{image,noise,weight}.fits`` and ``<stem>.png``, published in one rename."""
+    ``<stem>-{image,noise,weight,residual,psf}.fits`` and ``<stem>.png``, published in one rename."""
     return Path(output_dir) / "mosaics" / key[:10] / key.replace(":", "")
+
+
+def mean_dirty_beam(paths: list[Path | None], sigmas: list[float]) -> np.ndarray | None:
+    """The inputs' dirty beams, cut to ``PSF_HALF_WIDTH`` about their peaks and averaged with
+    weights 1/sigma^2 (sigma: each input's residual rms, Jy/beam); None unless every input has
+    one. Zero beyond an input's own image."""
+    from astropy.io import fits
+
+    if not paths or any(p is None or not Path(p).exists() for p in paths):
+        return None
+    h = PSF_HALF_WIDTH
+    total, weights = np.zeros((2 * h + 1, 2 * h + 1)), 0.0
+    for path, sigma in zip(paths, sigmas):
+        psf = np.squeeze(fits.getdata(path)).astype(np.float64)
+        cy, cx = np.unravel_index(np.argmax(psf), psf.shape)
+        padded = np.pad(psf, h)
+        total += padded[cy : cy + 2 * h + 1, cx : cx + 2 * h + 1] / sigma**2
+        weights += 1.0 / sigma**2
+    return total / weights
 
 
 class MosaicStage:
@@ -94,21 +119,26 @@ class MosaicStage:
             wcs = WCS(header).celestial
             image = np.squeeze(fits.getdata(i.image)).astype(np.float64)
             pb = np.squeeze(fits.getdata(i.pb)).astype(np.float64)
-            sigma = robust_rms(np.squeeze(fits.getdata(i.residual)))
-            planes.append((header, wcs, image, pb, sigma))
+            residual = np.squeeze(fits.getdata(i.residual)).astype(np.float64)
+            planes.append((header, wcs, image, pb, robust_rms(residual), residual))
         out_wcs, shape = find_optimal_celestial_wcs([(p[2], p[1]) for p in planes])
         num = np.zeros(shape)
+        num_residual = np.zeros(shape)
         den = np.zeros(shape)
-        for header, wcs, image, pb, sigma in planes:
+        for header, wcs, image, pb, sigma, residual in planes:
             pb_cut = np.where(pb >= self.config.pb_cutoff * np.nanmax(pb), pb, 0.0)
             img_r, cover = reproject_interp((image, wcs), out_wcs, shape_out=shape)
+            res_r, _ = reproject_interp((residual, wcs), out_wcs, shape_out=shape)
             pb_r, _ = reproject_interp((pb_cut, wcs), out_wcs, shape_out=shape)
-            ok = (cover > 0) & np.isfinite(img_r) & np.isfinite(pb_r) & (pb_r > 0)
+            ok = (cover > 0) & np.isfinite(img_r) & np.isfinite(res_r) & np.isfinite(pb_r) & (pb_r > 0)
             num[ok] += pb_r[ok] * img_r[ok] / sigma**2
+            num_residual[ok] += pb_r[ok] * res_r[ok] / sigma**2
             den[ok] += pb_r[ok] ** 2 / sigma**2
         timings = {"reproject": time.perf_counter() - t0}
         valid = den > 0
         mosaic = np.where(valid, num / np.where(valid, den, 1.0), np.nan)
+        residual_mosaic = np.where(valid, num_residual / np.where(valid, den, 1.0), np.nan)
+        psf = mean_dirty_beam([i.psf for i in inputs], [p[4] for p in planes])
         noise = np.where(valid, 1.0 / np.sqrt(np.where(valid, den, 1.0)), np.nan)
         weight = np.where(valid, den, 0.0)
 
@@ -128,10 +158,15 @@ class MosaicStage:
         with fsutil.scratch_directory(self.config.scratch_dir, f"mosaic-{stem}-") as tmp:
             bundle = tmp / "publish"
             bundle.mkdir()
-            for kind, data in (("image", mosaic), ("noise", noise), ("weight", weight)):
+            for kind, data in (("image", mosaic), ("noise", noise), ("weight", weight),
+                               ("residual", residual_mosaic), ("psf", psf)):
+                if data is None:
+                    continue
                 h = header.copy()
                 if kind == "weight":
                     h["BUNIT"] = "beam2/Jy2"
+                if kind == "psf":  # a cut-out centred on its peak: only the pixel scale applies
+                    h["CRPIX1"], h["CRPIX2"], h["BUNIT"] = PSF_HALF_WIDTH + 1, PSF_HALF_WIDTH + 1, ""
                 fits.writeto(bundle / f"{stem}-{kind}.fits", data.astype(np.float32), h)
             finite = noise[np.isfinite(noise)]
             median_noise = float(np.median(finite)) if finite.size else float("nan")
@@ -146,7 +181,7 @@ class MosaicStage:
             "shape": list(shape),
             "input_rms_jy": [p[4] for p in planes],
         }
-        named = {kind: dest / f"{stem}-{kind}.fits" for kind in PRODUCTS}
+        named = {kind: dest / f"{stem}-{kind}.fits" for kind in PRODUCTS if kind != "psf" or psf is not None}
         return MosaicResult(key, named, dest / f"{stem}.png", len(inputs), [i.name for i in inputs], metrics, timings)
 
     def cleanup(self) -> list[Path]:

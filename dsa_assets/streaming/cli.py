@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "and retry (default %(default)s)")
     stages.add_argument("--rfi-flagger", choices=("aoflagger", "tfcrop", "rflag", "none"), default="aoflagger",
                         help="RFI flagging before calibration (default %(default)s)")
+    stages.add_argument("--imager", choices=("wsclean", "tclean"), default="wsclean",
+                        help="imager (default %(default)s)")
+    stages.add_argument("--image-size", type=int, default=2048, metavar="PIXELS",
+                        help="image width and height (default %(default)s)")
+    stages.add_argument("--cell-arcsec", type=float, default=6.0, metavar="ARCSEC",
+                        help="pixel size; keep 5 or more pixels across the beam's minor axis and every baseline "
+                             "on the uv grid (the image asset's pixels_sample_the_beam check says) "
+                             "(default %(default)s)")
     stages.add_argument("--reference-catalogue", metavar="CSV",
                         help="catalogue of the sky (name, ra_deg, dec_deg, flux_jy, spectral_index): forced photometry "
                              "measures its sources, and those near a calibrator join the calibration model; "
@@ -98,6 +106,9 @@ def config_from_args(args):
         missing_calibration=args.missing_calibration,
         rfi_flagger=args.rfi_flagger,
         reference_catalogue=args.reference_catalogue,
+        imager=args.imager,
+        image_size=args.image_size,
+        cell_arcsec=args.cell_arcsec,
         mosaic_observations=args.mosaic_observations,
         mosaic_timeout_s=args.mosaic_timeout,
         enable_photometry=args.enable_photometry,

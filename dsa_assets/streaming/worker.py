@@ -67,6 +67,11 @@ class WorkerConfig:
     """Serve Prometheus metrics on this port (0: off)."""
     disk_warn_gb: float = 10.0
     disk_pause_gb: float = 2.0
+    imager: str = "wsclean"
+    image_size: int = 2048
+    """Image width and height (pixels)."""
+    cell_arcsec: float = 6.0
+    """Pixel size (arcsec)."""
 
     def __post_init__(self):
         self.input_dir = Path(self.input_dir).resolve()
@@ -101,6 +106,9 @@ class WorkerConfig:
             "DSA110_ENABLE_MOSAIC_CREATION": str(int(self.enable_mosaic_creation)),
             "DSA110_DISK_WARN_GB": str(self.disk_warn_gb),
             "DSA110_DISK_PAUSE_GB": str(self.disk_pause_gb),
+            "DSA110_IMAGER": self.imager,
+            "DSA110_IMAGE_SIZE": str(self.image_size),
+            "DSA110_CELL_ARCSEC": str(self.cell_arcsec),
             "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
             "DSA110_LOG_FILE": str(self.output_dir / "state" / "logs" / "dsa110.jsonl"),
         }
@@ -136,9 +144,13 @@ class WorkerConfig:
                                mosaic_inputs=self.mosaic_observations, mosaic_timeout_s=self.mosaic_timeout_s)
 
     def definitions(self):
+        from resources.imaging import ImagingResource
+
         from ..definitions import build_definitions
 
-        return build_definitions(self.pipeline_resource(), calibration=self.calibration_resource(),
+        return build_definitions(self.pipeline_resource(),
+                                 ImagingResource(imager=self.imager, size=self.image_size, cell_arcsec=self.cell_arcsec),
+                                 calibration=self.calibration_resource(),
                                  science=self.science_resource(), enable_photometry=self.enable_photometry,
                                  enable_mosaics=self.enable_mosaic_creation)
 

@@ -70,6 +70,14 @@ def test_sensor_to_materialized_partition_with_lineage(group_copy, tmp_path):
         evaluation = recovery.event.dagster_event.event_specific_data
         assert evaluation.metadata["simulated_observations"].value == 1
         assert evaluation.metadata["sources_measured"].value >= 1
+        # 16" pixels are too coarse for this array: the sampling check warns, with the numbers
+        sampling = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(IMAGE, "pixels_sample_the_beam")]
+        )[dg.AssetCheckKey(IMAGE, "pixels_sample_the_beam")]
+        evaluation = sampling.event.dagster_event.event_specific_data
+        assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+        assert evaluation.metadata["largest_fraction_of_baselines_beyond_grid"].value > 0
+        assert evaluation.metadata["fewest_pixels_per_beam"].value == image_meta["pixels_per_beam"].value < 5
 
     # lineage in the asset graph: subband_files -> measurement_set -> calibration -> image
     graph = defs.resolve_asset_graph()

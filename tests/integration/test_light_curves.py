@@ -61,7 +61,7 @@ def test_photometry_mosaic_and_variability_through_the_platform(field, tmp_path)
     incoming, targets, variations, cal_group = field
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0)
     science = ScienceResource(reference_catalogue=str(incoming / SKY_CATALOGUE), mosaic_inputs=1)
-    defs = build_definitions(pipeline, ImagingResource(size=512, cell_arcsec=20, niter=500),
+    defs = build_definitions(pipeline, ImagingResource(size=1280, cell_arcsec=8, niter=500),
                              calibration=CalibrationResource(enable_solving=True, validity_hours=24 * N_DAYS,
                                                              reference_catalogue=str(incoming / SKY_CATALOGUE)),
                              science=science, enable_photometry=True, enable_mosaics=True)

@@ -26,7 +26,7 @@ def test_wsclean_command_is_built_from_config(tmp_path):
     assert argv[argv.index("-size") + 1 : argv.index("-size") + 3] == ["512", "512"]
     assert argv[argv.index("-weight") + 1 : argv.index("-weight") + 3] == ["briggs", "0.0"]
     assert "-no-update-model-required" in argv
-    assert argv[argv.index("-baseline-averaging") + 1] == "10.0"
+    assert argv[argv.index("-baseline-averaging") + 1] == "4.0"
     assert "-use-wgridder" not in argv and argv[argv.index("-padding") + 1] == "1.5"
     wgridder = ImagingConfig(output_dir=tmp_path, gridder="wgridder")
     assert "-use-wgridder" in wsclean_command(tmp_path / "x.ms", tmp_path / "p", wgridder, tmp_path / "t")
@@ -133,10 +133,11 @@ def test_wsclean_and_tclean_agree(imaged, faint_sky_ms, tmp_path):
 
 def test_flux_scale_holds_out_to_the_image_edge(tmp_path):
     """Noiseless, gain-free data (64 antennas) of a 0.5 Jy source at the centre and one at 92%
-    of the image's half-width: forced photometry on the beam-corrected image reads both within
-    3% (measured: 0.996 and 0.974). With WSClean's default padding (1.2) the outer one read
-    0.964. The data are exact, so any departure is the imager's: ``bench/imaging.py`` has the
-    full-scale figures."""
+    of the image's half-width: forced photometry on the beam-corrected image, with the residual
+    fitted with the dirty beam, reads both within 2% (measured: 1.001 and 0.985; with 20"
+    pixels and the restoring beam alone the outer one read 0.974). The pixels sample the beam and
+    hold every baseline. The data are exact, so any departure is the imager's:
+    ``bench/imaging.py`` has the full-scale figures."""
     from dataclasses import replace
 
     import astropy.units as u
@@ -162,15 +163,18 @@ def test_flux_scale_holds_out_to_the_image_edge(tmp_path):
     group = CorrelatorSimulator(config).write_observation(tmp_path / "in", START)
     ms = ConversionStage(ConversionConfig(output_dir=tmp_path / "out")).execute(
         group_id=group.stamp, hdf5_files=group.files).ms_path
-    stage = ImagingStage(ImagingConfig(output_dir=tmp_path / "images", scratch_dir=tmp_path / "scratch", size=512,
-                                       cell_arcsec=20, niter=500))
-    files = stage.execute(group_id=group.stamp, ms_path=ms).images
+    stage = ImagingStage(ImagingConfig(output_dir=tmp_path / "images", scratch_dir=tmp_path / "scratch", size=1700,
+                                       cell_arcsec=6, niter=500))
+    result = stage.execute(group_id=group.stamp, ms_path=ms)
+    files = result.images
+    assert result.metrics["uv_outside_grid_fraction"] == 0.0 and result.metrics["pixels_per_beam"] >= 5
     measured = PhotometryStage().execute_observation(
         files["image"], files["residual"], files["pb"],
-        [CatalogueSource(s.name, s.ra_deg, s.dec_deg, s.flux_jy) for s in sources]).forced()
+        [CatalogueSource(s.name, s.ra_deg, s.dec_deg, s.flux_jy) for s in sources], psf=files["psf"]).forced()
     ratios = {offsets[int(m.source[1:])]: round(m.flux_jy / 0.5, 3) for m in measured}
+    print("measured over true flux by offset:", ratios)
     assert set(ratios) == set(offsets), ratios
-    assert all(abs(r - 1) < 0.03 for r in ratios.values()), ratios
+    assert all(abs(r - 1) < 0.02 for r in ratios.values()), ratios
 
 
 def test_missing_ms_is_a_clear_error(tmp_path):

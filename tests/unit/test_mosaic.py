@@ -12,8 +12,19 @@ from dsa_assets.stages.mosaic import MosaicConfig, MosaicError, MosaicInput, Mos
 SIZE, CELL = 200, 30.0 / 3600  # pixels, degrees
 
 
-def write_input(directory, name, ra0, sigma, sources, rng):
-    """A flat image, its residual and its (Gaussian) primary beam centred on (ra0, 30)."""
+def gaussian(xs, ys, x, y, fwhm_pixels):
+    return np.exp(-0.5 * ((xs - x) ** 2 + (ys - y) ** 2) / (fwhm_pixels / 2.3548) ** 2)
+
+
+def dirty_beam(xs, ys, x, y):
+    """A main lobe narrower than the restoring beam (FWHM 5 pixels), with a negative ring."""
+    return 1.4 * gaussian(xs, ys, x, y, 4.25) - 0.4 * gaussian(xs, ys, x, y, 8.5)
+
+
+def write_input(directory, name, ra0, sigma, sources, rng, uncleaned=0.0):
+    """A flat image, its residual and its (Gaussian) primary beam centred on (ra0, 30). With
+    ``uncleaned``, that fraction of each source is left in the residual with the shape of a
+    dirty beam, which is written too."""
     w = WCS(naxis=2)
     w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
     w.wcs.crval = [ra0, 30.0]
@@ -25,15 +36,19 @@ def write_input(directory, name, ra0, sigma, sources, rng):
     r2 = ((xs - SIZE / 2) ** 2 + (ys - SIZE / 2) ** 2) * CELL**2
     pb = np.exp(-0.5 * r2 / 0.6**2)
     residual = sigma * rng.standard_normal((SIZE, SIZE))
-    sky = np.zeros((SIZE, SIZE))
+    cleaned = np.zeros((SIZE, SIZE))
     for ra, dec, flux in sources:  # restored point sources: the beam (FWHM 5 pixels), peak = flux
-        x, y = w.world_to_pixel_values(ra, dec)
-        sky += flux * np.exp(-0.5 * ((xs - float(x)) ** 2 + (ys - float(y)) ** 2) / (5 / 2.3548) ** 2)
+        x, y = (float(v) for v in w.world_to_pixel_values(ra, dec))
+        cleaned += pb * (1 - uncleaned) * flux * gaussian(xs, ys, x, y, 5)
+        residual += pb * uncleaned * flux * dirty_beam(xs, ys, x, y)
     paths = {}
-    for kind, data in (("image", pb * sky + residual), ("residual", residual), ("pb", pb)):
+    planes = [("image", cleaned + residual), ("residual", residual), ("pb", pb)]
+    if uncleaned:
+        planes.append(("psf", dirty_beam(xs, ys, SIZE // 2, SIZE // 2)))
+    for kind, data in planes:
         paths[kind] = directory / f"{name}-{kind}.fits"
         fits.writeto(paths[kind], data.astype(np.float32), header)
-    return MosaicInput(name, paths["image"], paths["residual"], paths["pb"])
+    return MosaicInput(name, paths["image"], paths["residual"], paths["pb"], paths.get("psf"))
 
 
 def test_weighted_mosaic_recovers_flux_and_combines_noise(tmp_path):
@@ -68,6 +83,31 @@ def test_weighted_mosaic_recovers_flux_and_combines_noise(tmp_path):
     xa, ya = (int(round(float(v))) for v in wcs.world_to_pixel_values(150.0, 30.0))
     assert noise[ya, xa] == pytest.approx(0.01, rel=0.1)
     assert not list((tmp_path / "s").glob("mosaic-*")), "scratch cleaned"
+
+
+def test_mosaic_residual_and_dirty_beam_measure_uncleaned_sources(tmp_path):
+    """Sources left wholly in the inputs' residuals (below the cleaning threshold) keep the dirty
+    beam's shape in the mosaic: the mosaic's residual and mean dirty beam let photometry fit them
+    with it and read their flux; the restoring beam alone reads them low."""
+    from dsa_assets.catalogue import CatalogueSource
+    from dsa_assets.stages.photometry import PhotometryStage
+
+    rng = np.random.default_rng(4)
+    sources = [(150.5, 30.0 + d, 0.5) for d in (-0.4, 0.0, 0.4)]
+    inputs = [write_input(tmp_path, name, ra0, 0.002, sources, rng, uncleaned=1.0)
+              for name, ra0 in (("a", 150.0), ("b", 151.0))]
+    result = MosaicStage(MosaicConfig(output_dir=tmp_path / "out")).execute("2026-01-15-13:00", inputs)
+    psf = fits.getdata(result.paths["psf"])
+    assert psf.max() == pytest.approx(1.0, abs=1e-6) and psf.min() < -0.1
+    catalogue = [CatalogueSource(f"s{i}", ra, dec, f) for i, (ra, dec, f) in enumerate(sources)]
+    stage = PhotometryStage()
+    two_part = stage.execute_mosaic(result.paths["image"], result.paths["noise"], catalogue,
+                                    result.paths["residual"], result.paths["psf"]).forced()
+    beam_only = stage.execute_mosaic(result.paths["image"], result.paths["noise"], catalogue).forced()
+    assert len(two_part) == len(beam_only) == 3
+    for m in two_part:
+        assert m.flux_jy == pytest.approx(0.5, abs=0.01 + 3 * m.flux_err_jy), m
+    assert all(m.flux_jy < 0.45 for m in beam_only), [m.flux_jy for m in beam_only]
 
 
 def test_remosaicking_replaces_the_whole_set_at_once(tmp_path):
