@@ -28,6 +28,7 @@ import numpy as np
 from .. import fsutil
 from ..exceptions import DSA110Error
 from .imaging import render_thumbnail, robust_rms
+from .photometry import psf_cutout
 
 PRODUCTS = ("image", "noise", "weight", "residual", "psf")
 PSF_HALF_WIDTH = 128
@@ -81,13 +82,9 @@ def mean_dirty_beam(paths: list[Path | None], sigmas: list[float]) -> np.ndarray
 
     if not paths or any(p is None or not Path(p).exists() for p in paths):
         return None
-    h = PSF_HALF_WIDTH
-    total, weights = np.zeros((2 * h + 1, 2 * h + 1)), 0.0
+    total, weights = 0.0, 0.0
     for path, sigma in zip(paths, sigmas):
-        psf = np.squeeze(fits.getdata(path)).astype(np.float64)
-        cy, cx = np.unravel_index(np.argmax(psf), psf.shape)
-        padded = np.pad(psf, h)
-        total += padded[cy : cy + 2 * h + 1, cx : cx + 2 * h + 1] / sigma**2
+        total = total + psf_cutout(np.squeeze(fits.getdata(path)).astype(np.float64), PSF_HALF_WIDTH) / sigma**2
         weights += 1.0 / sigma**2
     return total / weights
 

@@ -31,7 +31,6 @@ half the beam's major axis. ``bench/source_finding.py`` compares it with Aegean 
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +116,7 @@ class ImagePlanes:
     psf: np.ndarray | None = None
     """The dirty beam (peak 1) on the image's pixel grid, when known."""
     _psf_spline: tuple | None = field(default=None, repr=False, compare=False)
+    _correlation: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_observation(cls, image: Path, residual: Path, pb: Path, config: PhotometryConfig,
@@ -144,11 +144,6 @@ class ImagePlanes:
         return cls(corrected(flat), corrected(rms), header, corrected(flat_residual),
                    np.squeeze(fits.getdata(psf)).astype(np.float64))
 
-    @functools.cached_property
-    def psf_peak(self) -> tuple[int, int]:
-        """(row, column) of the dirty beam's peak."""
-        return tuple(int(v) for v in np.unravel_index(np.argmax(self.psf), self.psf.shape))
-
     def dirty_beam(self, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
         """The dirty beam at pixel offsets (dx, dy) from its peak (cubic spline; 0 beyond the
         PSF image)."""
@@ -157,27 +152,25 @@ class ImagePlanes:
         dx, dy = np.asarray(dx, float), np.asarray(dy, float)
         need = int(np.ceil(max(np.abs(dx).max(initial=0), np.abs(dy).max(initial=0)))) + 4
         if self._psf_spline is None or self._psf_spline[0] < need:
-            # spline coefficients of a cut-out around the peak, computed once: filtering the
-            # whole PSF image for every fit would dominate the photometry's time
-            half = max(need, 2 * (self._psf_spline[0] if self._psf_spline else 0), 32)
-            cy, cx = self.psf_peak
-            cut = np.zeros((2 * half + 1, 2 * half + 1))
-            y0, x0 = max(cy - half, 0), max(cx - half, 0)
-            y1, x1 = min(cy + half + 1, self.psf.shape[0]), min(cx + half + 1, self.psf.shape[1])
-            cut[y0 - (cy - half) : y1 - (cy - half), x0 - (cx - half) : x1 - (cx - half)] = self.psf[y0:y1, x0:x1]
-            self._psf_spline = (half, spline_filter(cut, order=3, mode="constant"))
+            # spline coefficients of a cut-out, computed once: filtering the whole PSF image
+            # for every fit would dominate the photometry's time
+            half = max(need, 32)
+            self._psf_spline = (half, spline_filter(psf_cutout(self.psf, half), order=3, mode="constant"))
         half, coefficients = self._psf_spline
         return map_coordinates(coefficients, [half + dy, half + dx], order=3, mode="constant", cval=0.0,
                                prefilter=False)
 
-    def dirty_beam_at_lags(self, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-        """The dirty beam at whole-pixel offsets (dx, dy) from its peak: its own pixels, no
-        interpolation (the noise correlation between two pixels of the image)."""
-        cy, cx = self.psf_peak
-        ny, nx = self.psf.shape
-        y, x = cy + np.asarray(dy, int), cx + np.asarray(dx, int)
-        inside = (y >= 0) & (y < ny) & (x >= 0) & (x < nx)
-        return np.where(inside, self.psf[np.clip(y, 0, ny - 1), np.clip(x, 0, nx - 1)], 0.0)
+    def noise_correlation(self, half: int) -> np.ndarray:
+        """Correlation of the image noise between pixels (dy, dx) apart, |dy| and |dx| up to
+        ``half``: a (2 half + 1)-pixel square centred on zero lag. The noise of a restored image
+        is the residual's, correlated like the dirty beam; without one, like the restoring beam."""
+        if half not in self._correlation:
+            if self.psf is not None and self.residual is not None:
+                self._correlation[half] = psf_cutout(self.psf, half)
+            else:
+                ys, xs = np.mgrid[-half : half + 1, -half : half + 1]
+                self._correlation[half] = beam_kernel(self.header, 0.0, 0.0, xs, ys)
+        return self._correlation[half]
 
     @classmethod
     def from_mosaic(cls, image: Path, noise: Path, residual: Path | None = None,
@@ -192,6 +185,12 @@ class ImagePlanes:
         two_part = residual is not None and psf is not None
         return cls(plane(image), plane(noise), fits.getheader(image), plane(residual) if two_part else None,
                    plane(psf) if two_part else None)
+
+
+def psf_cutout(psf: np.ndarray, half: int) -> np.ndarray:
+    """The (2 half + 1)-pixel square of ``psf`` centred on its peak, zero beyond its edges."""
+    cy, cx = np.unravel_index(np.argmax(psf), psf.shape)
+    return np.pad(psf, half)[cy : cy + 2 * half + 1, cx : cx + 2 * half + 1]
 
 
 def local_rms(residual: np.ndarray, box: int) -> np.ndarray:
@@ -237,26 +236,24 @@ def forced_fit(planes: ImagePlanes, x: float, y: float, radius_pixels: float) ->
     use = np.isfinite(d) & np.isfinite(sigma) & (sigma > 0) & ((xs - x) ** 2 + (ys - y) ** 2 <= radius_pixels**2)
     if use.sum() < 3:
         return None
+    from scipy.signal import correlate
+
     k = beam_kernel(planes.header, x, y, xs, ys)
     w = np.where(use, 1.0 / np.where(use, sigma, 1.0) ** 2, 0.0)
     kd = np.where(use, d, 0.0)
-    pts = np.flatnonzero(use)
-    px, py = xs.ravel()[pts], ys.ravel()[pts]
-    lag_x, lag_y = px[:, None] - px[None, :], py[:, None] - py[None, :]
     if planes.residual is None or planes.psf is None:
         shape, noisy, flux = k, kd, 0.0
-        rho = beam_kernel(planes.header, 0.0, 0.0, lag_x, lag_y)
     else:  # the CLEAN part with the restoring beam, the residual with the dirty beam
-        r = np.where(use, planes.residual[ys, xs], 0.0)
-        flux = float(np.sum((kd - r) * k * w) / np.sum(k * k * w))
-        shape, noisy = planes.dirty_beam(xs - x, ys - y), r
-        rho = planes.dirty_beam_at_lags(lag_x, lag_y)
+        resid = np.where(use, planes.residual[ys, xs], 0.0)
+        flux = float(np.sum((kd - resid) * k * w) / np.sum(k * k * w))
+        shape, noisy = planes.dirty_beam(xs - x, ys - y), resid
     norm = np.sum(shape * shape * w)
     flux += float(np.sum(noisy * shape * w) / norm)
-    # the noise is correlated like rho; weights u_i = shape_i w_i / norm
-    u = (shape * w / norm) * np.where(use, sigma, 0.0)
-    uu = u.ravel()[pts]
-    err = float(np.sqrt(max(uu @ rho @ uu, 0.0)))
+    # variance sum_ij u_i u_j rho(i - j) with u_i = shape_i w_i sigma_i / norm: the
+    # autocorrelation of u against the noise correlation rho, lag by lag
+    u = np.where(use, shape * w * sigma / norm, 0.0)
+    variance = float(np.sum(correlate(u, u, mode="full", method="fft") * planes.noise_correlation(2 * r)))
+    err = float(np.sqrt(max(variance, 0.0)))
     return flux, err, float(planes.noise[yi, xi])
 
 
