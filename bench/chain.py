@@ -5,7 +5,7 @@ Simulates a full-scale 3C286 transit (96 antennas, injected gains and bandpasses
 scratch directory, then runs each step in this process with the platform's defaults:
 conversion (streaming writer); the calibrator observation's solve (scratch copy, flagging,
 model, K, B, G, applycal for the quality figures); the calibrated_ms step (scratch copy,
-flagging, applycal); WSClean imaging of CORRECTED_DATA (1024 x 12", Briggs 0.5, up to 1000
+flagging, applycal); WSClean imaging of CORRECTED_DATA (2048 x 6", Briggs 0.5, up to 1000
 iterations). Prints each step's time, and the totals for an ordinary observation (no solve)
 and for the calibrator observation, against the cadence.
 

@@ -57,9 +57,9 @@ class ImagingConfig:
     cell_arcsec: float = 6.0
     """Pixel size. 6" holds every baseline of the array (2.6 km: 13,000 wavelengths at the top of
     the band; the uv grid reaches 1 / (2 x cell) = 17,000) and puts 6 pixels across the beam's
-    minor axis (~38" at full scale). With 12" pixels the longest tenth of the baselines fell
-    outside the grid, and sources read 1-4.5% low depending on where they fell within their
-    pixel; 6" brings sources within 1 deg of the pointing to within 1.2% (``bench/imaging.py``)."""
+    minor axis (~38" at full scale). With 12" pixels 7.6% of the baselines fell outside the
+    grid and were dropped, and a source between pixels read up to 3.5% low; at 6", with the
+    default baseline averaging, sources across the field read within 1% (``bench/imaging.py``)."""
     weighting: str = "briggs"
     robust: float = 0.5
     niter: int = 1000
@@ -79,8 +79,8 @@ class ImagingConfig:
     """WSClean's baseline-dependent averaging (0: off): short baselines, whose fringes turn
     slowly, are averaged in time until they would rotate by this many wavelengths of uv-track.
     Averaging smears sources far from the phase centre: at full scale with 6" pixels, 10
-    wavelengths read sources at 1.2-1.6 deg 1-2% low and 4 wavelengths as well as none, in 61 s
-    against 48 s (10) and 94 s (none) (``bench/imaging.py``)."""
+    wavelengths read sources at 1.2-1.6 deg 1-2% low and 4 wavelengths as well as none, in 57 s
+    against 49 s (10) and 94 s (none) (``bench/imaging.py``)."""
     threads: int = 2
     data_column: str = "DATA"
     pb_cutoff: float = 0.1

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dsa_assets.sim.correlator import CorrelatorSimulator
+from dsa_assets.stages.mosaic import PRODUCTS as MOSAIC_PRODUCTS
 from dsa_assets.stages.ms_inspect import inspect_ms
 from dsa_assets.streaming import SubbandQueue
 
@@ -153,7 +154,9 @@ def test_kill_during_science_steps_then_restart_completes_them_once(tmp_path, st
     assert set(per_image) == {group.stamp, f"mosaic:{partitions.hour_key(group.data_start)}"}, per_image
     assert twice == 0, "no measurement recorded twice"
     (hour_dir,) = [d for d in mosaics.glob("*/*") if d.is_dir()]
-    assert sorted(p.suffix for p in hour_dir.iterdir()) == [".fits", ".fits", ".fits", ".png"]
+    stem = hour_dir.name
+    assert sorted(p.name for p in hour_dir.iterdir()) == sorted(
+        [f"{stem}-{kind}.fits" for kind in MOSAIC_PRODUCTS] + [f"{stem}.png"]), "the whole set, once"
     assert not [p for p in mosaics.rglob("*") if p.name.startswith(".")], "no partial or retired copies"
     assert (out / "variability" / "variability.csv").exists()
     assert not list((out / "scratch").glob("mosaic-*")), "scratch swept"
