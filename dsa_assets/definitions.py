@@ -119,8 +119,8 @@ defs = build_definitions(
     ),
     ImagingResource(
         imager=os.environ.get("DSA110_IMAGER", "wsclean"),
-        size=int(os.environ.get("DSA110_IMAGE_SIZE", 2048)),
-        cell_arcsec=float(os.environ.get("DSA110_CELL_ARCSEC", 6.0)),
+        size=int(os.environ.get("DSA110_IMAGE_SIZE", "2048")),
+        cell_arcsec=float(os.environ.get("DSA110_CELL_ARCSEC", "6.0")),
     ),
     executor=celery_executor_from_env(),
     calibration=calibration_resource_from_env(),

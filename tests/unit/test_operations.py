@@ -105,7 +105,8 @@ def test_stream_help_documents_every_option():
     for option in ("--input-dir", "--output-dir", "--queue-db", "--enable-calibration-solving",
                    "--enable-photometry", "--enable-mosaic-creation", "--scratch-dir", "--log-level",
                    "--log-format", "--metrics-port", "--dagster-home", "--no-webserver", "--once",
-                   "--incomplete-timeout", "--disk-warn-gb", "--disk-pause-gb"):
+                   "--incomplete-timeout", "--disk-warn-gb", "--disk-pause-gb", "--image-size", "--cell-arcsec",
+                   "--imager"):
         assert option in out
 
 
@@ -121,6 +122,25 @@ def test_worker_commands_and_environment(tmp_path):
     assert env["DSA110_QUEUE_DB"] == str(tmp_path / "out" / "state" / "queue.sqlite3")
     with_ui = StreamingWorker(WorkerConfig(input_dir=tmp_path / "in", output_dir=tmp_path / "out", port=3456))
     assert "dev" in with_ui.command()[0] and "3456" in with_ui.command()[0]
+
+
+def test_imaging_options_reach_the_worker_and_the_daemon_definitions(tmp_path):
+    """--image-size, --cell-arcsec and --imager set the imaging resource of the in-process
+    definitions (--once) and, through the environment, of the daemon's code location."""
+    from dsa_assets.streaming.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"),
+                                      "--image-size", "1024", "--cell-arcsec", "12", "--imager", "tclean"])
+    cfg = config_from_args(args)
+    imaging = cfg.definitions().resources["imaging"]
+    assert (imaging.size, imaging.cell_arcsec, imaging.imager) == (1024, 12.0, "tclean")
+    code = ("from dsa_assets.definitions import defs; r = defs.resources['imaging']; "
+            "print(r.size, r.cell_arcsec, r.imager)")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **cfg.environment()},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1024", "12.0", "tclean"]
+    default = config_from_args(build_parser().parse_args(["--input-dir", "i", "--output-dir", "o"]))
+    assert (default.image_size, default.cell_arcsec) == (2048, 6.0)
 
 
 def test_run_logs_are_json_lines_with_partition_run_and_observation(group_copy, tmp_path, monkeypatch):
