@@ -74,6 +74,21 @@ def mosaic_dir(output_dir: Path, key: str) -> Path:
     return Path(output_dir) / "mosaics" / key[:10] / key.replace(":", "")
 
 
+def footprint_box(wcs, shape: tuple[int, int], out_wcs, out_shape: tuple[int, int]) -> tuple[slice, slice]:
+    """(rows, columns) slices of the output grid that hold an input image of ``shape`` on
+    ``wcs``: the box around its edge pixels' positions, one pixel wider each side."""
+    ny, nx = shape
+    edge_x = np.concatenate([np.arange(nx), np.arange(nx), np.zeros(ny), np.full(ny, nx - 1)])
+    edge_y = np.concatenate([np.zeros(nx), np.full(nx, ny - 1), np.arange(ny), np.arange(ny)])
+    x, y = out_wcs.world_to_pixel_values(*wcs.pixel_to_world_values(edge_x, edge_y))
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        return slice(0, out_shape[0]), slice(0, out_shape[1])
+    x0, x1 = max(int(np.floor(x[ok].min())) - 1, 0), min(int(np.ceil(x[ok].max())) + 2, out_shape[1])
+    y0, y1 = max(int(np.floor(y[ok].min())) - 1, 0), min(int(np.ceil(y[ok].max())) + 2, out_shape[0])
+    return slice(y0, y1), slice(x0, x1)
+
+
 def mean_dirty_beam(paths: list[Path | None], sigmas: list[float]) -> np.ndarray | None:
     """The inputs' dirty beams, cut to ``PSF_HALF_WIDTH`` about their peaks and averaged with
     weights 1/sigma^2 (sigma: each input's residual rms, Jy/beam); None unless every input has
@@ -123,14 +138,17 @@ class MosaicStage:
         num_residual = np.zeros(shape)
         den = np.zeros(shape)
         for header, wcs, image, pb, sigma, residual in planes:
+            # each input onto the part of the grid it covers: an hour spans several image widths
+            box = footprint_box(wcs, image.shape, out_wcs, shape)
+            sub_wcs, sub_shape = out_wcs[box], (box[0].stop - box[0].start, box[1].stop - box[1].start)
             pb_cut = np.where(pb >= self.config.pb_cutoff * np.nanmax(pb), pb, 0.0)
-            img_r, cover = reproject_interp((image, wcs), out_wcs, shape_out=shape)
-            res_r, _ = reproject_interp((residual, wcs), out_wcs, shape_out=shape)
-            pb_r, _ = reproject_interp((pb_cut, wcs), out_wcs, shape_out=shape)
+            img_r, cover = reproject_interp((image, wcs), sub_wcs, shape_out=sub_shape)
+            res_r, _ = reproject_interp((residual, wcs), sub_wcs, shape_out=sub_shape)
+            pb_r, _ = reproject_interp((pb_cut, wcs), sub_wcs, shape_out=sub_shape)
             ok = (cover > 0) & np.isfinite(img_r) & np.isfinite(res_r) & np.isfinite(pb_r) & (pb_r > 0)
-            num[ok] += pb_r[ok] * img_r[ok] / sigma**2
-            num_residual[ok] += pb_r[ok] * res_r[ok] / sigma**2
-            den[ok] += pb_r[ok] ** 2 / sigma**2
+            num[box][ok] += pb_r[ok] * img_r[ok] / sigma**2
+            num_residual[box][ok] += pb_r[ok] * res_r[ok] / sigma**2
+            den[box][ok] += pb_r[ok] ** 2 / sigma**2
         timings = {"reproject": time.perf_counter() - t0}
         valid = den > 0
         mosaic = np.where(valid, num / np.where(valid, den, 1.0), np.nan)
