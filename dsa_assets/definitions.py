@@ -4,10 +4,11 @@ Paths come from the environment at run time (``dg.EnvVar``): ``DSA110_INPUT_DIR`
 ``DSA110_OUTPUT_DIR`` (required), optional ``DSA110_SCRATCH_DIR``, ``DSA110_QUEUE_DB``,
 ``DSA110_PRODUCTS_DB``, ``DSA110_INCOMPLETE_POLICY``, ``DSA110_INCOMPLETE_TIMEOUT_S``,
 ``DSA110_STABLE_S``, ``DSA110_DISK_WARN_GB``, ``DSA110_DISK_PAUSE_GB``, the imaging settings
-``DSA110_IMAGER``, ``DSA110_IMAGE_SIZE``, ``DSA110_CELL_ARCSEC``, and the calibration settings
-of :func:`calibration_resource_from_env` (``dsa110-stream`` sets them all).
-``DSA110_EXECUTOR=celery`` spreads run steps over Celery workers on other machines (``deploy/production/README.md``). Tests and ``dsa110-stream`` build their
-own with :func:`build_definitions`.
+of :func:`imaging_resource_from_env` and the calibration settings of
+:func:`calibration_resource_from_env` (``dsa110-stream`` sets them all).
+``DSA110_EXECUTOR=celery`` spreads run steps over Celery workers on other machines
+(``deploy/production/README.md``). Tests and ``dsa110-stream`` build their own with
+:func:`build_definitions`.
 """
 
 from __future__ import annotations
@@ -100,6 +101,13 @@ def calibration_resource_from_env() -> CalibrationResource:
     )
 
 
+def imaging_resource_from_env() -> ImagingResource:
+    """``DSA110_IMAGER``, ``DSA110_IMAGE_SIZE`` (pixels), ``DSA110_CELL_ARCSEC``: each unset one
+    keeps the resource's default."""
+    names = {"imager": "DSA110_IMAGER", "size": "DSA110_IMAGE_SIZE", "cell_arcsec": "DSA110_CELL_ARCSEC"}
+    return ImagingResource(**{field: os.environ[name] for field, name in names.items() if os.environ.get(name)})
+
+
 def _optional(name: str):
     return dg.EnvVar(name) if os.environ.get(name) else ""
 
@@ -117,11 +125,7 @@ defs = build_definitions(
         disk_warn_gb=float(os.environ.get("DSA110_DISK_WARN_GB", 10.0)),
         disk_pause_gb=float(os.environ.get("DSA110_DISK_PAUSE_GB", 2.0)),
     ),
-    ImagingResource(
-        imager=os.environ.get("DSA110_IMAGER", "wsclean"),
-        size=int(os.environ.get("DSA110_IMAGE_SIZE", "2048")),
-        cell_arcsec=float(os.environ.get("DSA110_CELL_ARCSEC", "6.0")),
-    ),
+    imaging_resource_from_env(),
     executor=celery_executor_from_env(),
     calibration=calibration_resource_from_env(),
     science=ScienceResource(

@@ -43,14 +43,14 @@ SAMPLING_CHECK = dg.AssetCheckSpec(
 
 
 def sampling_check(results) -> dg.AssetCheckResult:
-    from ..stages.imaging import MIN_PIXELS_PER_BEAM
+    from ..stages.imaging import undersampled
 
     worst_pixels = min((r.metrics["pixels_per_beam"] for r in results), default=float("inf"))
     worst_outside = max((r.metrics["uv_outside_grid_fraction"] for r in results), default=0.0)
     return dg.AssetCheckResult(
         check_name=SAMPLING_CHECK.name,
         asset_key=SAMPLING_CHECK.asset_key,
-        passed=bool(worst_pixels >= MIN_PIXELS_PER_BEAM and worst_outside == 0.0),
+        passed=not any(undersampled(r.metrics) for r in results),
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"fewest_pixels_per_beam": round(float(worst_pixels), 2) if results else None,
                   "largest_fraction_of_baselines_beyond_grid": round(float(worst_outside), 4)},

@@ -359,6 +359,13 @@ def uv_outside_grid_fraction(uv_extent_m: np.ndarray, max_freq_hz: float, cell_a
     return float(np.mean(uv_extent_m > limit_m))
 
 
+def undersampled(metrics: dict) -> bool:
+    """Whether an image's pixels are too coarse (its ``pixels_per_beam`` and
+    ``uv_outside_grid_fraction`` metrics): fewer than ``MIN_PIXELS_PER_BEAM`` across the beam's
+    minor axis, or any baseline beyond the uv grid."""
+    return metrics["uv_outside_grid_fraction"] > 0 or metrics["pixels_per_beam"] < MIN_PIXELS_PER_BEAM
+
+
 class ImagingStage:
     """Images one observation's Measurement Set."""
 
@@ -421,7 +428,7 @@ class ImagingStage:
             metrics["imager"] = cfg.imager
             metrics["uv_outside_grid_fraction"] = uv_outside_grid_fraction(
                 summary["uv_extent_m"], float(np.max(summary["freqs_hz"])), cfg.cell_arcsec)
-            if metrics["uv_outside_grid_fraction"] > 0 or metrics["pixels_per_beam"] < MIN_PIXELS_PER_BEAM:
+            if undersampled(metrics):
                 log.warning("%s: %.1f pixels across the beam's minor axis, %.1f%% of baselines beyond the uv "
                             "grid: smaller pixels (cell_arcsec) would measure fluxes more accurately", group_id,
                             metrics["pixels_per_beam"], 100 * metrics["uv_outside_grid_fraction"])

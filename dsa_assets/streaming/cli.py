@@ -8,6 +8,7 @@ import sys
 
 from ..constants import INCOMPLETE_GROUP_TIMEOUT_S
 from ..logs import configure_logging
+from ..stages.imaging import ImagingConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "and retry (default %(default)s)")
     stages.add_argument("--rfi-flagger", choices=("aoflagger", "tfcrop", "rflag", "none"), default="aoflagger",
                         help="RFI flagging before calibration (default %(default)s)")
-    stages.add_argument("--imager", choices=("wsclean", "tclean"), default="wsclean",
+    stages.add_argument("--imager", choices=("wsclean", "tclean"), default=ImagingConfig.imager,
                         help="imager (default %(default)s)")
-    stages.add_argument("--image-size", type=int, default=2048, metavar="PIXELS",
+    stages.add_argument("--image-size", type=int, default=ImagingConfig.size, metavar="PIXELS",
                         help="image width and height (default %(default)s)")
-    stages.add_argument("--cell-arcsec", type=float, default=6.0, metavar="ARCSEC",
+    stages.add_argument("--cell-arcsec", type=float, default=ImagingConfig.cell_arcsec, metavar="ARCSEC",
                         help="pixel size; keep 5 or more pixels across the beam's minor axis and every baseline "
                              "on the uv grid (the image asset's pixels_sample_the_beam check says) "
                              "(default %(default)s)")

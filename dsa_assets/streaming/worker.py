@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .. import casa_env, fsutil, partitions
 from ..constants import GROUP_TOLERANCE_S, INCOMPLETE_GROUP_TIMEOUT_S, N_SUBBANDS
+from ..stages.imaging import ImagingConfig
 from .queue import SubbandQueue
 from .scanner import scan_directory
 
@@ -67,10 +68,10 @@ class WorkerConfig:
     """Serve Prometheus metrics on this port (0: off)."""
     disk_warn_gb: float = 10.0
     disk_pause_gb: float = 2.0
-    imager: str = "wsclean"
-    image_size: int = 2048
+    imager: str = ImagingConfig.imager
+    image_size: int = ImagingConfig.size
     """Image width and height (pixels)."""
-    cell_arcsec: float = 6.0
+    cell_arcsec: float = ImagingConfig.cell_arcsec
     """Pixel size (arcsec)."""
 
     def __post_init__(self):
@@ -208,7 +209,7 @@ class StreamingWorker:
         requeued = self.queue.requeue_stuck()
         if requeued:
             log.warning("re-queued %d observation(s) left processing by a crash: %s", len(requeued), requeued)
-        from ..stages.imaging import ImagingConfig, ImagingStage
+        from ..stages.imaging import ImagingStage
         from ..stages.mosaic import MosaicConfig, MosaicStage
 
         removed = cfg.pipeline_resource().conversion_stage().cleanup()
