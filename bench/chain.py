@@ -20,7 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -41,7 +41,7 @@ def main() -> int:
     try:
         t = time.perf_counter()
         config, start = calibrator_field(SimConfig(n_antennas=args.antennas), "3C286",
-                                         datetime(2026, 1, 15, tzinfo=timezone.utc))
+                                         datetime(2026, 1, 15, tzinfo=UTC))
         group = CorrelatorSimulator(config).write_observation(root / "in", start)
         print(f"simulated {args.antennas} antennas in {time.perf_counter() - t:.0f} s (not part of the chain)")
         os.sync()
@@ -52,7 +52,7 @@ def main() -> int:
         model = [SourceModel.from_calibrator(calibrators.by_name("3C286"))]
         solved = calibration.execute_solve(group.stamp, converted.ms_path, model)
         applied = calibration.execute_apply(group.stamp, converted.ms_path, solved)
-        imaging = ImagingStage(ImagingConfig(output_dir=out, scratch_dir=scratch, data_column="CORRECTED_DATA"))
+        imaging = ImagingStage(ImagingConfig(output_dir=out, scratch_dir=scratch))
         imaged = imaging.execute(group_id=group.stamp, ms_path=applied.ms_path)
         steps = [("conversion", converted.wall_time_s), ("calibrated_ms", sum(applied.timings_s.values())),
                  ("imaging", imaged.wall_time_s)]

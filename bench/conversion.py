@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC
 from pathlib import Path
 
 CHILD = r"""
@@ -112,12 +113,12 @@ def _run_child_once(mode: str, src: Path, dst: Path, *extra: str) -> dict:
 
 
 def simulate(directory: Path, n_antennas: int) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig
 
     cfg = SimConfig(n_antennas=n_antennas, n_sources=4, gains=True)
-    group = CorrelatorSimulator(cfg).write_observation(directory, datetime(2026, 1, 15, 12, 0, 0, tzinfo=timezone.utc))
+    group = CorrelatorSimulator(cfg).write_observation(directory, datetime(2026, 1, 15, 12, 0, 0, tzinfo=UTC))
     return sum(f.stat().st_size for f in group.files)
 
 
@@ -186,7 +187,7 @@ def main() -> int:
               f"{ours['children_peak_rss_mb']:.0f} MB reader = {total:.0f} MB (target <= 1024)")
         print("streaming step times (s):  ", {k: round(v, 2) for k, v in ours["timings"].items()})
         problems = compare(Path(ours["ms"]), Path(ref["ms"]))
-        print("content vs reference writer:", "identical within float32 precision" if not problems else problems)
+        print("content vs reference writer:", problems if problems else "identical within float32 precision")
 
         if args.scaling:
             import numpy as np

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +68,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="dsa110-flagging-", dir=args.scratch))
     try:
         config, start = calibrator_field(SimConfig(n_antennas=args.antennas, n_sources=8, seed=4),
-                                         "3C286", datetime(2026, 2, 1, tzinfo=timezone.utc))
+                                         "3C286", datetime(2026, 2, 1, tzinfo=UTC))
         config = replace(config, timestamp_jitter=False, calibrator=None if args.no_calibrator else config.calibrator)
         group = CorrelatorSimulator(config).write_observation(root / "in", start)
         ms = ConversionStage(ConversionConfig(output_dir=root / "out", scratch_dir=root / "scratch")).execute(

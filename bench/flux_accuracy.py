@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +35,8 @@ def main() -> int:
     from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator_field
     from dsa_assets.sim.sky import SKY_CATALOGUE
     from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
-    from dsa_assets.stages.ms_inspect import observation_span
     from dsa_assets.stages.imaging import ImagingConfig, ImagingStage, image_extent
+    from dsa_assets.stages.ms_inspect import observation_span
     from dsa_assets.stages.photometry import PhotometryStage
     from resources.calibration import CalibrationResource
 
@@ -44,7 +44,7 @@ def main() -> int:
     try:
         config, start = calibrator_field(
             SimConfig(n_antennas=args.antennas, n_sources=args.sources, flux_range_jy=(0.02, 0.3), seed=21),
-            "3C286", datetime(2026, 4, 1, tzinfo=timezone.utc))
+            "3C286", datetime(2026, 4, 1, tzinfo=UTC))
         cal = CorrelatorSimulator(config).write_observation(root / "in", start)
         field = CorrelatorSimulator(replace(config, calibrator=None)).write_observation(
             root / "in", start + timedelta(minutes=20), seed=100)
@@ -58,7 +58,7 @@ def main() -> int:
         model = resource.model(calibrators.by_name("3C286"), observation_span(cal_ms))
         solved = calibration.execute_solve(cal.stamp, cal_ms, model)
         applied = calibration.execute_apply(field.stamp, field_ms, solved)
-        imaged = ImagingStage(ImagingConfig(output_dir=out, scratch_dir=scratch, data_column="CORRECTED_DATA")).execute(
+        imaged = ImagingStage(ImagingConfig(output_dir=out, scratch_dir=scratch)).execute(
             group_id=field.stamp, ms_path=applied.ms_path)
         files = naming.image_files(out, field.stamp)
         result = PhotometryStage().execute_observation(files["image"], files["residual"], files["pb"], sky,

@@ -24,7 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +83,7 @@ def main() -> int:
 
     root = Path(tempfile.mkdtemp(prefix="dsa110-imaging-", dir=args.scratch))
     try:
-        start = datetime(2026, 4, 1, 9, 21, 9, tzinfo=timezone.utc)
+        start = datetime(2026, 4, 1, 9, 21, 9, tzinfo=UTC)
         mid = Time(start + timedelta(seconds=args.integrations * C.INTEGRATION_TIME_S / 2))
         centre = geometry.meridian_icrs(C.DEFAULT_POINTING_DEC_RAD, mid, geometry.default_site())
         sources = ring_sources(centre.ra.deg, centre.dec.deg)

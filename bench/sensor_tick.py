@@ -20,7 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 
@@ -42,7 +42,7 @@ def main() -> int:
         incoming = root / "in"
         incoming.mkdir()
         n_obs = args.files // 16
-        first = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=309 * (n_obs + 2))
+        first = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=309 * (n_obs + 2))
         t = time.perf_counter()
         items = []
         for i in range(n_obs):
@@ -57,7 +57,7 @@ def main() -> int:
         with queue._transaction() as conn:  # the history is processed: mark it completed
             conn.execute("UPDATE groups SET state = 'completed'")
         print(f"set-up: {len(items)} files, {n_obs} observations in {time.perf_counter() - t:.1f} s")
-        n_partitions = int((datetime.now(timezone.utc) - partitions.OBSERVATION_PARTITIONS.start).total_seconds() // 300)
+        n_partitions = int((datetime.now(UTC) - partitions.OBSERVATION_PARTITIONS.start).total_seconds() // 300)
         print(f"partitions in the definition: {n_partitions} (start {partitions.OBSERVATION_PARTITIONS.start:%Y-%m-%d})")
 
         last = first + timedelta(seconds=309 * (n_obs - 1))

@@ -142,7 +142,7 @@ def _perley_butler_table() -> Path | None:
     return path if path.exists() else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def perley_butler_2017(name: str, epoch_year: float = 2026.0) -> tuple[float, float] | None:
     """(flux density in Jy at 1.4 GHz, spectral index at 1.4 GHz) of a primary calibrator from
     CASA's Perley-Butler 2017 coefficients, log10 S = sum a_n (log10 nu/GHz)^n, using the latest

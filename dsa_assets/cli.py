@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _utc(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def lightcurve(args) -> int:
@@ -58,7 +58,7 @@ def lightcurve(args) -> int:
                 w.writerow([_utc(r["epoch_unix"]), r["epoch_unix"], r["flux_jy"], r["flux_err_jy"], r["local_rms_jy"],
                             r["image_id"]])
     if args.png:
-        from .assets.science import plot_light_curve
+        from .stages.variability import plot_light_curve
 
         plot_light_curve(args.png, args.source, rows)
     return 0

@@ -23,3 +23,31 @@ class ConversionError(DSA110Error):
 
 class QueueError(DSA110Error):
     """The subband queue refused an operation (unknown group, illegal state change)."""
+
+
+class CalibrationError(DSA110Error):
+    """Calibration could not be solved or applied; the message says why."""
+
+
+class FlaggingError(DSA110Error):
+    """The Measurement Set cannot be flagged (missing, not writable, no DATA column)."""
+
+
+class ImagingError(DSA110Error):
+    """The imager failed or produced no image; the message carries the end of its log."""
+
+
+class MosaicError(DSA110Error):
+    """A mosaic cannot be made (no inputs, unreadable image)."""
+
+
+class PhotometryError(DSA110Error):
+    """An image cannot be measured (missing file, no beam in the header)."""
+
+
+class SettingsError(DSA110Error):
+    """A setting is missing or has a value it does not accept; the message names the option."""
+
+
+class ProductNameError(DSA110Error):
+    """A product was asked for under a malformed key (not an observation id or partition key)."""

@@ -72,6 +72,16 @@ def publish(src: Path, dest: Path) -> Path:
     return dest
 
 
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write a small text file so that a reader sees the old or the new content, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
 def remove(path: Path) -> None:
     """Delete a file or directory tree if it exists."""
     path = Path(path)

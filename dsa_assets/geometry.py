@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import astropy.units as u
 import numpy as np
-from astropy.coordinates import HADec, ICRS, ITRS, EarthLocation, SkyCoord
+from astropy.coordinates import ICRS, ITRS, EarthLocation, HADec, SkyCoord
 from astropy.time import Time
 from astropy.utils import iers
 
@@ -54,7 +54,7 @@ def _use_cached_iers_table() -> None:
     cache = cache_dir / f"iers-a-{version}.pickle"
     try:
         table = pickle.loads(cache.read_bytes())
-    except Exception:  # noqa: BLE001 - any problem with the cache means: rebuild it
+    except Exception:
         table = iers.IERS_A.open(iers.IERS_A_FILE)
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)

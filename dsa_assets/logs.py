@@ -11,15 +11,18 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 
 CONTEXT_FIELDS = ("observation", "partition", "stage", "run_id")
 LOG_FILE_ENV = "DSA110_LOG_FILE"
 """JSON-lines file that every process of a deployment (runs included) appends to."""
 
-_context: contextvars.ContextVar[dict] = contextvars.ContextVar("dsa110_log_context", default={})
+# read-only default: log_context always sets a new mapping, never changes one in place
+_context: contextvars.ContextVar[Mapping] = contextvars.ContextVar("dsa110_log_context", default=MappingProxyType({}))
 
 
 @contextmanager
@@ -47,7 +50,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         payload = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

@@ -1,25 +1,58 @@
-"""Every product and input file name is built and parsed here, nowhere else."""
+"""Every product and input file name is built and parsed here, nowhere else.
+
+Product paths are built only from well-formed keys: an observation id is the correlator's
+stamp ``YYYY-MM-DDTHH:MM:SS`` and an hourly key ``YYYY-MM-DD-HH:MM``; anything else (``../x``,
+an empty string, a path) raises :class:`~dsa_assets.exceptions.ProductNameError` before a path
+is made, so no product can land outside the output directory.
+"""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .constants import FILE_NAME_TIME_FORMAT
+from .exceptions import ProductNameError
 
 SUBBAND_RE = re.compile(r"^(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})_sb(?P<sb>\d{2})\.hdf5$")
 INCOMPLETE_SUFFIX = "_incomplete.hdf5"
+OBSERVATION_ID_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
+HOUR_KEY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}:00$")
+IMAGE_PRODUCTS = ("image", "residual", "psf", "model", "pb", "pbcor")
+"""The FITS planes of an observation's published image set."""
+MOSAIC_PRODUCTS = ("image", "noise", "weight", "residual", "psf")
+"""The FITS planes of an hour's published mosaic."""
+
+
+def observation_id(group_id: str) -> str:
+    """``group_id`` if it is a well-formed observation id (a real UTC stamp), else
+    ProductNameError."""
+    if not isinstance(group_id, str) or not OBSERVATION_ID_RE.match(group_id):
+        raise ProductNameError(f"{group_id!r} is not an observation id (YYYY-MM-DDTHH:MM:SS)")
+    try:
+        parse_time(group_id)
+    except ValueError as exc:
+        raise ProductNameError(f"{group_id!r} is not an observation id: {exc}") from None
+    return group_id
+
+
+def hour_key(key: str) -> str:
+    """``key`` if it is a well-formed hourly partition key (``YYYY-MM-DD-HH:00``), else
+    ProductNameError."""
+    if not isinstance(key, str) or not HOUR_KEY_RE.match(key):
+        raise ProductNameError(f"{key!r} is not an hourly partition key (YYYY-MM-DD-HH:00)")
+    return key
 
 
 def format_time(t: datetime) -> str:
     """UTC datetime -> ``YYYY-MM-DDTHH:MM:SS`` (the correlator's file-name stamp)."""
-    return t.astimezone(timezone.utc).strftime(FILE_NAME_TIME_FORMAT)
+    return t.astimezone(UTC).strftime(FILE_NAME_TIME_FORMAT)
 
 
 def parse_time(stamp: str) -> datetime:
     """``YYYY-MM-DDTHH:MM:SS`` -> timezone-aware UTC datetime."""
-    return datetime.strptime(stamp, FILE_NAME_TIME_FORMAT).replace(tzinfo=timezone.utc)
+    return datetime.strptime(stamp, FILE_NAME_TIME_FORMAT).replace(tzinfo=UTC)
 
 
 def subband_file_name(stamp: str, subband: int) -> str:
@@ -50,7 +83,7 @@ def truth_file_name(stamp: str) -> str:
 
 def ms_name(group_id: str) -> str:
     """Measurement Set directory name of an observation (group id = canonical stamp)."""
-    return f"{group_id}.ms"
+    return f"{observation_id(group_id)}.ms"
 
 
 def ms_path(output_dir: Path, group_id: str) -> Path:
@@ -62,7 +95,7 @@ def image_dir(output_dir: Path, group_id: str) -> Path:
     """Where an observation's images live: ``<output>/images/<YYYY-MM-DD>/<stamp>/``, holding
     ``<stamp>-{image,residual,psf,model,pb,pbcor}.fits`` and ``<stamp>.png``. One directory per
     observation, so that the set is published (and replaced) in one rename."""
-    return Path(output_dir) / "images" / group_id[:10] / group_id
+    return Path(output_dir) / "images" / observation_id(group_id)[:10] / group_id
 
 
 def image_file(output_dir: Path, group_id: str, kind: str) -> Path:
@@ -78,9 +111,26 @@ def image_files(output_dir: Path, group_id: str, kinds=("image", "residual", "pb
 def caltable_dir(output_dir: Path, group_id: str) -> Path:
     """Calibration solution of a calibrator observation: ``<output>/caltables/<date>/<stamp>/``
     holding ``<stamp>.K``, ``.B``, ``.G``, ``model.cl`` and ``solution.json``."""
-    return Path(output_dir) / "caltables" / group_id[:10] / group_id
+    return Path(output_dir) / "caltables" / observation_id(group_id)[:10] / group_id
 
 
 def calibrated_ms_path(output_dir: Path, group_id: str) -> Path:
     """Calibrated Measurement Set (CORRECTED_DATA): ``<output>/calibrated/<date>/<stamp>.ms``."""
     return Path(output_dir) / "calibrated" / group_id[:10] / ms_name(group_id)
+
+
+def mosaic_stem(key: str) -> str:
+    """File-name stem of an hour's mosaic: the hourly key without colons."""
+    return hour_key(key).replace(":", "")
+
+
+def mosaic_dir(output_dir: Path, key: str) -> Path:
+    """``<output>/mosaics/<YYYY-MM-DD>/<stem>/``, holding ``<stem>-{image,noise,weight,residual,psf}.fits``
+    and ``<stem>.png``, published in one rename."""
+    return Path(output_dir) / "mosaics" / key[:10] / mosaic_stem(key)
+
+
+def mosaic_files(output_dir: Path, key: str) -> dict[str, Path]:
+    """kind -> path of an hour's published mosaic products (image, noise, weight, residual, psf)."""
+    d, stem = mosaic_dir(output_dir, key), mosaic_stem(key)
+    return {kind: d / f"{stem}-{kind}.fits" for kind in MOSAIC_PRODUCTS}

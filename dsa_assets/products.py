@@ -6,20 +6,37 @@ by its group id), and re-materializing replaces the row instead of adding one.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
-import json
-
-from sqlalchemy import (Boolean, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, create_engine,
-                        event, func, inspect, select, text, update)
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """2: calibration solutions, assignments and calibrated Measurement Sets.
 3: images (observations and mosaics), sources and flux measurements.
-4: measurements keyed (source, epoch, image, seq) and, on SQLite, stored in that order."""
+4: measurements keyed (source, epoch, image, seq) and, on SQLite, stored in that order.
+5: observation_images: every published observation image, recorded by the image asset."""
 
 metadata = MetaData()
 
@@ -77,6 +94,18 @@ calibrated_measurement_sets = Table(
     Column("path", String(1024), nullable=False),
     Column("solution_group_id", String(32)),
     Column("flagged_fraction", Float),
+    Column("created_at", DateTime(timezone=True)),
+)
+
+observation_images = Table(
+    "observation_images",
+    metadata,
+    Column("group_id", String(32), primary_key=True),
+    Column("partition_key", String(32), index=True),
+    Column("directory", String(1024), nullable=False, doc="the published image set (FITS planes, thumbnail)"),
+    Column("imager", String(16)),
+    Column("rms_jy", Float, doc="residual rms (Jy/beam)"),
+    Column("rms_over_thermal", Float),
     Column("created_at", DateTime(timezone=True)),
 )
 
@@ -214,7 +243,7 @@ class ProductsDB:
                 conn.execute(update(schema_info).values(version=SCHEMA_VERSION))
 
     def _replace(self, table: Table, row: dict) -> None:
-        row.setdefault("created_at", datetime.now(timezone.utc))
+        row.setdefault("created_at", datetime.now(UTC))
         with self.engine.begin() as conn:
             conn.execute(table.delete().where(table.c.group_id == row["group_id"]))
             conn.execute(table.insert().values(**row))
@@ -269,12 +298,18 @@ class ProductsDB:
     def calibrated_ms(self, group_id: str) -> dict | None:
         return self._get(calibrated_measurement_sets, group_id)
 
+    def record_observation_image(self, **row) -> None:
+        self._replace(observation_images, row)
+
+    def observation_image(self, group_id: str) -> dict | None:
+        return self._get(observation_images, group_id)
+
     # -- photometry ----------------------------------------------------------------------------
 
     def record_photometry(self, image: dict, rows: list[dict], new_sources: list[dict] = ()) -> None:
         """Replace an image's row and all its measurements in one transaction (re-materializing
         never duplicates), and add ``new_sources`` not yet known."""
-        image = {**image, "created_at": image.get("created_at") or datetime.now(timezone.utc)}
+        image = {**image, "created_at": image.get("created_at") or datetime.now(UTC)}
         with self.engine.begin() as conn:
             conn.execute(measurements.delete().where(measurements.c.image_id == image["image_id"]))
             conn.execute(images.delete().where(images.c.image_id == image["image_id"]))
@@ -321,6 +356,13 @@ class ProductsDB:
             q = q.where(m.image_kind == image_kind)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q.order_by(m.epoch_unix))]
+
+    def image_measurements(self, image_id: str, kind: str = "forced") -> list[dict]:
+        """One image's measurements of ``kind``, in the order they were made."""
+        m = measurements.c
+        q = select(measurements).where(m.image_id == image_id, m.kind == kind).order_by(m.seq)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
 
     def measured_sources(self, kind: str = "forced") -> list[str]:
         with self.engine.connect() as conn:

@@ -110,7 +110,7 @@ def read_header(path: Path | str) -> SubbandHeader:
             freqs = np.asarray(h["freq_array"][()], dtype=float).reshape(-1)
             vis_shape = tuple(d["visdata"].shape)
             chan_width = np.asarray(h["channel_width"][()], dtype=float).reshape(-1) if "channel_width" in h else None
-            extra = h["extra_keywords"] if "extra_keywords" in h else {}
+            extra = h.get("extra_keywords", {})
             dec = float(extra["phase_center_dec"][()]) if "phase_center_dec" in extra else None
             names = (
                 tuple(_text(n) for n in h["antenna_names"][()])

@@ -3,32 +3,52 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 
 from dsa_assets.stages.imaging import ImagingConfig, ImagingStage
 
+from .options import option
+
 
 class ImagingResource(dg.ConfigurableResource):
-    """Imager choice and parameters; sizes in pixels, angles in arcseconds."""
+    """Imager choice and parameters; sizes in pixels, angles in arcseconds. Every field is an
+    :class:`~dsa_assets.stages.imaging.ImagingConfig` field of the same name and default (a test
+    holds them equal); the config's docstrings give the measurements behind each default."""
 
-    imager: str = "wsclean"
-    """"wsclean" or "tclean"."""
-    size: int = 2048
-    cell_arcsec: float = 6.0
+    imager: Literal["wsclean", "tclean"] = "wsclean"
+    """Imager: WSClean, or CASA tclean."""
+    size: int = option(2048, flag="--image-size", metavar="PIXELS")
+    """Image width and height (pixels); 2048 x 6 arcsec spans the primary beam's FWHM."""
+    cell_arcsec: float = option(6.0, metavar="ARCSEC")
+    """Pixel size (arcsec); keep 5 or more pixels across the beam's minor axis and every baseline
+    on the uv grid (the image asset's pixels_sample_the_beam check says)."""
+    weighting: Literal["briggs", "natural", "uniform"] = "briggs"
+    """Visibility weighting."""
     robust: float = 0.5
+    """Briggs robustness."""
     niter: int = 1000
+    """Maximum CLEAN iterations."""
     auto_threshold: float = 3.0
+    """Stop cleaning at this many times the residual rms."""
     auto_mask: float = 5.0
-    gridder: str = "wstacking"
-    """WSClean's gridder: "wstacking" or "wgridder"."""
+    """Clean freely down to this many sigma, then only inside the mask so formed."""
+    mgain: float = 0.8
+    """Major-cycle gain: the fraction of the peak cleaned before the next major cycle."""
+    gridder: Literal["wstacking", "wgridder"] = "wstacking"
+    """WSClean's gridder."""
     padding: float = 1.5
+    """WSClean's padding factor of the gridded image."""
     baseline_averaging_wavelengths: float = 4.0
-    threads: int = 2
-    data_column: str = "CORRECTED_DATA"
-    """Column imaged: the calibrated data."""
+    """WSClean's baseline-dependent averaging (wavelengths of uv-track; 0: off)."""
+    threads: int = option(2, flag="--imaging-threads")
+    """Imager threads."""
+    data_column: Literal["auto", "CORRECTED_DATA", "DATA"] = "auto"
+    """Column imaged; "auto" takes CORRECTED_DATA where present (calibrated data), else DATA."""
+    pb_cutoff: float = 0.1
+    """The beam-corrected image is blank where the beam falls below this fraction of its peak."""
 
     def stage(self, output_dir: Path, scratch_dir: Path) -> ImagingStage:
-        """The stage with these settings; every field here is an ImagingConfig field of the same
-        name (the config's docstrings explain them)."""
+        """The stage with these settings."""
         return ImagingStage(ImagingConfig(output_dir=output_dir, scratch_dir=scratch_dir, **self.model_dump()))

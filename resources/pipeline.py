@@ -2,17 +2,23 @@
 
 One typed resource holds the paths and ingest policy; stages and the queue are built from it
 on demand (cheap: no CASA import here), so the Dagster webserver and daemon never load CASA.
+Each field is declared once: ``dsa110-stream`` makes an option of it (help from its
+docstring) and the settings file holds it (:mod:`resources.settings`).
 """
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 
 from dsa_assets.constants import GROUP_TOLERANCE_S, INCOMPLETE_GROUP_TIMEOUT_S, N_SUBBANDS
 from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
 from dsa_assets.streaming.queue import SubbandQueue
+
+from .options import option
 
 
 class PipelineResource(dg.ConfigurableResource):
@@ -22,25 +28,38 @@ class PipelineResource(dg.ConfigurableResource):
     ``<output>/state/queue.sqlite3``, products ``<output>/state/products.sqlite3``.
     """
 
-    input_dir: str
-    """Directory the correlator writes subband files into."""
-    output_dir: str
-    """Root of all products (Measurement Sets under ``ms/``)."""
-    scratch_dir: str = ""
-    queue_db: str = ""
-    products_db: str = ""
-    """SQLAlchemy URL or SQLite path of the products database."""
+    input_dir: str = option(path=True, required=True)
+    """Directory the correlator writes *_sbNN.hdf5 files into."""
+    output_dir: str = option(path=True, required=True)
+    """Root of all products (ms/, images/, state/, dagster_home/)."""
+    scratch_dir: str = option("", path=True)
+    """Where products are written before being renamed into place (default <output>/scratch; the
+    same filesystem as the output makes that a rename)."""
+    queue_db: str = option("", path=True)
+    """SQLite file of the subband queue (default <output>/state/queue.sqlite3)."""
+    products_db: str = option("", path=True, aliases=("--registry-db",))
+    """Products database: SQLAlchemy URL or SQLite path (default <output>/state/products.sqlite3)."""
+    reference_catalogue: str = option("", path=True, metavar="CSV")
+    """Catalogue of the sky (name, ra_deg, dec_deg, flux_jy, spectral_index): forced photometry
+    measures its sources, and those near a calibrator join the calibration model; the simulator
+    writes one (sky_catalogue.csv beside the subbands). Empty: blind detections only."""
+    simulated: bool = False
+    """The input is the simulator's (a truth file beside each observation's subbands): register
+    the checks that compare products with the simulated truth."""
     expected_subbands: int = N_SUBBANDS
-    group_tolerance_s: float = GROUP_TOLERANCE_S
-    stable_s: float = 5.0
+    """Subband files that make a complete observation."""
+    group_tolerance_s: float = option(GROUP_TOLERANCE_S, metavar="SECONDS")
+    """Files whose stamps lie within this many seconds of a group's first stamp join it."""
+    stable_s: float = option(5.0, flag="--stable-seconds", metavar="SECONDS")
     """A file must be unchanged this long (s) before it is registered."""
-    incomplete_timeout_s: float = INCOMPLETE_GROUP_TIMEOUT_S
-    incomplete_policy: str = "convert_partial"
-    """What to do with a group still incomplete after the timeout: convert_partial | fail."""
+    incomplete_timeout_s: float = option(INCOMPLETE_GROUP_TIMEOUT_S, flag="--incomplete-timeout", metavar="SECONDS")
+    """How long (s) to wait for a group's missing subbands."""
+    incomplete_policy: Literal["convert_partial", "fail"] = "convert_partial"
+    """After the timeout: convert with the missing subbands flagged, or fail the group."""
     disk_warn_gb: float = 10.0
     """Below this much free space (GB) on the output or scratch disk, warn."""
     disk_pause_gb: float = 2.0
-    """Below this much free space (GB), request no new runs until space returns."""
+    """Below this much free space (GB), request no new runs; resumes by itself."""
 
     def disk_status(self):
         from dsa_assets.diskspace import check_disks
@@ -63,6 +82,14 @@ class PipelineResource(dg.ConfigurableResource):
     @property
     def products_target(self) -> str:
         return self.products_db or str(self.output_path / "state" / "products.sqlite3")
+
+    @cached_property
+    def reference_sources(self) -> list:
+        """The reference catalogue's sources (:class:`dsa_assets.catalogue.CatalogueSource`);
+        empty without a catalogue."""
+        from dsa_assets import catalogue
+
+        return catalogue.read(self.reference_catalogue) if self.reference_catalogue else []
 
     def products(self):
         from dsa_assets.products import ProductsDB

@@ -4,35 +4,39 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .options import option
+
 
 class ScienceResource(dg.ConfigurableResource):
     """Science products of one deployment. Fluxes in Jy, times in seconds."""
 
-    reference_catalogue: str = ""
-    """CSV catalogue (:mod:`dsa_assets.catalogue`) measured by forced photometry; empty: blind
-    detections only."""
+    enable_photometry: bool = False
+    """Forced photometry and source finding on every image (and mosaic), and the variability
+    table, run by themselves after imaging."""
+    enable_mosaic_creation: bool = False
+    """Hourly mosaics, once an hour is imaged or --mosaic-timeout after its last image."""
     detect_snr: float = 5.0
-    flux_systematic_fraction: float = 0.03
+    """Blind detections: peak at least this many times the local noise."""
+    systematic_fraction: float = option(0.03, flag="--flux-systematic-fraction")
     """Fraction of each flux added in quadrature to its error (calibration and deconvolution)."""
     new_source_factor: float = 5.0
     """A detection absent from the catalogue is new above this many times the lowest earlier rms."""
-    mosaic_inputs: int = 12
-    """Observation windows an hourly mosaic waits for."""
-    mosaic_timeout_s: float = 1800.0
-    """After the hour's end plus this long, the hour is mosaicked with what there is."""
-    variability_interval_s: float = 600.0
-    """The variability table is recomputed at most this often while new photometry arrives."""
+    mosaic_inputs: int = option(12, flag="--mosaic-observations", metavar="N")
+    """Imaged observation windows that complete an hour's mosaic."""
+    mosaic_timeout_s: float = option(1800.0, flag="--mosaic-timeout", metavar="SECONDS")
+    """Mosaic an incomplete hour this long (s) after it ended and its last image arrived."""
+    variability_interval_s: float = option(600.0, metavar="SECONDS")
+    """The variability table is recomputed at most this often (s) while new photometry arrives."""
 
-    def catalogue_sources(self, db) -> list:
-        """Reference catalogue sources plus the new sources found so far (from ``db``)."""
+    def catalogue_sources(self, reference: list, db) -> list:
+        """The ``reference`` catalogue's sources plus the new sources found so far (from ``db``)."""
         from dsa_assets import catalogue
 
-        known = catalogue.read(self.reference_catalogue) if self.reference_catalogue else []
         found = [catalogue.CatalogueSource(s["name"], s["ra_deg"], s["dec_deg"], 0.0) for s in db.new_sources()]
-        return known + found
+        return list(reference) + found
 
     def photometry_stage(self):
         from dsa_assets.stages.photometry import PhotometryConfig, PhotometryStage
 
         return PhotometryStage(PhotometryConfig(detect_snr=self.detect_snr,
-                                                systematic_fraction=self.flux_systematic_fraction))
+                                                systematic_fraction=self.systematic_fraction))

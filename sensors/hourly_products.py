@@ -61,11 +61,13 @@ def hours_ready(imaged_windows: set[str], expected: int, timeout_s: float, now: 
 
 
 def evaluate(instance: dg.DagsterInstance, science: ScienceResource, cursor: str | None,
-             enable_mosaics: bool, enable_variability: bool, now: float | None = None) -> dg.SensorResult:
+             now: float | None = None) -> dg.SensorResult:
+    """One tick, as a plain function of the instance, the settings and the cursor (testable):
+    mosaics if ``science.enable_mosaic_creation``, variability if ``science.enable_photometry``."""
     now = time.time() if now is None else now
     state = json.loads(cursor) if cursor else {"hours": {}, "photometry_id": 0, "variability_at": 0.0}
     requests = []
-    if enable_mosaics:
+    if science.enable_mosaic_creation:
         imaged = instance.get_materialized_partitions(dg.AssetKey("image"))
         newest = max(imaged, default=None)
         if newest:
@@ -77,7 +79,7 @@ def evaluate(instance: dg.DagsterInstance, science: ScienceResource, cursor: str
                 requests.append(dg.RunRequest(run_key=f"mosaic:{hour}:{n}", job_name=MOSAIC_JOB, partition_key=hour,
                                               tags={"dsa110/mosaic": reason, "dsa110/mosaic_inputs": str(n)}))
             state["hours"] = {h: r for h, r in record.items() if h >= horizon}
-    if enable_variability:
+    if science.enable_photometry:
         record = instance.fetch_materializations(dg.AssetKey("photometry"), limit=1).records
         latest = record[0].storage_id if record else 0
         if latest > state["photometry_id"] and now - state["variability_at"] >= science.variability_interval_s:
@@ -88,22 +90,18 @@ def evaluate(instance: dg.DagsterInstance, science: ScienceResource, cursor: str
 
 
 mosaic_job = dg.define_asset_job(MOSAIC_JOB, selection=["mosaic", "mosaic_photometry"],
-                                 partitions_def=partitions.HOURLY_PARTITIONS,
                                  description="Mosaic one hour of observation images and measure the mosaic.")
 variability_job = dg.define_asset_job(VARIABILITY_JOB, selection=["variability"],
                                       description="Recompute light-curve variability statistics.")
 
 
-def build_sensor(enable_mosaics: bool, enable_variability: bool) -> dg.SensorDefinition:
-    @dg.sensor(
-        name="hourly_products_sensor",
-        jobs=[mosaic_job, variability_job],
-        minimum_interval_seconds=60,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Requests hourly mosaics when an hour is imaged (or timed out) and the variability table "
-                    "after new photometry.",
-    )
-    def hourly_products_sensor(context: dg.SensorEvaluationContext, science: ScienceResource):
-        return evaluate(context.instance, science, context.cursor, enable_mosaics, enable_variability)
-
-    return hourly_products_sensor
+@dg.sensor(
+    name="hourly_products_sensor",
+    jobs=[mosaic_job, variability_job],
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests hourly mosaics when an hour is imaged (or timed out) and the variability table "
+                "after new photometry.",
+)
+def hourly_products_sensor(context: dg.SensorEvaluationContext, science: ScienceResource):
+    return evaluate(context.instance, science, context.cursor)

@@ -15,7 +15,7 @@ and as an asset observation on the partition, visible in the UI.
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -69,7 +69,7 @@ def incomplete_decision_event(queue, group, window: str, decision: str) -> dg.As
 def window_status(window: str, now: float) -> str:
     """"ok", "future" (a window that does not exist yet: a fast correlator clock; it waits)
     or "before_start" (earlier than the first partition: can never be materialized)."""
-    if window > partitions.window_key(datetime.fromtimestamp(now, timezone.utc)):
+    if window > partitions.window_key(datetime.fromtimestamp(now, UTC)):
         return "future"
     if window < partitions.OBSERVATION_PARTITIONS.start.strftime(partitions.KEY_FORMAT):
         return "before_start"

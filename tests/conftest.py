@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ SMALL, START = calibrator_field(
     SimConfig(n_antennas=24, n_integrations=4, channels_per_subband=4, n_sources=4, gains=False,
               timestamp_jitter=True, seed=7),
     "3C286",
-    datetime(2026, 1, 15, tzinfo=timezone.utc),
+    datetime(2026, 1, 15, tzinfo=UTC),
 )
 """Small enough to simulate and convert in seconds; long baselines kept for astrometry. The
 array points at 3C286's declination and START puts its transit mid-observation, so the whole

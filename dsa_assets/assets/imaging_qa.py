@@ -9,16 +9,10 @@ import dagster as dg
 from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 
-from .. import fsutil, naming, partitions
+from .. import fsutil, partitions, qa
+from .checks import AGREEMENT_CHECK, agreement_check
+from .common import catalogue
 from .images import image
-
-AGREEMENT_CHECK = dg.AssetCheckSpec(
-    name="wsclean_tclean_agree",
-    asset="imager_cross_check",
-    description="Every source above 10 sigma has WSClean and tclean fluxes within 3% (+3 sigma).",
-)
-DETECT_SNR = 10.0
-TOLERANCE = 0.03
 
 
 @dg.asset(
@@ -33,40 +27,28 @@ def imager_cross_check(context: dg.AssetExecutionContext, pipeline: PipelineReso
     from ..catalogue import CatalogueSource
     from ..stages.photometry import ImagePlanes, PhotometryConfig, measure
 
-    start, end = partitions.window_bounds(context.partition_key)
-    db = pipeline.products()
     # both imagers see the same calibrated data: only the image noise enters the comparison
-    config = PhotometryConfig(detect_snr=DETECT_SNR, systematic_fraction=0.0)
+    config = PhotometryConfig(detect_snr=qa.CROSSCHECK_SNR, systematic_fraction=0.0)
+    tclean = imaging.model_copy(update={"imager": "tclean"})
     rows, problems = [], []
-    for g in pipeline.queue().groups_between(start, end):
-        calibrated = db.calibrated_ms(g.group_id)
-        ws = naming.image_files(pipeline.output_path, g.group_id)
-        if calibrated is None or not ws["image"].exists():
-            continue
-        with fsutil.scratch_directory(pipeline.scratch_path, f"crosscheck-{g.group_id}-") as tmp:
-            settings = imaging.model_dump() | {"imager": "tclean"}
-            tc_result = ImagingResource(**settings).stage(tmp, tmp / "scratch").execute(
-                group_id=g.group_id, ms_path=calibrated["path"])
+    for obs in catalogue(pipeline).in_window(context.partition_key, having=("calibrated_ms", "image")):
+        ws = obs.images
+        with fsutil.scratch_directory(pipeline.scratch_path, f"crosscheck-{obs.group_id}-") as tmp:
+            tc = tclean.stage(tmp, tmp / "scratch").execute(group_id=obs.group_id, ms_path=obs.calibrated_ms_path)
             ws_planes = ImagePlanes.from_observation(ws["image"], ws["residual"], ws["pb"], config, ws["psf"])
             detections = [CatalogueSource(m.source, m.ra_deg, m.dec_deg, m.flux_jy)
                           for m in measure(ws_planes, [], config).blind()]
-            tc_planes = ImagePlanes.from_observation(tc_result.images["image"], tc_result.images["residual"],
-                                                     tc_result.images["pb"], config,
-                                                     tc_result.images["psf"])
+            tc_planes = ImagePlanes.from_observation(tc.images["image"], tc.images["residual"], tc.images["pb"],
+                                                     config, tc.images["psf"])
             a = {m.source: m for m in measure(ws_planes, detections, config).forced()}
             b = {m.source: m for m in measure(tc_planes, detections, config).forced()}
         for name in sorted(set(a) & set(b)):
             fa, fb = a[name].flux_jy, b[name].flux_jy
             noise = max(a[name].flux_err_jy, b[name].flux_err_jy)
-            ok = abs(fa - fb) <= TOLERANCE * abs(fa) + 3 * noise
-            rows.append({"observation": g.group_id, "source": name, "wsclean_jy": round(fa, 5),
+            ok = qa.imagers_agree(fa, fb, noise)
+            rows.append({"observation": obs.group_id, "source": name, "wsclean_jy": round(fa, 5),
                          "tclean_jy": round(fb, 5), "sigma_jy": round(noise, 5), "agree": ok})
             if not ok:
-                problems.append(f"{g.group_id} {name}: WSClean {fa:.4f} Jy, tclean {fb:.4f} Jy")
-    check = dg.AssetCheckResult(
-        check_name=AGREEMENT_CHECK.name, asset_key=AGREEMENT_CHECK.asset_key,
-        passed=bool(rows) and not problems,
-        metadata={"sources_compared": len(rows), "problems": dg.MetadataValue.json(problems)},
-    )
+                problems.append(f"{obs.group_id} {name}: WSClean {fa:.4f} Jy, tclean {fb:.4f} Jy")
     return dg.MaterializeResult(metadata={"sources_compared": len(rows), "comparison": dg.MetadataValue.json(rows)},
-                                check_results=[check])
+                                check_results=[agreement_check(rows, problems)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .. import constants as C
 from ..logs import configure_logging
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     cfg = replace(cfg, noise=not args.no_noise, gains=not args.no_gains, seed=args.seed)
     start = (
-        datetime.strptime(args.start, C.FILE_NAME_TIME_FORMAT).replace(tzinfo=timezone.utc)
+        datetime.strptime(args.start, C.FILE_NAME_TIME_FORMAT).replace(tzinfo=UTC)
         if args.start
         else default_start()
     )

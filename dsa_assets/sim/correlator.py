@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time as _time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import astropy.units as u
@@ -27,9 +27,8 @@ import h5py
 import numpy as np
 from astropy.time import Time
 
+from .. import catalogue, geometry, naming
 from .. import constants as C
-from .. import geometry, naming
-from .. import catalogue
 from .sky import SKY_CATALOGUE, Corruptions, PointSource, Truth, Variation, apply_variations, sky_strip
 
 
@@ -393,7 +392,7 @@ def calibrator_field(config: SimConfig, calibrator: str, near: datetime,
 
 def default_start(now: datetime | None = None) -> datetime:
     """A recent start time, rounded to the second (UTC), for the embedded demo."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return (now - timedelta(minutes=30)).replace(microsecond=0)
 
 

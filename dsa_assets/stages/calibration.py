@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import fsutil, naming
-from ..exceptions import DSA110Error
+from ..exceptions import CalibrationError
 from ..geometry import SPEED_OF_LIGHT_M_S, airy_power_beam
 from .flagging import FlaggingConfig, FlaggingStage, FlagReport
 from .ms_inspect import flag_fraction, pointing_directions, radec_unit, row_chunks
@@ -39,10 +39,6 @@ from .ms_inspect import flag_fraction, pointing_directions, radec_unit, row_chun
 log = logging.getLogger(__name__)
 
 TABLE_KINDS = ("K", "B", "G")
-
-
-class CalibrationError(DSA110Error):
-    """Calibration could not be solved or applied; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -61,12 +57,12 @@ class SourceModel:
         return self.flux_jy * (np.asarray(freq_hz, dtype=float) / self.ref_freq_hz) ** self.spectral_index
 
     @classmethod
-    def from_catalogue(cls, source) -> "SourceModel":
+    def from_catalogue(cls, source) -> SourceModel:
         """From a :class:`dsa_assets.catalogue.CatalogueSource` (flux at 1.4 GHz)."""
         return cls(source.name, source.ra_deg, source.dec_deg, source.flux_jy, 1.4e9, source.spectral_index)
 
     @classmethod
-    def from_calibrator(cls, cal) -> "SourceModel":
+    def from_calibrator(cls, cal) -> SourceModel:
         """From a :class:`dsa_assets.calibrators.Calibrator`."""
         from ..calibrators import REFERENCE_FREQ_HZ
 
@@ -245,7 +241,7 @@ def solve(ms: Path | str, table_prefix: Path, options: SolveOptions = SolveOptio
     for p in tables.values():
         fsutil.remove(p)
     timings = {}
-    common = dict(vis=ms, refant=refant, minsnr=options.min_snr, uvrange=options.uvrange)
+    common = {"vis": ms, "refant": refant, "minsnr": options.min_snr, "uvrange": options.uvrange}
     t = time.perf_counter()
     gaincal(caltable=str(tables["K"]), gaintype="K", solint="inf", **common)
     timings["delay_K"] = time.perf_counter() - t

@@ -1,8 +1,8 @@
 """Which calibration an observation gets: solve on it when a calibrator transits, then take the
 valid solution nearest in time from the products database.
 
-Plain Python: the ``policy`` is anything with the attributes of
-:class:`resources.calibration.CalibrationResource` (solving switch, transit limits, validity
+Plain Python: the ``policy`` is anything with the attributes of the calibration settings
+(``resources.calibration.CalibrationResource``: solving switch, transit limits, validity
 window, model builder, quality limits); ``db`` is a :class:`dsa_assets.products.ProductsDB`.
 """
 
@@ -37,14 +37,17 @@ class ObservationCalibration:
 
 
 def calibrate_observation(stage: CalibrationStage, db, policy, group_id: str, ms_path: Path | str,
-                          partition_key: str) -> ObservationCalibration:
+                          partition_key: str, field_sources=()) -> ObservationCalibration:
+    """Solve on ``group_id`` if a calibrator transits in it (its model: the calibrator and the
+    ``field_sources``, reference-catalogue sources, near it), then assign it the nearest valid
+    solution; both recorded in ``db``."""
     span = observation_span(ms_path)
     mid = span.mid.timestamp()
     out = ObservationCalibration(group_id)
     out.transits = transits(span.start, span.end, span.pointing_dec_rad, policy.max_offset_deg)
     transit = best_transit(out.transits, policy.min_calibrator_flux_jy)
     if transit and policy.enable_solving:
-        model = policy.model(transit.calibrator, span)
+        model = policy.model(transit.calibrator, span, field_sources)
         out.model_size = len(model)
         try:
             out.solution = stage.execute_solve(group_id, ms_path, model)

@@ -230,7 +230,7 @@ class ConversionStage:
                 info = self._write_isolated(plan, tmp_ms, timings)
             except (InvalidSubbandError, InconsistentGroupError):
                 raise
-            except Exception as exc:  # noqa: BLE001 - any writer failure is a ConversionError
+            except Exception as exc:
                 raise ConversionError(f"group {group_id}: writing the Measurement Set failed: {exc}") from exc
             t0 = time.perf_counter()
             fsutil.publish(tmp_ms, dest)
@@ -298,7 +298,7 @@ class ConversionStage:
                 out[i] = table[int(digits) - 1]
         return out
 
-    def _geometry(self, plan: GroupPlan) -> "ObservationGeometry":
+    def _geometry(self, plan: GroupPlan) -> ObservationGeometry:
         """Phase centre, per-row rephasing delays and UVW (UVH5 convention) of the group."""
         ref = plan.reference
         location = geometry.site_location(ref.latitude_deg, ref.longitude_deg, ref.altitude_m)
@@ -389,7 +389,7 @@ class ConversionStage:
             "dec_deg": float(geo.center.dec.deg),
         }
 
-    def _write_streaming(self, plan: GroupPlan, geo: "ObservationGeometry", reader, ms_path: Path, timings: dict):
+    def _write_streaming(self, plan: GroupPlan, geo: ObservationGeometry, reader, ms_path: Path, timings: dict):
         """Block-by-block writer (:mod:`dsa_assets.stages.ms_writer`): bounded memory."""
         from . import ms_subtables, ms_writer
 
@@ -442,7 +442,7 @@ class ConversionStage:
         )
         timings["write_subtables"] = time.perf_counter() - t0
 
-    def _write_pyuvdata(self, plan: GroupPlan, geo: "ObservationGeometry", ms_path: Path, timings: dict) -> None:
+    def _write_pyuvdata(self, plan: GroupPlan, geo: ObservationGeometry, ms_path: Path, timings: dict) -> None:
         """Reference writer: the whole observation in memory, written by pyuvdata.write_ms."""
         ref = plan.reference
         n_blts, n_pols, n_chan = ref.n_blts, len(ref.polarizations), len(plan.freqs_hz)
@@ -595,10 +595,10 @@ def _write_in_child(stage: ConversionStage, plan: GroupPlan, ms_path: Path, send
     timings: dict = {}
     try:
         send.send(("ok", stage._write(plan, ms_path, timings), timings))
-    except Exception as exc:  # noqa: BLE001 - handed to the parent, which decides
+    except Exception as exc:
         try:
             send.send(("error", exc, timings))
-        except Exception:  # noqa: BLE001 - an exception that cannot be pickled
+        except Exception:
             send.send(("error", OSError(f"{type(exc).__name__}: {exc}"), timings))
     finally:
         send.close()

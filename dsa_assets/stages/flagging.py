@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import DSA110Error
+from ..exceptions import FlaggingError
 from .ms_inspect import flag_fraction, row_chunks
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,6 @@ log = logging.getLogger(__name__)
 RFI_METHODS = ("aoflagger", "tfcrop", "rflag", "none")
 CHANNEL_BLOCK = 256
 """Channels read at a time, so memory stays ~(rows x 256 x pols x 8 bytes) on large sets."""
-
-
-class FlaggingError(DSA110Error):
-    """The Measurement Set cannot be flagged (missing, not writable, no DATA column)."""
 
 
 @dataclass(frozen=True)

@@ -19,29 +19,25 @@ import logging
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .. import constants as C
 from .. import fsutil, geometry, naming
-from ..exceptions import DSA110Error
+from ..exceptions import ImagingError
 from .ms_inspect import pointing_directions, radec_unit
 
 log = logging.getLogger(__name__)
 
-PRODUCTS = ("image", "residual", "psf", "model", "pb", "pbcor")
+PRODUCTS = naming.IMAGE_PRODUCTS
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 MIN_PIXELS_PER_BEAM = 5.0
 """Pixels across the restoring beam's minor axis below which a point source's CLEAN components
 spread over neighbouring pixels enough to lower its fitted peak by percents, depending on where
 it falls within its pixel: measured 1.5% at 3.2 pixels (full scale, 12"), up to 3.5% at 4
 (24 antennas, 12"), none at 6-8 (``bench/imaging.py``)."""
-
-
-class ImagingError(DSA110Error):
-    """The imager failed or produced no image; the message carries the end of its log."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +78,9 @@ class ImagingConfig:
     wavelengths read sources at 1.2-1.6 deg 1-2% low and 4 wavelengths as well as none, in 57 s
     against 49 s (10) and 94 s (none) (``bench/imaging.py``)."""
     threads: int = 2
-    data_column: str = "DATA"
+    data_column: str = "auto"
+    """Column imaged: "auto" takes CORRECTED_DATA where the Measurement Set has it (calibrated
+    data), else DATA."""
     pb_cutoff: float = 0.1
     """The corrected image is blank where the beam falls below this fraction of its peak."""
     sefd_jy: float = C.SEFD_JY
@@ -328,11 +326,13 @@ def render_thumbnail(fits_path: Path, png_path: Path, rms: float, title: str) ->
 
 def ms_summary(ms_path: Path) -> dict:
     """What imaging needs from the MS: unique times (MJD s), frequencies (Hz), the number of
-    unflagged cross-correlation visibilities per polarisation, the phase centre (rad)."""
+    unflagged cross-correlation visibilities per polarisation, the phase centre (rad), and
+    whether it holds calibrated data (a CORRECTED_DATA column)."""
     from casacore import tables
 
     with tables.table(str(ms_path), ack=False) as t:
         times = np.unique(t.getcol("TIME"))
+        has_corrected = "CORRECTED_DATA" in t.colnames()
         a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
         uvw = t.getcol("UVW")
         n_good = 0
@@ -346,7 +346,7 @@ def ms_summary(ms_path: Path) -> dict:
     with tables.table(f"{ms_path}/SPECTRAL_WINDOW", ack=False) as t:
         freqs = t.getcol("CHAN_FREQ")[0]
     return {"times_mjd_s": times, "freqs_hz": freqs, "n_vis_per_pol": n_good / n_pol,
-            "uv_extent_m": np.abs(uvw[used, :2]).max(axis=1)}
+            "uv_extent_m": np.abs(uvw[used, :2]).max(axis=1), "has_corrected_data": has_corrected}
 
 
 def uv_outside_grid_fraction(uv_extent_m: np.ndarray, max_freq_hz: float, cell_arcsec: float) -> float:
@@ -396,6 +396,8 @@ class ImagingStage:
         self.validate(ms_path)
         summary = ms_summary(ms_path)
         cfg = self.config
+        if cfg.data_column == "auto":
+            cfg = replace(cfg, data_column="CORRECTED_DATA" if summary["has_corrected_data"] else "DATA")
         dest_dir = naming.image_dir(cfg.output_dir, group_id)
         with fsutil.scratch_directory(cfg.scratch_dir, f"image-{group_id}-") as scratch:
             prefix = scratch / group_id

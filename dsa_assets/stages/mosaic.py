@@ -25,18 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import fsutil
-from ..exceptions import DSA110Error
+from .. import fsutil, naming
+from ..exceptions import MosaicError
+from ..naming import mosaic_dir  # noqa: F401  (public: dsa_assets.stages.mosaic.mosaic_dir)
 from .imaging import render_thumbnail, robust_rms
 from .photometry import psf_cutout
 
-PRODUCTS = ("image", "noise", "weight", "residual", "psf")
+PRODUCTS = naming.MOSAIC_PRODUCTS
 PSF_HALF_WIDTH = 128
 """Half-width (pixels) of the dirty-beam cut-out kept with a mosaic: several beams across."""
-
-
-class MosaicError(DSA110Error):
-    """A mosaic cannot be made (no inputs, unreadable image)."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +63,6 @@ class MosaicResult:
     inputs: list[str]
     metrics: dict
     timings_s: dict = field(default_factory=dict)
-
-
-def mosaic_dir(output_dir: Path, key: str) -> Path:
-    """``<output>/mosaics/<YYYY-MM-DD>/<stem>/`` (stem: the hour key without colons), holding
-    ``<stem>-{image,noise,weight,residual,psf}.fits`` and ``<stem>.png``, published in one rename."""
-    return Path(output_dir) / "mosaics" / key[:10] / key.replace(":", "")
 
 
 def footprint_box(wcs, shape: tuple[int, int], out_wcs, out_shape: tuple[int, int]) -> tuple[slice, slice]:
@@ -137,7 +128,7 @@ class MosaicStage:
         num = np.zeros(shape)
         num_residual = np.zeros(shape)
         den = np.zeros(shape)
-        for header, wcs, image, pb, sigma, residual in planes:
+        for _header, wcs, image, pb, sigma, residual in planes:
             # each input onto the part of the grid it covers: an hour spans several image widths
             box = footprint_box(wcs, image.shape, out_wcs, shape)
             sub_wcs, sub_shape = out_wcs[box], (box[0].stop - box[0].start, box[1].stop - box[1].start)
@@ -167,8 +158,8 @@ class MosaicStage:
         header["NINPUTS"] = (len(inputs), "observation images combined")
         for n, i in enumerate(inputs):
             header[f"INPUT{n:02d}"] = i.name
-        dest = mosaic_dir(self.config.output_dir, key)
-        stem = key.replace(":", "")
+        dest = naming.mosaic_dir(self.config.output_dir, key)
+        stem = naming.mosaic_stem(key)
         t = time.perf_counter()
         with fsutil.scratch_directory(self.config.scratch_dir, f"mosaic-{stem}-") as tmp:
             bundle = tmp / "publish"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-_UTC = timezone.utc
+_UTC = UTC
 
 
 ROW_CHUNK = 20000

@@ -10,7 +10,7 @@ observation's time range and telescope name.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -155,7 +155,7 @@ def write_subtables(ms_path: Path | str, meta: ObservationMetadata) -> None:
             "OBSERVER": [""], "PROJECT": ["DSA-110 continuum survey"], "SCHEDULE_TYPE": [""],
             "RELEASE_DATE": np.array([0.0]), "FLAG_ROW": np.array([False]),
         })
-    now = (datetime.now(timezone.utc) - datetime(1858, 11, 17, tzinfo=timezone.utc)).total_seconds()
+    now = (datetime.now(UTC) - datetime(1858, 11, 17, tzinfo=UTC)).total_seconds()
     with open_("HISTORY") as t:
         _fill(t, 1, {
             "TIME": np.array([now]), "OBSERVATION_ID": np.array([0]), "MESSAGE": [meta.history],

@@ -33,14 +33,14 @@ so do the antenna, spectral-window, field and polarization subtables (written by
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
-import numpy as np
-
 import numba
+import numpy as np
 
 HDF5_CACHE_BYTES = 64 * 1024 * 1024
 
@@ -219,7 +219,7 @@ def _reader_main(paths, slots, n_rows, block_rows, free, ready, parent_pid):  # 
             _read_block_into(files, slots[slot], r0, r1)
             ready.put((r0, r1, slot))
         ready.put(None)
-    except BaseException as exc:  # noqa: BLE001 - reported to the writer, which raises
+    except BaseException as exc:
         ready.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
@@ -315,10 +315,8 @@ class BlockReader:
                 self._proc.join()
         self.slots.clear()
         for m in self._maps:
-            try:
+            with contextlib.suppress(BufferError):  # a view is still referenced; the mapping goes with it
                 m.close()
-            except BufferError:  # a view is still referenced; the mapping goes with it
-                pass
 
 
 def block_rows_for(plan) -> int:

@@ -37,13 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import DSA110Error
+from ..exceptions import PhotometryError
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-
-
-class PhotometryError(DSA110Error):
-    """An image cannot be measured (missing file, no beam in the header)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +117,7 @@ class ImagePlanes:
 
     @classmethod
     def from_observation(cls, image: Path, residual: Path, pb: Path, config: PhotometryConfig,
-                         psf: Path | None = None) -> "ImagePlanes":
+                         psf: Path | None = None) -> ImagePlanes:
         """From an observation's flat image, residual and beam: the corrected image, and the
         residual's local robust rms divided by the beam. With the dirty beam ``psf``, forced
         fits are done in two parts (module docstring)."""
@@ -175,7 +171,7 @@ class ImagePlanes:
 
     @classmethod
     def from_mosaic(cls, image: Path, noise: Path, residual: Path | None = None,
-                    psf: Path | None = None) -> "ImagePlanes":
+                    psf: Path | None = None) -> ImagePlanes:
         """From a mosaic and its noise map; with its residual and dirty beam, forced fits are
         done in two parts (module docstring)."""
         from astropy.io import fits

@@ -22,9 +22,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from .. import metrics
-from ..logs import log_context
 from ..constants import GROUP_TOLERANCE_S, INCOMPLETE_GROUP_TIMEOUT_S
 from ..exceptions import DSA110Error
+from ..logs import log_context
 from ..stages.conversion import ConversionResult, ConversionStage
 from .queue import FAILED, PENDING, GroupRecord, SubbandQueue
 from .scanner import scan_directory

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..constants import GROUP_TOLERANCE_S, N_SUBBANDS
@@ -83,7 +83,7 @@ class GroupRecord:
 
     @property
     def start(self) -> datetime:
-        return datetime.fromtimestamp(self.canonical_time, timezone.utc)
+        return datetime.fromtimestamp(self.canonical_time, UTC)
 
 
 @dataclass(frozen=True)
@@ -207,13 +207,13 @@ class SubbandQueue:
         """
         return self.register_many([SubbandFile(Path(path), file_time, subband, size, mtime)], now=now)[0]
 
-    def register_many(self, files: list["SubbandFile"], now: float | None = None) -> list[Registration]:
+    def register_many(self, files: list[SubbandFile], now: float | None = None) -> list[Registration]:
         """``register`` for many files in one transaction (backfills of large directories)."""
         now = time.time() if now is None else now
         with self._transaction() as conn:
             return [self._register_in(conn, f, now) for f in files]
 
-    def _register_in(self, conn, f: "SubbandFile", now: float) -> Registration:
+    def _register_in(self, conn, f: SubbandFile, now: float) -> Registration:
         path = str(Path(f.path).resolve())
         t = f.file_time.timestamp()
         prior = conn.execute(
@@ -410,6 +410,6 @@ class SubbandQueue:
 
     def counts(self) -> dict[str, int]:
         """Number of groups in each state."""
-        out = {s: 0 for s in STATES}
+        out = dict.fromkeys(STATES, 0)
         out.update(dict(self._read("SELECT state, COUNT(*) FROM groups GROUP BY state")))
         return out

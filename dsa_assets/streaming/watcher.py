@@ -102,7 +102,7 @@ class StreamingWatcher:
                 report = self.scan_recent()
                 if report.registered:
                     log.info("registered %d subband file(s)", len(report.registered))
-            except Exception:  # noqa: BLE001 - the watcher must outlive a bad scan
+            except Exception:
                 log.exception("scan of %s failed", self.input_dir)
             # A file that is still settling is re-checked after stable_s; otherwise wait for
             # an event or the polling interval, whichever comes first.

@@ -18,6 +18,7 @@ from dsa_assets.sim.correlator import CorrelatorSimulator
 from resources.calibration import CalibrationResource
 from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
+from resources.settings import Settings
 
 from ..conftest import settle
 from ..unit.test_calibration import PASS_CONFIG, PASS_START
@@ -56,9 +57,9 @@ def run(defs, instance, window):
 
 def test_solution_solved_on_transit_and_carried_to_the_next_window(two_windows, tmp_path):
     incoming, cal, target = two_windows
-    pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0)
-    defs = build_definitions(pipeline, ImagingResource(size=512, cell_arcsec=16, niter=300),
-                             calibration=CalibrationResource(enable_solving=True))
+    pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0, simulated=True)
+    defs = build_definitions(Settings(pipeline=pipeline, imaging=ImagingResource(size=512, cell_arcsec=16, niter=300),
+                                      calibration=CalibrationResource(enable_solving=True)))
     w_cal, w_target = partitions.window_key(cal.data_start), partitions.window_key(target.data_start)
     with dg.instance_for_test() as instance:
         assert run(defs, instance, w_cal).success
@@ -100,7 +101,7 @@ def test_solution_solved_on_transit_and_carried_to_the_next_window(two_windows, 
 def test_apply_only_without_any_solution_fails_with_the_reason(two_windows, tmp_path):
     incoming, _, target = two_windows
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0)
-    defs = build_definitions(pipeline, calibration=CalibrationResource(enable_solving=False))
+    defs = build_definitions(Settings(pipeline=pipeline, calibration=CalibrationResource(enable_solving=False)))
     window = partitions.window_key(target.data_start)
     with dg.instance_for_test() as instance:
         result = run(defs, instance, window)
@@ -117,7 +118,7 @@ def test_wait_policy_retries_then_gives_up(two_windows, tmp_path):
     incoming, _, target = two_windows
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0)
     policy = CalibrationResource(missing_policy="wait", wait_s=0.1, wait_timeout_s=0.2)
-    defs = build_definitions(pipeline, calibration=policy)
+    defs = build_definitions(Settings(pipeline=pipeline, calibration=policy))
     with dg.instance_for_test() as instance:
         result = run(defs, instance, partitions.window_key(target.data_start))
         assert not result.success
@@ -128,8 +129,8 @@ def test_wait_policy_retries_then_gives_up(two_windows, tmp_path):
 def test_corrupted_solution_table_fails_the_apply_and_keeps_earlier_products(two_windows, tmp_path):
     incoming, cal, target = two_windows
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0)
-    defs = build_definitions(pipeline, ImagingResource(size=256, cell_arcsec=30, niter=50),
-                             calibration=CalibrationResource(enable_solving=True))
+    defs = build_definitions(Settings(pipeline=pipeline, imaging=ImagingResource(size=256, cell_arcsec=30, niter=50),
+                                      calibration=CalibrationResource(enable_solving=True)))
     with dg.instance_for_test() as instance:
         assert run(defs, instance, partitions.window_key(cal.data_start)).success
         solution = Path(ProductsDB(pipeline.products_target).solution(cal.stamp)["path"])
@@ -142,4 +143,4 @@ def test_corrupted_solution_table_fails_the_apply_and_keeps_earlier_products(two
     out = tmp_path / "out"
     assert not (out / "calibrated" / target.stamp[:10] / f"{target.stamp}.ms").exists(), "nothing half-written"
     assert (out / "calibrated" / cal.stamp[:10] / f"{cal.stamp}.ms").is_dir(), "earlier product intact"
-    assert not [p for p in (out / "scratch").iterdir()] if (out / "scratch").exists() else True
+    assert not list((out / "scratch").iterdir()) if (out / "scratch").exists() else True

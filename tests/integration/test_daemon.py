@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
 
 import dagster as dg
@@ -26,7 +27,7 @@ def materialized(dagster_home: Path) -> set[str]:
 
 
 def test_stream_daemon_materializes_arriving_observation_and_stops_on_sigterm(tmp_path):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     incoming, out = tmp_path / "in", tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
@@ -37,7 +38,7 @@ def test_stream_daemon_materializes_arriving_observation_and_stops_on_sigterm(tm
     )
     try:
         # the latest 3C286 transit at least 10 minutes ago: a calibrator observation, as the job needs
-        config, start = calibrator_field(SMALL, "3C286", datetime.now(timezone.utc) - timedelta(days=1, minutes=10))
+        config, start = calibrator_field(SMALL, "3C286", datetime.now(UTC) - timedelta(days=1, minutes=10))
         group = CorrelatorSimulator(config).write_observation(incoming, start)
         window = partitions.window_key(group.data_start)
         deadline = time.monotonic() + 300

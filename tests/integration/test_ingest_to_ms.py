@@ -12,6 +12,7 @@ from dsa_assets.definitions import build_definitions
 from dsa_assets.products import ProductsDB
 from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
+from resources.settings import Settings
 from sensors.subband_arrival import subband_arrival_sensor
 
 from ..conftest import SOLVING, settle
@@ -25,8 +26,9 @@ IMAGE = dg.AssetKey("image")
 def test_sensor_to_materialized_partition_with_lineage(group_copy, tmp_path):
     group, incoming, _ = group_copy
     settle(incoming)
-    pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1)
-    defs = build_definitions(pipeline, ImagingResource(size=512, cell_arcsec=16, niter=500), calibration=SOLVING)
+    pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1, simulated=True)
+    defs = build_definitions(Settings(pipeline=pipeline, imaging=ImagingResource(size=512, cell_arcsec=16, niter=500),
+                                      calibration=SOLVING))
     job = defs.resolve_job_def("observation_job")
     window = partitions.window_key(group.data_start)
 
@@ -99,8 +101,8 @@ def test_sensor_to_materialized_partition_with_lineage(group_copy, tmp_path):
 def test_empty_window_materializes_explicitly(tmp_path):
     incoming = tmp_path / "in"
     incoming.mkdir()
-    defs = build_definitions(PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out")),
-                             calibration=SOLVING)
+    defs = build_definitions(Settings(pipeline=PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out")),
+                                      calibration=SOLVING))
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("observation_job").execute_in_process(
             instance=instance, partition_key="2026-01-15-12:05"
@@ -115,8 +117,8 @@ def test_backfill_of_unregistered_old_files(group_copy, tmp_path):
     """A partition run registers the window's files itself: backfills need no watcher."""
     group, incoming, _ = group_copy
     settle(incoming)
-    defs = build_definitions(PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1),
-                             calibration=SOLVING)
+    defs = build_definitions(Settings(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1,
+                                      calibration=SOLVING))
     window = partitions.window_key(group.data_start)
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("observation_job").execute_in_process(
@@ -142,7 +144,7 @@ def test_two_observations_in_one_window_give_two_measurement_sets(simulated_grou
             (incoming / subband_file_name(format_time(t), sb)).symlink_to(f)
     settle(incoming)
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1)
-    defs = build_definitions(pipeline, calibration=SOLVING)
+    defs = build_definitions(Settings(pipeline=pipeline, calibration=SOLVING))
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("observation_job").execute_in_process(
             instance=instance, partition_key=partitions.window_key(start), asset_selection=[MS]

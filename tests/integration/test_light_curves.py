@@ -4,7 +4,7 @@ variability, with a flaring and a stepping source among constant ones."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import numpy as np
@@ -17,8 +17,8 @@ from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator
 from dsa_assets.sim.sky import SKY_CATALOGUE, Variation
 from resources.calibration import CalibrationResource
 from resources.imaging import ImagingResource
-from resources.pipeline import PipelineResource
 from resources.science import ScienceResource
+from resources.settings import Settings
 
 from ..conftest import settle
 
@@ -37,7 +37,7 @@ def field(tmp_path_factory):
     base, start = calibrator_field(
         SimConfig(n_antennas=24, n_integrations=4, channels_per_subband=4, n_sources=14, seed=21, gains=True,
                   flux_range_jy=(0.02, 0.3), timestamp_jitter=False),
-        "3C286", datetime(2026, 4, 1, tzinfo=timezone.utc))
+        "3C286", datetime(2026, 4, 1, tzinfo=UTC))
     cal_group = CorrelatorSimulator(base).write_observation(incoming, start)
     first = start + timedelta(minutes=20)
     from astropy.time import Time
@@ -59,12 +59,13 @@ def field(tmp_path_factory):
 
 def test_photometry_mosaic_and_variability_through_the_platform(field, tmp_path):
     incoming, targets, variations, cal_group = field
-    pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0)
-    science = ScienceResource(reference_catalogue=str(incoming / SKY_CATALOGUE), mosaic_inputs=1)
-    defs = build_definitions(pipeline, ImagingResource(size=1280, cell_arcsec=8, niter=500),
-                             calibration=CalibrationResource(enable_solving=True, validity_hours=24 * N_DAYS,
-                                                             reference_catalogue=str(incoming / SKY_CATALOGUE)),
-                             science=science, enable_photometry=True, enable_mosaics=True)
+    settings = Settings(
+        input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0, simulated=True,
+        reference_catalogue=str(incoming / SKY_CATALOGUE), imaging=ImagingResource(size=1280, cell_arcsec=8, niter=500),
+        calibration=CalibrationResource(enable_solving=True, validity_hours=24 * N_DAYS),
+        science=ScienceResource(mosaic_inputs=1, enable_photometry=True, enable_mosaic_creation=True))
+    pipeline = settings.pipeline
+    defs = build_definitions(settings)
     job = defs.resolve_job_def("observation_job")
     with dg.instance_for_test() as instance:
         for g in [cal_group] + targets:

@@ -18,6 +18,7 @@ from dsa_assets.sim.sky import SKY_CATALOGUE
 from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 from resources.science import ScienceResource
+from resources.settings import Settings
 
 from ..conftest import SOLVING, settle
 
@@ -75,11 +76,11 @@ def test_production_instance_and_products_on_postgres(postgres, group_copy, tmp_
     shutil.copy(ROOT / "deploy" / "production" / "dagster.yaml", home / "dagster.yaml")
     products_url = f"postgresql://dsa@127.0.0.1:{postgres['port']}/products"
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1,
-                                products_db=products_url)
-    science = ScienceResource(reference_catalogue=str(incoming / SKY_CATALOGUE))
+                                products_db=products_url, reference_catalogue=str(incoming / SKY_CATALOGUE))
+    science = ScienceResource(enable_photometry=True)
     # 4 deg across, so that forced photometry finds catalogue sources
-    defs = build_definitions(pipeline, ImagingResource(size=512, cell_arcsec=30, niter=100), calibration=SOLVING,
-                             science=science, enable_photometry=True)
+    defs = build_definitions(Settings(pipeline=pipeline, imaging=ImagingResource(size=512, cell_arcsec=30, niter=100),
+                                      calibration=SOLVING, science=science))
     window = partitions.window_key(group.data_start)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"

@@ -7,6 +7,7 @@ bad file or group a recorded reason. Prints throughput, latency percentiles and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -69,10 +70,8 @@ while time.monotonic() - t0 < minutes * 60:
 def tree_rss(proc: psutil.Process) -> int:
     total = 0
     for p in [proc] + proc.children(recursive=True):
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 

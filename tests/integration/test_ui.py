@@ -20,6 +20,7 @@ from dsa_assets.definitions import build_definitions
 from dsa_assets.streaming.worker import instance_config_template
 from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
+from resources.settings import Settings
 
 from ..conftest import SOLVING, settle
 
@@ -47,7 +48,8 @@ def test_asset_graph_and_partition_metadata_in_the_ui(group_copy, tmp_path):
            "DSA110_OUTPUT_DIR": str(tmp_path / "out"), "DSA110_ENABLE_CALIBRATION_SOLVING": "1"}
     window = partitions.window_key(group.data_start)
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1)
-    defs = build_definitions(pipeline, ImagingResource(size=512, cell_arcsec=16, niter=300), calibration=SOLVING)
+    defs = build_definitions(Settings(pipeline=pipeline, imaging=ImagingResource(size=512, cell_arcsec=16, niter=300),
+                                      calibration=SOLVING))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert defs.resolve_job_def("observation_job").execute_in_process(instance=instance,
                                                                           partition_key=window).success

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -21,7 +21,7 @@ PASS_CONFIG, PASS_START = calibrator_field(
     SimConfig(n_antennas=24, n_integrations=6, channels_per_subband=4, n_sources=0, gains=True, seed=11,
               timestamp_jitter=False),
     "3C286",
-    datetime(2026, 3, 2, tzinfo=timezone.utc),
+    datetime(2026, 3, 2, tzinfo=UTC),
 )
 """A 3C286 transit with injected gains and bandpasses. No other sources: flux that the model
 lacks biases the gains by about its fraction of the calibrator's (see the README)."""
@@ -66,7 +66,7 @@ def test_transit_found_with_time_offset_and_attenuation():
 
 
 def test_best_transit_prefers_compact_then_bright_and_rejects_unusable():
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
 
     def transit(code, flux, attenuation=1.0):
         c = calibrators.Calibrator(f"{code}{flux}", 0.0, 0.0, flux, -0.7, code)

@@ -41,11 +41,11 @@ def read_columns(path):
 
 @pytest.fixture(scope="module")
 def both(simulated_group, tmp_path_factory):
-    from dsa_assets.sim.correlator import CorrelatorSimulator
-    from tests.conftest import SMALL, START
-
     # gains and a missing subband exercise every path of the writers
     from dataclasses import replace
+
+    from dsa_assets.sim.correlator import CorrelatorSimulator
+    from tests.conftest import SMALL, START
 
     d = tmp_path_factory.mktemp("writers")
     group = CorrelatorSimulator(replace(SMALL, gains=True)).write_observation(d / "in", START, missing=(6,))

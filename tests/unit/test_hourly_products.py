@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from dsa_assets import partitions
 from sensors.hourly_products import hours_ready
 
 HOUR = "2026-01-15-13:00"
-END = datetime(2026, 1, 15, 14, 0, tzinfo=timezone.utc).timestamp()
+END = datetime(2026, 1, 15, 14, 0, tzinfo=UTC).timestamp()
 
 
 def windows(n: int) -> set[str]:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC
 
 from dsa_assets import diskspace
 from dsa_assets.logs import JsonFormatter
@@ -61,9 +62,9 @@ def test_metrics_endpoint_aggregates_run_processes(tmp_path):
             "metrics.STAGE_DURATION.labels('conversion').observe(7.5)")
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
     queue = SubbandQueue(tmp_path / "q.db")
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    queue.register(tmp_path / "a_sb00.hdf5", file_time=datetime(2026, 1, 1, tzinfo=timezone.utc), subband=0)
+    queue.register(tmp_path / "a_sb00.hdf5", file_time=datetime(2026, 1, 1, tzinfo=UTC), subband=0)
     port = free_port()
     script = (
         "import sys, time; from pathlib import Path; from dsa_assets import metrics; "
@@ -99,48 +100,19 @@ def test_json_logs_carry_observation_and_stage():
     assert payload["observation"] == "2026-01-15T12:00:00" and payload["stage"] == "conversion"
 
 
-def test_stream_help_documents_every_option():
-    out = subprocess.run([sys.executable, "-m", "dsa_assets.streaming.cli", "--help"],
-                         capture_output=True, text=True, check=True).stdout
-    for option in ("--input-dir", "--output-dir", "--queue-db", "--enable-calibration-solving",
-                   "--enable-photometry", "--enable-mosaic-creation", "--scratch-dir", "--log-level",
-                   "--log-format", "--metrics-port", "--dagster-home", "--no-webserver", "--once",
-                   "--incomplete-timeout", "--disk-warn-gb", "--disk-pause-gb", "--image-size", "--cell-arcsec",
-                   "--imager"):
-        assert option in out
-
-
 def test_worker_commands_and_environment(tmp_path):
-    from dsa_assets.streaming.worker import StreamingWorker, WorkerConfig
+    from dsa_assets.streaming.worker import StreamingWorker, WorkerConfig, service_environment
 
     cfg = WorkerConfig(input_dir=tmp_path / "in", output_dir=tmp_path / "out", webserver=False)
     worker = StreamingWorker(cfg)
     (cmd,) = worker.command()
     assert cmd[0].endswith("dagster-daemon") and cmd[1:3] == ["run", "-m"]
-    env = cfg.environment()
+    env = service_environment(cfg)
     assert env["DAGSTER_HOME"] == str(tmp_path / "out" / "dagster_home")
-    assert env["DSA110_QUEUE_DB"] == str(tmp_path / "out" / "state" / "queue.sqlite3")
+    assert env["DSA110_SETTINGS"] == str(tmp_path / "out" / "state" / "settings.yaml")
+    assert worker.queue.db_path == tmp_path / "out" / "state" / "queue.sqlite3"
     with_ui = StreamingWorker(WorkerConfig(input_dir=tmp_path / "in", output_dir=tmp_path / "out", port=3456))
     assert "dev" in with_ui.command()[0] and "3456" in with_ui.command()[0]
-
-
-def test_imaging_options_reach_the_worker_and_the_daemon_definitions(tmp_path):
-    """--image-size, --cell-arcsec and --imager set the imaging resource of the in-process
-    definitions (--once) and, through the environment, of the daemon's code location."""
-    from dsa_assets.streaming.cli import build_parser, config_from_args
-
-    args = build_parser().parse_args(["--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"),
-                                      "--image-size", "1024", "--cell-arcsec", "12", "--imager", "tclean"])
-    cfg = config_from_args(args)
-    imaging = cfg.definitions().resources["imaging"]
-    assert (imaging.size, imaging.cell_arcsec, imaging.imager) == (1024, 12.0, "tclean")
-    code = ("from dsa_assets.definitions import defs; r = defs.resources['imaging']; "
-            "print(r.size, r.cell_arcsec, r.imager)")
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **cfg.environment()},
-                         capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["1024", "12.0", "tclean"]
-    default = config_from_args(build_parser().parse_args(["--input-dir", "i", "--output-dir", "o"]))
-    assert (default.image_size, default.cell_arcsec) == (2048, 6.0)
 
 
 def test_run_logs_are_json_lines_with_partition_run_and_observation(group_copy, tmp_path, monkeypatch):
@@ -150,13 +122,14 @@ def test_run_logs_are_json_lines_with_partition_run_and_observation(group_copy, 
     from dsa_assets import partitions
     from dsa_assets.definitions import build_definitions
     from resources.imaging import ImagingResource
+    from resources.settings import Settings
 
     group, incoming, _ = group_copy
     settle(incoming)
     log_file = tmp_path / "logs" / "dsa110.jsonl"
     monkeypatch.setenv("DSA110_LOG_FILE", str(log_file))
-    defs = build_definitions(PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0),
-                             ImagingResource(size=256, cell_arcsec=30, niter=50), calibration=SOLVING)
+    defs = build_definitions(Settings(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0,
+                                      imaging=ImagingResource(size=256, cell_arcsec=30, niter=50), calibration=SOLVING))
     window = partitions.window_key(group.data_start)
     overrides = {"python_logs": {"managed_python_loggers": ["dsa_assets"], "python_log_level": "INFO"}}
     with dg.instance_for_test(overrides=overrides) as instance:

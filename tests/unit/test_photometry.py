@@ -51,7 +51,7 @@ def test_beam_kernel_orientation_follows_bpa():
 def test_forced_fluxes_are_unbiased_with_unit_pulls():
     rng = np.random.default_rng(2)
     pulls = []
-    for trial in range(12):
+    for _trial in range(12):
         sources = grid_sources(20, rng)
         planes = synthetic_image(rng, sources)
         result = measure(planes, sources, PhotometryConfig(detect_snr=1e9, systematic_fraction=0))
@@ -106,7 +106,7 @@ def test_errors_calibrated_on_blank_sky_when_the_noise_map_understates_the_noise
     The systematic term then adds its fraction of the flux in quadrature."""
     rng = np.random.default_rng(5)
     pulls, honest_pulls, scales = [], [], []
-    for trial in range(6):
+    for _trial in range(6):
         sources = grid_sources(20, rng)
         planes = synthetic_image(rng, sources)
         honest = measure(planes, sources, PhotometryConfig(detect_snr=1e9, systematic_fraction=0))

@@ -9,7 +9,7 @@ import numpy as np
 
 from dsa_assets import constants as C
 from dsa_assets.naming import parse_subband_name
-from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, correlator_baselines, active_stations
+from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, active_stations, correlator_baselines
 from dsa_assets.sim.sky import Truth
 
 from ..conftest import SMALL

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from dsa_assets.exceptions import QueueError
 from dsa_assets.streaming import SubbandQueue
 
-T0 = datetime(2026, 1, 15, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 15, 12, 0, 0, tzinfo=UTC)
 
 
 def reg(q, tmp_path, seconds, sb, name=None):

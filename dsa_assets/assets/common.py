@@ -1,0 +1,65 @@
+"""What every partitioned asset shares: the product catalogue of its resources, the
+per-observation loop (log context, error translation, stage-duration metric) and metadata
+helpers. An asset body is then: which observations, what to do to one, what to report."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from typing import TypeVar
+
+import dagster as dg
+
+from resources.pipeline import PipelineResource
+
+from .. import metrics
+from ..exceptions import DSA110Error
+from ..logs import attach_log_file, log_context
+from ..product_catalogue import Observation, ProductCatalogue
+
+T = TypeVar("T")
+
+
+def catalogue(pipeline: PipelineResource) -> ProductCatalogue:
+    return ProductCatalogue(pipeline.queue(), pipeline.products(), pipeline.output_path)
+
+
+@contextmanager
+def step(context: dg.AssetExecutionContext, stage: str, observation: str | None = None):
+    """One unit of an asset's work: the run's log context (partition, run, stage, observation)
+    with the JSON log file attached; a platform error fails the partition (naming the
+    observation), and the wall time of a success goes to the ``stage`` duration metric."""
+    attach_log_file()
+    partition = context.partition_key if context.has_partition_key else None
+    with log_context(partition=partition, run_id=context.run.run_id, stage=stage,
+                     observation=observation):
+        t0 = time.perf_counter()
+        try:
+            yield
+        except DSA110Error as exc:
+            raise dg.Failure(description=f"{observation}: {exc}" if observation else str(exc)) from exc
+        metrics.STAGE_DURATION.labels(stage).observe(time.perf_counter() - t0)
+
+
+def for_each_observation(context: dg.AssetExecutionContext, observations: Iterable[Observation], stage: str,
+                         work: Callable[[Observation], T]) -> list[tuple[Observation, T]]:
+    """``work`` on each observation, each as one :func:`step`; returns (observation, result) pairs."""
+    done = []
+    for obs in observations:
+        with step(context, stage, obs.group_id):
+            result = work(obs)
+        done.append((obs, result))
+    return done
+
+
+def thumbnail_markdown(png_path, width: int = 360) -> str:
+    """An inline PNG for a metadata value (the UI shows it on the partition's page)."""
+    with open(png_path, "rb") as fh:
+        data = base64.b64encode(fh.read()).decode()
+    return f'<img src="data:image/png;base64,{data}" width="{width}"/>'
+
+
+def rounded(values: dict, digits: int = 2) -> dict:
+    return {k: round(v, digits) if isinstance(v, float) else v for k, v in values.items()}

@@ -1,0 +1,144 @@
+"""Quality checks as plain code: each check's logic and its named tolerances, with no Dagster.
+
+The asset checks (:mod:`dsa_assets.assets.checks`) call these and only turn the answer into a
+Dagster result; a notebook or a benchmark can call them the same way. Each function returns
+the list of problems (empty: passed) or a small record. Comparisons with a simulation's truth
+take a :class:`dsa_assets.truth.Truth` and are only made where one exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# -- Measurement Sets ------------------------------------------------------------------------
+
+MS_POLARIZATIONS = 2
+"""XX and YY."""
+
+
+def ms_problems(result, found: dict, n_subbands: int) -> list[str]:
+    """A converted Measurement Set (``found``: :func:`dsa_assets.stages.ms_inspect.inspect_ms`)
+    against what its conversion wrote (``result``: a ConversionResult): rows, channels and
+    polarisations agree, and exactly the missing subbands' channels are fully flagged."""
+    problems = []
+    expected = {"rows": result.n_rows, "channels": result.n_channels, "polarizations": MS_POLARIZATIONS}
+    for key, value in expected.items():
+        if found[key] != value:
+            problems.append(f"{result.group_id}: {key} {found[key]}, expected {value}")
+    flagged = found["flagged_channel_fraction"]
+    expected_flagged = len(result.subbands_missing) / n_subbands
+    if abs(flagged - expected_flagged) > 1e-6:
+        problems.append(f"{result.group_id}: {flagged:.3f} of channels fully flagged, expected {expected_flagged:.3f}")
+    return problems
+
+
+# -- calibration -----------------------------------------------------------------------------
+
+CALIBRATOR_FLUX_TOLERANCE = 0.02
+"""The calibrated calibrator's flux within this fraction of its model."""
+MAX_PHASE_SCATTER_DEG = 10.0
+"""The calibrated calibrator's visibility phases scatter less than this (deg)."""
+GAIN_AMPLITUDE_TOLERANCE = 0.01
+"""Solved total gains within this fraction of the simulated ones in amplitude ..."""
+GAIN_PHASE_TOLERANCE_DEG = 1.0
+"""... and this many degrees in phase."""
+MAX_FLAGGED_FRACTION = 0.5
+"""A calibrated Measurement Set with more of its data flagged fails its check."""
+
+
+def solution_problems(quality: dict, min_gain_snr: float, max_flagged_solutions: float) -> list[str]:
+    """Why a solution should not be used (empty: usable): median gain SNR below
+    ``min_gain_snr``, or a table with more than ``max_flagged_solutions`` of it flagged."""
+    problems = []
+    g = quality["tables"]["G"]
+    if (g["median_snr"] or 0.0) < min_gain_snr:
+        problems.append(f"median gain SNR {g['median_snr']} < {min_gain_snr}")
+    for kind, q in quality["tables"].items():
+        if q["flagged_fraction"] > max_flagged_solutions:
+            problems.append(f"{kind}: {q['flagged_fraction']:.0%} of solutions flagged")
+    return problems
+
+
+def calibrator_problems(quality: dict) -> list[str]:
+    """The calibrated calibrator against its model: flux ratio and phase scatter."""
+    problems = []
+    if abs(quality["flux_ratio"] - 1.0) > CALIBRATOR_FLUX_TOLERANCE:
+        problems.append(f"calibrated flux / model = {quality['flux_ratio']:.4f}")
+    if quality["phase_scatter_deg"] > MAX_PHASE_SCATTER_DEG:
+        problems.append(f"phase scatter {quality['phase_scatter_deg']:.1f} deg")
+    return problems
+
+
+def gains_miss_truth(errors: dict) -> bool:
+    """Whether solved gains (:func:`dsa_assets.stages.calibration.gain_errors`) miss the truth."""
+    return (errors["amplitude_error_max"] > GAIN_AMPLITUDE_TOLERANCE
+            or errors["phase_error_max_deg"] > GAIN_PHASE_TOLERANCE_DEG or bool(errors["solutions_missing"]))
+
+
+# -- images ----------------------------------------------------------------------------------
+
+MAX_RMS_OVER_THERMAL = 1.5
+"""An image's residual rms at most this many times the thermal expectation from the SEFD."""
+RECOVERY_SNR = 10.0
+"""Simulated sources brighter than this many sigma are held to their true position and flux."""
+RECOVERY_FLUX_TOLERANCE = 0.05
+"""... within this fraction of the true flux (plus 3 sigma)."""
+
+
+def noise_passes(rms_over_thermal: float) -> bool:
+    return bool(rms_over_thermal <= MAX_RMS_OVER_THERMAL)
+
+
+# -- photometry ------------------------------------------------------------------------------
+
+PULL_SNR = 5.0
+"""Forced fluxes of simulated sources above this many sigma enter the pull distribution."""
+MIN_PULLS = 5
+"""Fewer pulls than this say nothing: the check passes and says so."""
+MAX_PULL_MEAN = 0.5
+MAX_PULL_STD = 2.0
+
+
+@dataclass(frozen=True)
+class PullSummary:
+    """Pulls (measured - true) / error of forced fluxes against a simulation's truth."""
+
+    n: int
+    mean: float | None
+    std: float | None
+
+    @property
+    def passed(self) -> bool:
+        return self.n < MIN_PULLS or (abs(self.mean) < MAX_PULL_MEAN and self.std < MAX_PULL_STD)
+
+    @property
+    def enough(self) -> bool:
+        return self.n >= MIN_PULLS
+
+
+def forced_pulls(measurements: list[dict], truth) -> list[float]:
+    """Pulls of forced ``measurements`` (products-database rows: source_name, flux_jy,
+    flux_err_jy, snr) of the sources in ``truth``."""
+    true_flux = {s.name: s.flux_jy for s in truth.sources}
+    return [(m["flux_jy"] - true_flux[m["source_name"]]) / m["flux_err_jy"] for m in measurements
+            if m["source_name"] in true_flux and (m["snr"] or 0.0) > PULL_SNR]
+
+
+def summarize_pulls(pulls: list[float]) -> PullSummary:
+    if not pulls:
+        return PullSummary(0, None, None)
+    return PullSummary(len(pulls), float(np.mean(pulls)), float(np.std(pulls)))
+
+
+# -- imager cross-check ----------------------------------------------------------------------
+
+CROSSCHECK_SNR = 10.0
+"""Sources the WSClean image detects above this many sigma are compared."""
+CROSSCHECK_TOLERANCE = 0.03
+"""WSClean and tclean fluxes agree within this fraction (plus 3 sigma)."""
+
+
+def imagers_agree(flux_a: float, flux_b: float, sigma: float) -> bool:
+    return abs(flux_a - flux_b) <= CROSSCHECK_TOLERANCE * abs(flux_a) + 3 * sigma

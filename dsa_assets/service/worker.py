@@ -1,0 +1,236 @@
+"""StreamingWorker: runs the platform for one deployment, with or without its long-lived services.
+
+``run()`` prepares the deployment (the Dagster instance directory and its ``dagster.yaml``, the
+settings file the code location reads), recovers from a crash (queue rows stuck in processing
+go back to pending, half-published products are swept), then starts the Dagster daemon
+(sensors, run queue, retries) and, unless disabled, the webserver, as child processes, and stops
+them cleanly on SIGTERM/SIGINT. ``run_once()`` evaluates the same sensors once and executes the
+runs they request in this process, against the same instance, then returns: there is one
+scheduling rule, the sensors'.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from importlib import resources as _resources
+from pathlib import Path
+
+from resources.settings import SETTINGS_ENV, Settings
+
+from .. import casa_env, fsutil
+from ..logs import LOG_FILE_ENV
+from ..streaming.queue import COMPLETED, SubbandQueue
+
+log = logging.getLogger(__name__)
+
+WorkerConfig = Settings
+"""The name the pipeline this platform replaces gave a deployment's settings."""
+
+
+def service_environment(settings: Settings) -> dict[str, str]:
+    """What the Dagster processes of a deployment need in their environment: the instance, the
+    settings file, and where runs put metric samples and log lines."""
+    return {
+        "DAGSTER_HOME": str(settings.dagster_home),
+        SETTINGS_ENV: str(settings.settings_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(settings.metrics_dir),
+        LOG_FILE_ENV: str(settings.log_file),
+    }
+
+
+def instance_config_template() -> Path:
+    """The packaged local-instance ``dagster.yaml``."""
+    return Path(str(_resources.files("dsa_assets") / "data" / "dagster.yaml"))
+
+
+class StreamingWorker:
+    """Runs the platform for one deployment's :class:`Settings`."""
+
+    def __init__(self, settings: Settings, queue: SubbandQueue | None = None):
+        self.settings = settings
+        self.queue = queue or settings.pipeline.queue()
+        self._children: list[subprocess.Popen] = []
+        self._stopping = False
+
+    # -- shared set-up --------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create directories, the instance config and the settings file; recover what a crash
+        left behind."""
+        s, p = self.settings, self.settings.pipeline
+        for d in (Path(p.input_dir), p.output_path, p.scratch_path, s.dagster_home):
+            d.mkdir(parents=True, exist_ok=True)
+        target = s.dagster_home / "dagster.yaml"
+        template = instance_config_template()
+        if not target.exists() or target.read_text() != template.read_text():
+            shutil.copyfile(template, target)
+        s.write(s.settings_path)
+        os.environ.update(service_environment(s))
+        casa_env.configure()
+        # samples of processes from a previous start describe dead processes: start afresh
+        shutil.rmtree(s.metrics_dir, ignore_errors=True)
+        s.metrics_dir.mkdir(parents=True, exist_ok=True)
+        requeued = self.queue.requeue_stuck()
+        if requeued:
+            log.warning("re-queued %d observation(s) left processing by a crash: %s", len(requeued), requeued)
+        removed = [path for stage in self._stages() for path in stage.cleanup()]
+        removed += fsutil.sweep_scratch(p.scratch_path, "crosscheck-*")
+        if removed:
+            log.warning("removed %d partial product(s) left by a crash", len(removed))
+
+    def _stages(self) -> list:
+        """Every stage that publishes, for crash recovery."""
+        from ..stages.mosaic import MosaicConfig, MosaicStage
+        from ..stages.variability import VariabilityConfig, VariabilityStage
+
+        s, p = self.settings, self.settings.pipeline
+        return [p.conversion_stage(), s.calibration.stage(p.output_path, p.scratch_path),
+                s.imaging.stage(p.output_path, p.scratch_path), MosaicStage(MosaicConfig(p.output_path, p.scratch_path)),
+                VariabilityStage(VariabilityConfig(p.output_path, p.scratch_path))]
+
+    # -- long-running mode ----------------------------------------------------------------
+    def command(self) -> list[list[str]]:
+        """The service command lines (pure; tested without running them)."""
+        service = self.settings.service
+        bin_dir = Path(sys.executable).parent
+        target = ["-m", "dsa_assets.definitions", "-a", "defs"]
+        if service.webserver:
+            return [[str(bin_dir / "dagster"), "dev", *target, "-h", service.host, "-p", str(service.port),
+                     "--log-level", service.log_level.lower()]]
+        return [[str(bin_dir / "dagster-daemon"), "run", *target, "--log-level", service.log_level.lower()]]
+
+    def start_metrics(self) -> None:
+        """Serve ``/metrics`` if a port is configured."""
+        service, p = self.settings.service, self.settings.pipeline
+        if service.metrics_port:
+            from .. import metrics
+
+            metrics.serve(service.metrics_port, self.queue, {"output": p.output_path, "scratch": p.scratch_path},
+                          host=service.host)
+            log.info("metrics on http://%s:%d/metrics", service.host, service.metrics_port)
+
+    def run(self) -> int:
+        """Start the services and block until they exit or SIGTERM/SIGINT; returns an exit code."""
+        self.prepare()
+        self.start_metrics()
+        env = {**os.environ, **service_environment(self.settings)}
+        for argv in self.command():
+            log.info("starting %s", " ".join(argv))
+            self._children.append(subprocess.Popen(argv, env=env, start_new_session=True))
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            codes = [child.wait() for child in self._children]
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        return 0 if self._stopping else max(codes, default=0)
+
+    def _on_signal(self, signum, _frame) -> None:
+        log.info("signal %d: stopping services", signum)
+        self.stop()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Ask the services to stop (SIGTERM to their process groups), then kill stragglers."""
+        self._stopping = True
+        for child in self._children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in self._children:
+            try:
+                child.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+
+    # -- one-shot mode --------------------------------------------------------------------
+    def once_settings(self) -> Settings:
+        """One pass has no later tick to wait for: an incomplete hour is mosaicked with what it
+        has, and the variability table follows any new photometry."""
+        science = self.settings.science.model_copy(update={"mosaic_timeout_s": 0.0, "variability_interval_s": 0.0})
+        return self.settings.model_copy(update={"science": science})
+
+    def run_once(self) -> dict[str, list[str]]:
+        """In this process and against the deployment's Dagster instance: evaluate the arrival
+        sensor (over the whole input directory) and execute the observation runs it requests;
+        resume the windows whose runs a crash interrupted after conversion; then evaluate the
+        hourly-products sensor (its cursor kept between passes in the state directory) and execute
+        its mosaic and variability runs. Returns window -> observations run."""
+        import dagster as dg
+
+        from ..definitions import build_definitions
+
+        self.prepare()
+        settings = self.once_settings()
+        defs = build_definitions(settings)
+        cursors_path = settings.state_dir / "once_cursors.json"
+        cursors = json.loads(cursors_path.read_text()) if cursors_path.exists() else {}
+        ran: dict[str, list[str]] = {}
+        with dg.DagsterInstance.get() as instance:
+            resources = settings.resources()
+            arrival = self._tick(defs, "subband_arrival_sensor", instance, None, resources)
+            for event in arrival.asset_events:
+                instance.report_runless_asset_event(event)
+            for request in arrival.run_requests:
+                self._execute(defs, instance, request, "observation_job")
+                ran.setdefault(request.partition_key, []).append(request.tags.get("dsa110/observation", ""))
+            for window, (observations, selection) in self._unfinished_windows(defs, instance, set(ran)).items():
+                self._execute(defs, instance, None, "observation_job", window, selection, note=" (after conversion)")
+                ran[window] = observations
+            if any(s.name == "hourly_products_sensor" for s in defs.sensors):
+                hourly = self._tick(defs, "hourly_products_sensor", instance, cursors.get("hourly_products_sensor"),
+                                    resources)
+                results = [self._execute(defs, instance, r, r.job_name) for r in hourly.run_requests]
+                if all(results):  # a failed run is requested again by the next pass
+                    cursors["hourly_products_sensor"] = hourly.cursor
+                    fsutil.write_text_atomic(cursors_path, json.dumps(cursors))
+        return ran
+
+    @staticmethod
+    def _tick(defs, name: str, instance, cursor: str | None, resources: dict):
+        """One evaluation of a sensor of ``defs``."""
+        import dagster as dg
+
+        sensor = defs.resolve_sensor_def(name)
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+        result = sensor(context)
+        if result.skip_reason:
+            log.info("%s: %s", name, result.skip_reason.skip_message)
+        return result
+
+    def _execute(self, defs, instance, request, job_name: str, partition_key: str | None = None,
+                 selection=None, note: str = "") -> bool:
+        """Execute one run request (or a partition's ``selection`` of assets) in process."""
+        partition_key = request.partition_key if request else partition_key
+        tags = dict(request.tags) if request else {}
+        if request and request.run_key:
+            tags["dagster/run_key"] = request.run_key
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, partition_key=partition_key, tags=tags, asset_selection=selection,
+            raise_on_error=False)
+        what = {"observation_job": f"window {partition_key}", "mosaic_job": f"mosaic {partition_key}"}.get(
+            job_name, job_name.removesuffix("_job"))
+        log.info("%s: %s%s", what, "materialized" if result.success else "failed", note)
+        return result.success
+
+    def _unfinished_windows(self, defs, instance, skip: set[str]) -> dict[str, tuple[list[str], list]]:
+        """Windows (other than ``skip``) with converted observations whose later steps in the
+        observation job never materialized: a run interrupted after conversion. window ->
+        (observations, the asset keys to run)."""
+        import dagster as dg
+
+        from .. import windows
+
+        job = defs.resolve_job_def("observation_job")
+        after = sorted(k for k in job.asset_layer.executable_asset_keys if k != dg.AssetKey("measurement_set"))
+        done = {k: instance.get_materialized_partitions(k) for k in after}
+        unfinished: dict[str, tuple[list[str], list]] = {}
+        for group in self.queue.groups(COMPLETED):
+            window = windows.window_key(group.start)
+            missing = [k for k in after if window not in done[k]]
+            if window not in skip and missing:
+                unfinished.setdefault(window, ([], missing))[0].append(group.group_id)
+        return unfinished

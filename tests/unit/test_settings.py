@@ -1,0 +1,129 @@
+"""Settings are declared once: every field is an option of ``dsa110-stream`` and a key of the
+settings file, with one default everywhere, and a bad value stops the start naming the option
+and what it accepts."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from dsa_assets.exceptions import SettingsError
+from dsa_assets.service.cli import main, parse_settings
+from dsa_assets.stages.flagging import FlaggingConfig
+from dsa_assets.stages.imaging import ImagingConfig
+from dsa_assets.stages.photometry import PhotometryConfig
+from resources.calibration import CalibrationResource
+from resources.imaging import ImagingResource
+from resources.settings import Settings, all_option_specs
+
+
+def other_value(spec, tmp_path):
+    """A value of the setting's type that is not its default, and how to write it as options."""
+    if spec.type is bool:
+        return (not spec.default), [spec.flag]
+    if spec.choices:
+        value = next(c for c in spec.choices if c != spec.default)
+    elif spec.path:
+        value = str(tmp_path / spec.name)
+    elif spec.type is str:
+        value = "x" + str(spec.default or "")
+    elif spec.type is int:
+        value = int(spec.default or 0) + 7
+    else:
+        value = float(spec.default or 0.0) + 1.25
+    return value, [spec.flag, str(value)]
+
+
+def test_every_setting_is_an_option_and_survives_the_settings_file(tmp_path):
+    specs = all_option_specs()
+    flags = [f for s in specs for f in (s.flag, *s.aliases)]
+    assert len(flags) == len(set(flags)), "no two settings share an option"
+    assert len({s.name for s in specs}) == len(specs), "no two settings share a name"
+    assert all(s.help for s in specs), [s.name for s in specs if not s.help]
+    argv, expected = [], {}
+    for spec in specs:
+        expected[spec.dest], words = other_value(spec, tmp_path)
+        argv += words
+    _, settings = parse_settings(argv)
+    for spec in specs:
+        assert getattr(getattr(settings, spec.section), spec.name) == expected[spec.dest], spec.flag
+    written = settings.write(tmp_path / "settings.yaml")
+    assert Settings.read(written) == settings
+    # a settings file is a starting point that options override
+    _, again = parse_settings(["--settings", str(written), "--image-size", "512"])
+    assert again.imaging.size == 512 and again.model_copy(update={"imaging": settings.imaging}) == settings
+
+
+def test_one_default_everywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _, from_options = parse_settings(["--input-dir", "in", "--output-dir", "out"])
+    assert from_options == Settings(input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "out"))
+    # the resources build the stages from their fields: same names, same defaults
+    pairs = [(ImagingResource, ImagingConfig, set()), (resources_science(), PhotometryConfig, {
+        "enable_photometry", "enable_mosaic_creation", "new_source_factor", "mosaic_inputs", "mosaic_timeout_s",
+        "variability_interval_s"})]
+    for resource, config, elsewhere in pairs:
+        defaults = {f.name: f.default for f in dataclasses.fields(config)}
+        assert set(resource.model_fields) - elsewhere <= set(defaults), resource.__name__
+        for name in set(resource.model_fields) - elsewhere:
+            assert resource.model_fields[name].default == defaults[name], f"{resource.__name__}.{name}"
+    assert CalibrationResource.model_fields["rfi_flagger"].default == FlaggingConfig.rfi
+
+
+def resources_science():
+    from resources.science import ScienceResource
+
+    return ScienceResource
+
+
+def test_a_bad_value_stops_the_start_naming_the_option(tmp_path, capsys):
+    base = ["--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as stop:
+        main([*base, "--missing-calibration", "wiat"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "--missing-calibration" in err and "'fail', 'wait'" in err
+    with pytest.raises(SystemExit) as stop:
+        main([*base, "--image-size", "big"])
+    assert stop.value.code == 2 and "--image-size" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["--output-dir", str(tmp_path / "out")])
+    assert stop.value.code == 2 and "--input-dir is required" in capsys.readouterr().err
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"pipeline": {"input_dir": "/i", "output_dir": "/o"},
+                                   "calibration": {"missing_policy": "wiat"}}))
+    with pytest.raises(SettingsError, match=r"--missing-calibration \(calibration.missing_policy\): 'wiat' .*"
+                                            r"allowed: fail, wait"):
+        Settings.read(bad)
+    with pytest.raises(SystemExit) as stop:
+        main(["--settings", str(bad)])
+    assert stop.value.code == 2 and "allowed: fail, wait" in capsys.readouterr().err
+    with pytest.raises(SettingsError, match="unknown setting 'imgae_size'"):
+        Settings.parse({"input_dir": "/i", "output_dir": "/o", "imgae_size": 5})
+    # the daemon's code location refuses it the same way
+    load = subprocess.run([sys.executable, "-c", "from dsa_assets.definitions import defs"],
+                          env={**os.environ, "DSA110_SETTINGS": str(bad)}, capture_output=True, text=True)
+    assert load.returncode != 0 and "--missing-calibration" in load.stderr and "allowed: fail, wait" in load.stderr
+    unset = subprocess.run([sys.executable, "-c", "from dsa_assets.definitions import defs"],
+                           env={k: v for k, v in os.environ.items() if k != "DSA110_SETTINGS"},
+                           capture_output=True, text=True)
+    assert unset.returncode != 0 and "DSA110_SETTINGS is not set" in unset.stderr
+
+
+def test_the_code_location_reads_the_settings_file_the_command_line_writes(tmp_path):
+    path = tmp_path / "settings.yaml"
+    subprocess.run([sys.executable, "-m", "dsa_assets.service.cli", "--input-dir", str(tmp_path / "in"),
+                    "--output-dir", str(tmp_path / "out"), "--image-size", "1024", "--cell-arcsec", "12",
+                    "--imager", "tclean", "--enable-mosaic-creation", "--write-settings", str(path)], check=True)
+    code = ("from dsa_assets.definitions import defs; r = defs.resources['imaging']; "
+            "print(r.size, r.cell_arcsec, r.imager, defs.resources['pipeline'].input_dir, "
+            "sorted(s.name for s in defs.sensors))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DSA110_SETTINGS": str(path)},
+                         capture_output=True, text=True, check=True).stdout.split(maxsplit=4)
+    assert out[:4] == ["1024", "12.0", "tclean", str(tmp_path / "in")]
+    assert "hourly_products_sensor" in out[4]
