@@ -53,9 +53,9 @@ def main() -> int:
         cal_ms = convert.execute(group_id=cal.stamp, hdf5_files=cal.files).ms_path
         field_ms = convert.execute(group_id=field.stamp, hdf5_files=field.files).ms_path
         sky = catalogue.read(root / "in" / SKY_CATALOGUE)
-        resource = CalibrationResource(reference_catalogue=str(root / "in" / SKY_CATALOGUE))
+        resource = CalibrationResource()
         calibration = resource.stage(out, scratch)
-        model = resource.model(calibrators.by_name("3C286"), observation_span(cal_ms))
+        model = resource.model(calibrators.by_name("3C286"), observation_span(cal_ms), sky)
         solved = calibration.execute_solve(cal.stamp, cal_ms, model)
         applied = calibration.execute_apply(field.stamp, field_ms, solved)
         imaged = ImagingStage(ImagingConfig(output_dir=out, scratch_dir=scratch)).execute(

@@ -20,4 +20,4 @@ echo "Dagster UI: http://127.0.0.1:${DSA110_PORT:-3000}"
 dsa110-stream --input-dir "$DEMO/incoming" --output-dir "$DEMO/output" \
   --port "${DSA110_PORT:-3000}" --stable-seconds 2 --enable-calibration-solving \
   --enable-photometry --enable-mosaic-creation --mosaic-timeout 120 \
-  --reference-catalogue "$DEMO/incoming/sky_catalogue.csv" "$@"
+  --reference-catalogue "$DEMO/incoming/sky_catalogue.csv" --simulated "$@"

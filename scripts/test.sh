@@ -4,6 +4,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"
-# Tests make their own Dagster instances; never touch a user's.
-unset DAGSTER_HOME
+# Lint first: the rule set is in pyproject.toml ([tool.ruff.lint]).
+ruff check .
+# Tests make their own Dagster instances and settings; never touch a user's.
+unset DAGSTER_HOME DSA110_SETTINGS
 exec python -m pytest -p no:cacheprovider "$@"

@@ -6,7 +6,7 @@ from resources.pipeline import PipelineResource
 
 from .. import partitions
 from ..logs import attach_log_file, log_context
-from ..streaming.observations import convert_window
+from ..stages.window_conversion import convert_window
 from .checks import MS_CHECK, ms_check
 from .subband_files import SUBBAND_FILES
 

@@ -133,8 +133,10 @@ class ConversionStage:
         """Check that the files form one consistent observation; list every problem found.
 
         A missing subband is not an error (its channels are flagged). Raises
-        InconsistentGroupError (inconsistent group) or InvalidSubbandError (no usable file).
+        InconsistentGroupError (inconsistent group) or InvalidSubbandError (no usable file), and
+        ProductNameError for a ``group_id`` that is not an observation id.
         """
+        naming.observation_id(group_id)
         problems: list[str] = []
         headers: list[SubbandHeader] = []
         for f in hdf5_files:

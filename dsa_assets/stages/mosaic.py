@@ -114,6 +114,7 @@ class MosaicStage:
         from reproject import reproject_interp
         from reproject.mosaicking import find_optimal_celestial_wcs
 
+        naming.hour_key(key)  # a malformed key is refused before anything is read or written
         self.validate(inputs)
         t0 = time.perf_counter()
         planes = []

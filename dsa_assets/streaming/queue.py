@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..constants import GROUP_TOLERANCE_S, N_SUBBANDS
+from ..constants import GROUP_TOLERANCE_S, N_SUBBANDS, OBSERVATION_CADENCE_S
 from ..exceptions import QueueError
 from ..naming import format_time
 
@@ -84,6 +84,18 @@ class GroupRecord:
     @property
     def start(self) -> datetime:
         return datetime.fromtimestamp(self.canonical_time, UTC)
+
+    def waited(self, timeout_s: float, now: float) -> bool:
+        """Whether it has waited ``timeout_s`` for missing subbands (:func:`stale_cutoffs`)."""
+        first_seen_before, stamped_before = stale_cutoffs(timeout_s, now)
+        return self.first_seen <= first_seen_before or self.canonical_time <= stamped_before
+
+
+def stale_cutoffs(timeout_s: float, now: float) -> tuple[float, float]:
+    """The one rule for how long an incomplete group waits (Unix s): it has waited once its
+    first file arrived before the first cutoff, or (old data registered only now) its stamp is
+    older than the second, the timeout plus one observation cadence."""
+    return now - timeout_s, now - timeout_s - OBSERVATION_CADENCE_S
 
 
 @dataclass(frozen=True)
@@ -314,15 +326,14 @@ class SubbandQueue:
         )
         return [GroupRecord(*r) for r in rows]
 
-    def stale_groups(self, timeout_s: float, cadence_s: float = 309.0, now: float | None = None) -> list[GroupRecord]:
-        """Pending, incomplete, undecided groups that have waited ``timeout_s``: their first
-        file arrived that long ago, or (old data registered only now) their stamp is older
-        than the timeout plus one cadence. Same rule as ``observations.is_stale``."""
+    def stale_groups(self, timeout_s: float, now: float | None = None) -> list[GroupRecord]:
+        """Pending, incomplete, undecided groups that have waited ``timeout_s``
+        (:func:`stale_cutoffs`)."""
         now = time.time() if now is None else now
         rows = self._read(
             f"SELECT {_GROUP_COLS} FROM groups WHERE state = ? AND n_subbands < ? AND decision IS NULL "
             "AND (first_seen <= ? OR canonical_time <= ?) ORDER BY canonical_time",
-            (PENDING, self.expected_subbands, now - timeout_s, now - timeout_s - cadence_s),
+            (PENDING, self.expected_subbands, *stale_cutoffs(timeout_s, now)),
         )
         return [GroupRecord(*r) for r in rows]
 

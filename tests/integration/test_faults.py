@@ -9,7 +9,7 @@ import pytest
 
 from dsa_assets import partitions
 from dsa_assets.stages.imaging import ImagingConfig, ImagingError, ImagingStage
-from dsa_assets.streaming.observations import convert_window
+from dsa_assets.stages.window_conversion import convert_window
 from resources.pipeline import PipelineResource
 
 from ..conftest import settle

@@ -17,6 +17,7 @@ import pytest
 
 from dsa_assets import partitions
 from dsa_assets.streaming.worker import instance_config_template
+from resources.settings import Settings
 
 from ..conftest import settle
 
@@ -53,11 +54,12 @@ def test_celery_worker_executes_the_observation_job(group_copy, tmp_path):
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # the worker runs `celery`
         "DAGSTER_HOME": str(home),
-        "DSA110_INPUT_DIR": str(incoming),
-        "DSA110_OUTPUT_DIR": str(tmp_path / "out"),
-        "DSA110_STABLE_S": "0",
-        "DSA110_ENABLE_CALIBRATION_SOLVING": "1",
-        "DSA110_EXECUTOR": "celery",
+        # the deployment's one settings file, read by the submitting process and the worker alike
+        "DSA110_SETTINGS": str(Settings(
+            input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0, enable_solving=True,
+            executor="celery", celery_broker=f"redis://127.0.0.1:{port}/0",
+            celery_backend=f"redis://127.0.0.1:{port}/1").write(tmp_path / "settings.yaml")),
+        # the worker's own Celery configuration (deploy/production/celery.yaml)
         "DSA110_CELERY_BROKER": f"redis://127.0.0.1:{port}/0",
         "DSA110_CELERY_BACKEND": f"redis://127.0.0.1:{port}/1",
         "WINDOW": partitions.window_key(group.data_start),

@@ -44,12 +44,12 @@ def test_asset_graph_and_partition_metadata_in_the_ui(group_copy, tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(instance_config_template(), home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "DSA110_INPUT_DIR": str(incoming),
-           "DSA110_OUTPUT_DIR": str(tmp_path / "out"), "DSA110_ENABLE_CALIBRATION_SOLVING": "1"}
     window = partitions.window_key(group.data_start)
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1)
-    defs = build_definitions(Settings(pipeline=pipeline, imaging=ImagingResource(size=512, cell_arcsec=16, niter=300),
-                                      calibration=SOLVING))
+    settings = Settings(pipeline=pipeline, imaging=ImagingResource(size=512, cell_arcsec=16, niter=300),
+                        calibration=SOLVING)
+    defs = build_definitions(settings)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "DSA110_SETTINGS": str(settings.write(tmp_path / "settings.yaml"))}
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert defs.resolve_job_def("observation_job").execute_in_process(instance=instance,
                                                                           partition_key=window).success

@@ -131,6 +131,6 @@ def test_remosaicking_replaces_the_whole_set_at_once(tmp_path):
 def test_missing_input_is_refused(tmp_path):
     stage = MosaicStage(MosaicConfig(output_dir=tmp_path))
     with pytest.raises(MosaicError, match="no images"):
-        stage.execute("k", [])
+        stage.execute("2026-01-15-13:00", [])
     with pytest.raises(MosaicError, match="missing input"):
-        stage.execute("k", [MosaicInput("x", tmp_path / "i.fits", tmp_path / "r.fits", tmp_path / "p.fits")])
+        stage.execute("2026-01-15-13:00", [MosaicInput("x", tmp_path / "i.fits", tmp_path / "r.fits", tmp_path / "p.fits")])
