@@ -69,9 +69,9 @@ def main() -> int:
         print("calibrated_ms steps:", {k: round(v, 1) for k, v in applied.timings_s.items()})
         print("imaging steps:", {k: round(v, 1) for k, v in imaged.timings_s.items()})
         q = solved.quality
-        print(f"solution: G median SNR {q['tables']['G']['median_snr']:.0f}, calibrated flux / model "
-              f"{q['flux_ratio']:.4f}, phase scatter {q['phase_scatter_deg']:.2f} deg, "
-              f"flagged {solved.flags['fraction_after']:.3f}")
+        print(f"solution: G median SNR {q.tables['G'].median_snr:.0f}, calibrated flux / model "
+              f"{q.flux_ratio:.4f}, phase scatter {q.phase_scatter_deg:.2f} deg, "
+              f"flagged {solved.flags.fraction_after:.3f}")
         m = imaged.metrics
         print(f"image rms {m['rms_jy'] * 1e3:.2f} mJy/beam ({m['rms_over_thermal']:.2f} x thermal), "
               f"peak {m['peak_jy']:.3f} Jy, dynamic range {m['dynamic_range']:.0f}")

@@ -48,26 +48,28 @@ MAX_FLAGGED_FRACTION = 0.5
 """A calibrated Measurement Set with more of its data flagged fails its check."""
 
 
-def solution_problems(quality: dict, min_gain_snr: float, max_flagged_solutions: float) -> list[str]:
-    """Why a solution should not be used (empty: usable): median gain SNR below
-    ``min_gain_snr``, or a table with more than ``max_flagged_solutions`` of it flagged."""
+def solution_problems(quality, min_gain_snr: float, max_flagged_solutions: float) -> list[str]:
+    """Why a solution (its :class:`~dsa_assets.stages.gain_solutions.SolutionQuality`) should
+    not be used (empty: usable): median gain SNR below ``min_gain_snr``, or a table with more
+    than ``max_flagged_solutions`` of it flagged."""
     problems = []
-    g = quality["tables"]["G"]
-    if (g["median_snr"] or 0.0) < min_gain_snr:
-        problems.append(f"median gain SNR {g['median_snr']} < {min_gain_snr}")
-    for kind, q in quality["tables"].items():
-        if q["flagged_fraction"] > max_flagged_solutions:
-            problems.append(f"{kind}: {q['flagged_fraction']:.0%} of solutions flagged")
+    g = quality.tables["G"]
+    if (g.median_snr or 0.0) < min_gain_snr:
+        problems.append(f"median gain SNR {g.median_snr} < {min_gain_snr}")
+    for kind, q in quality.tables.items():
+        if q.flagged_fraction > max_flagged_solutions:
+            problems.append(f"{kind}: {q.flagged_fraction:.0%} of solutions flagged")
     return problems
 
 
-def calibrator_problems(quality: dict) -> list[str]:
-    """The calibrated calibrator against its model: flux ratio and phase scatter."""
+def calibrator_problems(quality) -> list[str]:
+    """The calibrated calibrator against its model (a SolutionQuality): flux ratio and phase
+    scatter."""
     problems = []
-    if abs(quality["flux_ratio"] - 1.0) > CALIBRATOR_FLUX_TOLERANCE:
-        problems.append(f"calibrated flux / model = {quality['flux_ratio']:.4f}")
-    if quality["phase_scatter_deg"] > MAX_PHASE_SCATTER_DEG:
-        problems.append(f"phase scatter {quality['phase_scatter_deg']:.1f} deg")
+    if abs(quality.flux_ratio - 1.0) > CALIBRATOR_FLUX_TOLERANCE:
+        problems.append(f"calibrated flux / model = {quality.flux_ratio:.4f}")
+    if quality.phase_scatter_deg > MAX_PHASE_SCATTER_DEG:
+        problems.append(f"phase scatter {quality.phase_scatter_deg:.1f} deg")
     return problems
 
 

@@ -13,6 +13,7 @@ import os
 from pathlib import Path, PurePath
 from typing import Literal
 
+import dagster as dg
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -57,16 +58,6 @@ class ServiceSettings(BaseModel):
     """Celery result backend URL (executor celery)."""
 
 
-SECTIONS: dict[str, type[BaseModel]] = {
-    "pipeline": PipelineResource,
-    "calibration": CalibrationResource,
-    "imaging": ImagingResource,
-    "science": ScienceResource,
-    "service": ServiceSettings,
-}
-"""Section name -> model, in the order of the command line's help."""
-
-
 def all_option_specs() -> list[OptionSpec]:
     """Every setting of every section."""
     return [spec for name, model in SECTIONS.items() for spec in option_specs(name, model)]
@@ -82,9 +73,10 @@ def _section_of_field() -> dict[str, str]:
 
 
 class Settings(BaseModel):
-    """All settings of one deployment, by section. Built from the command line, from a settings
-    file, or in Python with the fields of any section given flat:
-    ``Settings(input_dir="in", output_dir="out", size=1024)``."""
+    """All settings of one deployment, by section: each field is a section, and each section a
+    resource the assets ask for by that name (or the service's settings). A new section is one
+    field here. Built from the command line, from a settings file, or in Python with the
+    fields of any section given flat: ``Settings(input_dir="in", output_dir="out", size=1024)``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -136,8 +128,8 @@ class Settings(BaseModel):
         return self.state_dir / "logs" / "dsa110.jsonl"
 
     def resources(self) -> dict:
-        """The Dagster resources, by the names the assets ask for."""
-        return {name: getattr(self, name) for name in ("pipeline", "calibration", "imaging", "science")}
+        """The Dagster resources, by the names the assets ask for (their section names)."""
+        return {name: getattr(self, name) for name, model in SECTIONS.items() if issubclass(model, dg.ConfigurableResource)}
 
     def with_absolute_paths(self, base: Path | None = None) -> Settings:
         """Path settings made absolute (relative to ``base``, default the working directory);
@@ -187,6 +179,10 @@ class Settings(BaseModel):
                                 "<output>/state/settings.yaml; `dsa110-stream --write-settings FILE ...` writes one "
                                 "without starting anything)")
         return cls.read(path)
+
+
+SECTIONS: dict[str, type[BaseModel]] = {name: f.annotation for name, f in Settings.model_fields.items()}
+"""Section name -> model, in the order of the command line's help."""
 
 
 def _plain(value):

@@ -88,11 +88,11 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
             "transit": dg.MetadataValue.json(o.transit.as_dict()),
             "refant": sol.refant,
             "model_sources": len(sol.sources),
-            "gain_median_snr": round(q["tables"]["G"]["median_snr"] or 0.0, 1),
-            "bandpass_median_snr": round(q["tables"]["B"]["median_snr"] or 0.0, 1),
-            "calibrated_flux_ratio": round(q["flux_ratio"], 5),
-            "phase_scatter_deg": round(q["phase_scatter_deg"], 3),
-            "fraction_flagged": round(sol.flags["fraction_after"], 5),
+            "gain_median_snr": round(q.tables["G"].median_snr or 0.0, 1),
+            "bandpass_median_snr": round(q.tables["B"].median_snr or 0.0, 1),
+            "calibrated_flux_ratio": round(q.flux_ratio, 5),
+            "phase_scatter_deg": round(q.phase_scatter_deg, 3),
+            "fraction_flagged": round(sol.flags.fraction_after, 5),
             "timings_s": dg.MetadataValue.json(rounded(sol.timings_s)),
         })
     return dg.MaterializeResult(metadata=metadata, check_results=[quality_check(solved, assigned, solve_failures)])
@@ -121,7 +121,7 @@ def calibrated_ms(context: dg.AssetExecutionContext, pipeline: PipelineResource,
         res = stage.execute_apply(obs.group_id, obs.ms_path, Path(solution["path"]))
         products.db.record_calibrated_ms(group_id=obs.group_id, partition_key=context.partition_key,
                                          path=str(res.ms_path), solution_group_id=solution["group_id"],
-                                         flagged_fraction=res.flags["fraction_after_applycal"])
+                                         flagged_fraction=res.fraction_flagged)
         context.log.info(f"calibrated {obs.group_id} with the solution of {solution['group_id']}")
         return res, solution
 
@@ -134,10 +134,10 @@ def calibrated_ms(context: dg.AssetExecutionContext, pipeline: PipelineResource,
             "path": dg.MetadataValue.path(str(res.ms_path)),
             "solution_partition": solution["partition_key"],
             "calibrator": solution["calibrator"],
-            "fraction_flagged": res.flags["fraction_after_applycal"],
-            "rfi_fraction": res.flags["rfi_fraction"],
-            "dead_antennas": dg.MetadataValue.json(res.flags["dead_antennas"]),
+            "fraction_flagged": res.fraction_flagged,
+            "rfi_fraction": res.flags.rfi_fraction,
+            "dead_antennas": dg.MetadataValue.json(res.flags.dead_antennas),
             "timings_s": dg.MetadataValue.json(rounded(res.timings_s)),
         })
-    check = flagged_check([r.flags["fraction_after_applycal"] for r, _ in results])
+    check = flagged_check([r.fraction_flagged for r, _ in results])
     return dg.MaterializeResult(metadata=metadata, check_results=[check])

@@ -62,7 +62,8 @@ def calibrate_observation(stage: CalibrationStage, db, policy, group_id: str, ms
             db.record_solution(
                 group_id=group_id, partition_key=partition_key, calibrator=transit.calibrator.label, mid_unix=mid,
                 path=str(sol.directory), refant=sol.refant, valid=not out.problems,
-                quality={**sol.quality, "problems": out.problems, "transit": transit.as_dict(), "flags": sol.flags,
+                quality={**sol.quality.as_dict(), "problems": out.problems, "transit": transit.as_dict(),
+                         "flags": sol.flags.as_dict(),
                          "timings_s": sol.timings_s},
             )
     chosen = db.nearest_solution(mid, policy.validity_hours * 3600.0)

@@ -48,7 +48,7 @@ class FlaggingConfig:
             raise ValueError(f"rfi must be one of {RFI_METHODS}, got {self.rfi!r}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class FlagReport:
     """Flagged fractions (0..1) of all visibilities before and after, and what each step found."""
 

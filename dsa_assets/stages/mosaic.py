@@ -54,8 +54,11 @@ class MosaicConfig:
     pb_cutoff: float = 0.1
 
 
-@dataclass
+@dataclass(frozen=True)
 class MosaicResult:
+    """A published hourly mosaic: FITS planes by kind, thumbnail, the inputs combined, noise
+    metrics (Jy/beam) and step times (s)."""
+
     key: str
     paths: dict[str, Path]
     thumbnail: Path

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..exceptions import CalibrationError
+
 _UTC = UTC
 
 
@@ -140,3 +142,25 @@ def observation_span(ms_path: Path | str) -> ObservationSpan:
     ra, dec = float(np.degrees(np.arctan2(y, x)) % 360.0), float(np.degrees(np.arcsin(z)))
     mid_time = Time(mid / 86400.0, format="mjd", scale="utc")
     return ObservationSpan(start, end, geometry.apparent_dec_rad(ra, dec, mid_time, geometry.default_site()), ra, dec)
+
+
+def casa_table(path, readonly=True):
+    """A casacore table, read-only unless asked (close it: use ``with``)."""
+    from casacore.tables import table
+
+    return table(str(path), readonly=readonly, ack=False)
+
+
+def dish_diameter_m(ms: Path | str) -> float:
+    """Median dish diameter (m) in the ANTENNA table."""
+    with casa_table(Path(ms) / "ANTENNA") as tb:
+        return float(np.median(tb.getcol("DISH_DIAMETER")))
+
+
+def channel_frequencies(ms: Path | str) -> np.ndarray:
+    """Channel frequencies (Hz) of the one spectral window; CalibrationError if there are more."""
+    with casa_table(Path(ms) / "SPECTRAL_WINDOW") as tb:
+        if tb.nrows() != 1:
+            raise CalibrationError(f"{ms}: {tb.nrows()} spectral windows; one is supported")
+        return tb.getcol("CHAN_FREQ")[0]
+

@@ -32,7 +32,7 @@ half the beam's major axis. ``bench/source_finding.py`` compares it with Aegean 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +62,7 @@ class PhotometryConfig:
     the field reads within 1% (``bench/imaging.py``)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Measurement:
     """One flux density measurement. Fluxes in Jy; position in ICRS degrees."""
 
@@ -83,8 +83,11 @@ class Measurement:
         return self.flux_jy / self.flux_err_jy if self.flux_err_jy > 0 else 0.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class PhotometryResult:
+    """An image's measurements (forced and blind), its median noise (Jy/beam), restoring beam
+    (arcsec, arcsec, deg) and step times (s)."""
+
     measurements: list[Measurement]
     rms_jy: float
     beam_arcsec: tuple[float, float, float]
@@ -278,11 +281,11 @@ def measure(planes: ImagePlanes, catalogue_sources, config: PhotometryConfig = P
     occupied = [(float(x), float(y)) for x, y in zip(*wcs.world_to_pixel_values(
         [m.ra_deg for m in out + blind], [m.dec_deg for m in out + blind]))] if out or blind else []
     scale = blank_sky_error_scale(planes, occupied, radius, config.blank_fits)
-    for m in out + blind:
-        m.flux_err_jy = float(np.hypot(m.flux_err_jy * scale, config.systematic_fraction * m.flux_jy))
+    measured = [replace(m, flux_err_jy=float(np.hypot(m.flux_err_jy * scale, config.systematic_fraction * m.flux_jy)))
+                for m in out + blind]
     finite = planes.noise[np.isfinite(planes.noise)]
     beam = (header["BMAJ"] * 3600, header["BMIN"] * 3600, header.get("BPA", 0.0))
-    return PhotometryResult(out + blind, float(np.median(finite)) if finite.size else float("nan"), beam,
+    return PhotometryResult(measured, float(np.median(finite)) if finite.size else float("nan"), beam,
                             {"forced": t1 - t0, "blind": time.perf_counter() - t1}, error_scale=scale)
 
 

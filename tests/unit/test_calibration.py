@@ -122,9 +122,9 @@ def test_solutions_recover_injected_gains_and_bandpasses(calibrator_pass, solved
 
 def test_calibrator_flux_and_solution_quality(solved):
     _, sol = solved
-    assert abs(sol.quality["flux_ratio"] - 1.0) < 0.02
-    assert sol.quality["phase_scatter_deg"] < 5.0
-    assert sol.quality["tables"]["G"]["median_snr"] > 50 and sol.quality["tables"]["G"]["flagged_fraction"] == 0.0
+    assert abs(sol.quality.flux_ratio - 1.0) < 0.02
+    assert sol.quality.phase_scatter_deg < 5.0
+    assert sol.quality.tables["G"].median_snr > 50 and sol.quality.tables["G"].flagged_fraction == 0.0
     assert set(sol.timings_s) >= {"flagging", "model", "delay_K", "bandpass_B", "gain_G", "applycal"}
 
 
