@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .exceptions import CatalogueError
+
 COLUMNS = ("name", "ra_deg", "dec_deg", "flux_jy", "spectral_index")
 DEFAULT_SPECTRAL_INDEX = -0.7
 
@@ -44,14 +46,61 @@ def write(path: Path | str, sources) -> None:
 
 
 def read(path: Path | str) -> list[CatalogueSource]:
-    """Read a catalogue; raises ValueError naming the file when a required column is missing."""
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"name", "ra_deg", "dec_deg", "flux_jy"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{path}: catalogue lacks column(s) {sorted(missing)}")
-        return [CatalogueSource(r["name"], float(r["ra_deg"]), float(r["dec_deg"]), float(r["flux_jy"]),
-                                float(r.get("spectral_index") or DEFAULT_SPECTRAL_INDEX)) for r in reader]
+    """Read and check a catalogue. Refused with :class:`CatalogueError`, every problem listed
+    with its line number (the header is line 1): a missing required column, an empty or
+    repeated name (two sources would share one light curve), a value that is not a finite
+    number, a position outside RA [0, 360) or Dec [-90, 90]."""
+    try:
+        with open(path, newline="") as fh:
+            sources, problems = _read_rows(path, csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CatalogueError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if problems:
+        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+        raise CatalogueError(f"{path}: {len(problems)} bad row(s): {shown}")
+    return sources
+
+
+def _read_rows(path, reader: csv.DictReader) -> tuple[list[CatalogueSource], list[str]]:
+    missing = set(COLUMNS[:4]) - set(reader.fieldnames or ())
+    if missing:
+        raise CatalogueError(f"{path}: catalogue lacks column(s) {sorted(missing)} (line 1: {reader.fieldnames})")
+    sources, problems, first_line = [], [], {}
+    for row in reader:
+        line = reader.line_num
+        source, why = _parse_row(row)
+        if why:
+            problems.append(f"line {line}: {why}")
+        elif source.name in first_line:
+            problems.append(f"line {line}: name {source.name!r} repeats line {first_line[source.name]}")
+        else:
+            first_line[source.name] = line
+            sources.append(source)
+    return sources, problems
+
+
+def _parse_row(row: dict) -> tuple[CatalogueSource | None, str | None]:
+    """A row as a source, or why it is not one."""
+    name = (row.get("name") or "").strip()
+    if not name:
+        return None, "empty name"
+    values = {}
+    for column in ("ra_deg", "dec_deg", "flux_jy", "spectral_index"):
+        text = (row.get(column) or "").strip()
+        if column == "spectral_index" and not text:
+            values[column] = DEFAULT_SPECTRAL_INDEX
+            continue
+        try:
+            values[column] = float(text)
+        except ValueError:
+            return None, f"{column} {text!r} is not a number"
+        if not np.isfinite(values[column]):
+            return None, f"{column} {text!r} is not finite"
+    if not 0.0 <= values["ra_deg"] < 360.0:
+        return None, f"ra_deg {values['ra_deg']} outside [0, 360)"
+    if not -90.0 <= values["dec_deg"] <= 90.0:
+        return None, f"dec_deg {values['dec_deg']} outside [-90, 90]"
+    return CatalogueSource(name, **values), None
 
 
 def separation_deg(sources, ra_deg: float, dec_deg: float) -> np.ndarray:

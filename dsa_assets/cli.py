@@ -38,7 +38,7 @@ def lightcurve(args) -> int:
     from .products import ProductsDB
     from .variability import metrics
 
-    db = ProductsDB(args.products_db)
+    db = ProductsDB(args.products_db, must_exist=True)
     rows = db.light_curve(args.source, image_kind="mosaic" if args.mosaics else "observation")
     if not rows:
         print(f"no measurements of {args.source!r}", file=sys.stderr)
@@ -68,7 +68,7 @@ def variables(args) -> int:
     from .products import ProductsDB
     from .variability import metrics
 
-    db = ProductsDB(args.products_db)
+    db = ProductsDB(args.products_db, must_exist=True)
     table = []
     for name in db.measured_sources():
         rows = db.light_curve(name)
@@ -92,7 +92,13 @@ def variables(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return {"lightcurve": lightcurve, "variables": variables}[args.command](args)
+    from .exceptions import ProductsError
+
+    try:
+        return {"lightcurve": lightcurve, "variables": variables}[args.command](args)
+    except ProductsError as exc:
+        print(f"dsa110: error: --products-db {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -51,3 +51,11 @@ class SettingsError(DSA110Error):
 
 class ProductNameError(DSA110Error):
     """A product was asked for under a malformed key (not an observation id or partition key)."""
+
+
+class CatalogueError(DSA110Error, ValueError):
+    """A reference catalogue cannot be used; the message lists each bad row with its line number."""
+
+
+class ProductsError(DSA110Error):
+    """The products database cannot be opened as asked (a reader found no database)."""

@@ -34,6 +34,8 @@ class Observation:
     last_arrival_unix: float
     state: str
     """Its subband group's queue state: pending, processing, completed or failed."""
+    error: str | None
+    """Why it failed (queue state failed), as recorded."""
     ms_path: Path | None
     duration_s: float | None
     """Span of the Measurement Set's integrations."""
@@ -96,6 +98,10 @@ class ProductCatalogue:
         """The observations of one hourly partition."""
         return self.observations(*windows.hour_bounds(key), having=having)
 
+    def observation(self, group_id: str) -> Observation:
+        """One observation by id (QueueError if the queue does not know it)."""
+        return self._observation(self.queue.group(group_id))
+
     def mosaic(self, key: str) -> MosaicProducts:
         files = {kind: path for kind, path in naming.mosaic_files(self.output_dir, key).items() if path.exists()}
         return MosaicProducts(key, files, naming.mosaic_dir(self.output_dir, key) / f"{naming.mosaic_stem(key)}.png")
@@ -114,7 +120,7 @@ class ProductCatalogue:
                 images = {kind: path for kind, path in files.items() if path.exists()}
         return Observation(
             group_id=gid, window=windows.window_key(group.start), start_unix=group.canonical_time,
-            last_arrival_unix=group.last_arrival, state=group.state,
+            last_arrival_unix=group.last_arrival, state=group.state, error=group.error,
             ms_path=Path(group.ms_path) if converted else None,
             duration_s=(ms_row or {}).get("duration_s"),
             solution_group_id=assignment["solution_group_id"] if assignment else None,

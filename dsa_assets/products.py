@@ -32,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from .exceptions import ProductsError
+
 SCHEMA_VERSION = 5
 """2: calibration solutions, assignments and calibrated Measurement Sets.
 3: images (observations and mosaics), sources and flux measurements.
@@ -228,10 +230,15 @@ def _cluster_measurements(engine: Engine) -> None:
 class ProductsDB:
     """Handle on the products database; creates the schema on first use."""
 
-    def __init__(self, target: str | Path):
+    def __init__(self, target: str | Path, must_exist: bool = False):
+        """``must_exist``: refuse (ProductsError) an SQLite file that is not there instead of
+        creating it, for readers."""
         self.url = database_url(target)
         if self.url.startswith("sqlite:///"):
-            Path(self.url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(self.url[len("sqlite:///") :])
+            if must_exist and not path.is_file():
+                raise ProductsError(f"{path}: no products database there")
+            path.parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(self.url, future=True)
         _cluster_measurements(self.engine)
         metadata.create_all(self.engine)
@@ -303,6 +310,14 @@ class ProductsDB:
 
     def observation_image(self, group_id: str) -> dict | None:
         return self._get(observation_images, group_id)
+
+    def observation_images_since(self, unix: float) -> list[dict]:
+        """Observation images recorded after ``unix`` (Unix s), oldest first."""
+        c = observation_images.c
+        since = datetime.fromtimestamp(unix, UTC)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(observation_images).where(c.created_at > since).order_by(c.created_at))
+            return [dict(r._mapping) for r in rows]
 
     # -- photometry ----------------------------------------------------------------------------
 

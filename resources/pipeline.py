@@ -72,16 +72,21 @@ class PipelineResource(dg.ConfigurableResource):
         return Path(self.output_dir)
 
     @property
+    def state_dir(self) -> Path:
+        """The deployment's own state: queue, products database, settings, logs, metrics."""
+        return self.output_path / "state"
+
+    @property
     def scratch_path(self) -> Path:
         return Path(self.scratch_dir) if self.scratch_dir else self.output_path / "scratch"
 
     @property
     def queue_path(self) -> Path:
-        return Path(self.queue_db) if self.queue_db else self.output_path / "state" / "queue.sqlite3"
+        return Path(self.queue_db) if self.queue_db else self.state_dir / "queue.sqlite3"
 
     @property
     def products_target(self) -> str:
-        return self.products_db or str(self.output_path / "state" / "products.sqlite3")
+        return self.products_db or str(self.state_dir / "products.sqlite3")
 
     @cached_property
     def reference_sources(self) -> list:

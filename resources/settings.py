@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from dsa_assets import fsutil
 from dsa_assets.exceptions import SettingsError
 
+from .alerts import AlertsResource
 from .calibration import CalibrationResource
 from .imaging import ImagingResource
 from .options import OptionSpec, option, option_specs
@@ -84,6 +85,7 @@ class Settings(BaseModel):
     calibration: CalibrationResource = Field(default_factory=CalibrationResource)
     imaging: ImagingResource = Field(default_factory=ImagingResource)
     science: ScienceResource = Field(default_factory=ScienceResource)
+    alerts: AlertsResource = Field(default_factory=AlertsResource)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
 
     @model_validator(mode="before")
@@ -111,7 +113,7 @@ class Settings(BaseModel):
 
     @property
     def state_dir(self) -> Path:
-        return self.pipeline.output_path / "state"
+        return self.pipeline.state_dir
 
     @property
     def settings_path(self) -> Path:

@@ -16,6 +16,8 @@ dsa110-sim --output-dir "$DEMO/incoming" --n-observations 12 --start "$START" --
   --realtime-factor 10 > "$DEMO/simulator.log" 2>&1 &
 SIM=$!
 trap 'kill $SIM 2>/dev/null || true' EXIT
+# the platform checks its reference catalogue before starting: the simulator writes it first
+for _ in $(seq 120); do [ -s "$DEMO/incoming/sky_catalogue.csv" ] && break; sleep 0.5; done
 echo "Dagster UI: http://127.0.0.1:${DSA110_PORT:-3000}"
 dsa110-stream --input-dir "$DEMO/incoming" --output-dir "$DEMO/output" \
   --port "${DSA110_PORT:-3000}" --stable-seconds 2 --enable-calibration-solving \

@@ -65,6 +65,7 @@ def measurement_set(context: dg.AssetExecutionContext, pipeline: PipelineResourc
                 "duration_s": round(first.duration_s, 2),
                 "phase_center_deg": f"{first.phase_center_ra_deg:.5f}, {first.phase_center_dec_deg:.5f}",
                 "conversion_s": round(sum(r.wall_time_s for r in results), 2),
+                "nonfinite_samples_flagged": sum(r.n_nonfinite for r in results),
             }
         )
     return dg.MaterializeResult(metadata=metadata, check_results=[ms_check(results, pipeline.expected_subbands)])

@@ -15,6 +15,7 @@ GROUP_TITLES = {
     "calibration": "calibration",
     "imaging": "imaging",
     "science": "photometry, mosaics and variability",
+    "alerts": "alerts",
     "service": "service",
 }
 

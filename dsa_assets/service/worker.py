@@ -11,6 +11,7 @@ scheduling rule, the sensors'.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,10 +19,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from importlib import resources as _resources
 from pathlib import Path
 
 from resources.settings import SETTINGS_ENV, Settings
+from sensors.alerts import failure_reasons
 
 from .. import casa_env, fsutil
 from ..logs import LOG_FILE_ENV
@@ -30,6 +34,10 @@ from ..streaming.queue import COMPLETED, SubbandQueue
 log = logging.getLogger(__name__)
 
 WorkerConfig = Settings
+
+STOP_GRACE_S = 10.0
+"""Seconds the services get to stop on SIGTERM before they are killed: well inside systemd's
+stop timeout (and the 15 s the operators asked for), however the signal is delivered."""
 """The name the pipeline this platform replaces gave a deployment's settings."""
 
 
@@ -42,6 +50,24 @@ def service_environment(settings: Settings) -> dict[str, str]:
         "PROMETHEUS_MULTIPROC_DIR": str(settings.metrics_dir),
         LOG_FILE_ENV: str(settings.log_file),
     }
+
+
+@dataclass
+class OnceReport:
+    """What one ``--once`` pass did: window -> observations run, and each failed run's reason."""
+
+    windows: dict[str, list[str]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    waiting: str | None = None
+    """Why the arrival sensor requested nothing, when it did not."""
+    started_unix: float = field(default_factory=time.time)
+
+    def add(self, outcome: tuple[str, str | None]) -> str | None:
+        """Record a run's outcome; returns its failure (None: it succeeded)."""
+        what, failure = outcome
+        if failure:
+            self.failures[what] = failure
+        return failure
 
 
 def instance_config_template() -> Path:
@@ -134,17 +160,30 @@ class StreamingWorker:
         log.info("signal %d: stopping services", signum)
         self.stop()
 
-    def stop(self, timeout_s: float = 60.0) -> None:
-        """Ask the services to stop (SIGTERM to their process groups), then kill stragglers."""
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop the services within ``grace_s`` seconds: SIGTERM to each service's process tree
+        (the daemon, the webserver, their code servers and run processes), then SIGKILL to what
+        is left. A run cut short this way is marked failed by run monitoring at the next start
+        and retried (its products are replaced atomically), so a quick stop loses no work."""
+        import psutil
+
         self._stopping = True
+        tree = []
         for child in self._children:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(child.pid)
+                tree += [root, *root.children(recursive=True)]
+        for process in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.terminate()
+        _, alive = psutil.wait_procs(tree, timeout=grace_s)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
         for child in self._children:
-            try:
-                child.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)  # anything started during the grace period
+            child.wait()
 
     # -- one-shot mode --------------------------------------------------------------------
     def once_settings(self) -> Settings:
@@ -153,12 +192,12 @@ class StreamingWorker:
         science = self.settings.science.model_copy(update={"mosaic_timeout_s": 0.0, "variability_interval_s": 0.0})
         return self.settings.model_copy(update={"science": science})
 
-    def run_once(self) -> dict[str, list[str]]:
+    def run_once(self) -> OnceReport:
         """In this process and against the deployment's Dagster instance: evaluate the arrival
         sensor (over the whole input directory) and execute the observation runs it requests;
         resume the windows whose runs a crash interrupted after conversion; then evaluate the
         hourly-products sensor (its cursor kept between passes in the state directory) and execute
-        its mosaic and variability runs. Returns window -> observations run."""
+        its mosaic and variability runs. Returns what was run and what failed."""
         import dagster as dg
 
         from ..definitions import build_definitions
@@ -168,26 +207,28 @@ class StreamingWorker:
         defs = build_definitions(settings)
         cursors_path = settings.state_dir / "once_cursors.json"
         cursors = json.loads(cursors_path.read_text()) if cursors_path.exists() else {}
-        ran: dict[str, list[str]] = {}
+        report = OnceReport()
         with dg.DagsterInstance.get() as instance:
             resources = settings.resources()
             arrival = self._tick(defs, "subband_arrival_sensor", instance, None, resources)
+            report.waiting = arrival.skip_reason.skip_message if arrival.skip_reason else None
             for event in arrival.asset_events:
                 instance.report_runless_asset_event(event)
             for request in arrival.run_requests:
-                self._execute(defs, instance, request, "observation_job")
-                ran.setdefault(request.partition_key, []).append(request.tags.get("dsa110/observation", ""))
-            for window, (observations, selection) in self._unfinished_windows(defs, instance, set(ran)).items():
-                self._execute(defs, instance, None, "observation_job", window, selection, note=" (after conversion)")
-                ran[window] = observations
+                report.add(self._execute(defs, instance, request, "observation_job"))
+                report.windows.setdefault(request.partition_key, []).append(request.tags.get("dsa110/observation", ""))
+            for window, (observations, selection) in self._unfinished_windows(defs, instance, set(report.windows)).items():
+                report.add(self._execute(defs, instance, None, "observation_job", window, selection,
+                                         note=" (after conversion)"))
+                report.windows[window] = observations
             if any(s.name == "hourly_products_sensor" for s in defs.sensors):
                 hourly = self._tick(defs, "hourly_products_sensor", instance, cursors.get("hourly_products_sensor"),
                                     resources)
-                results = [self._execute(defs, instance, r, r.job_name) for r in hourly.run_requests]
-                if all(results):  # a failed run is requested again by the next pass
+                failures = [report.add(self._execute(defs, instance, r, r.job_name)) for r in hourly.run_requests]
+                if not any(failures):  # a failed run is requested again by the next pass
                     cursors["hourly_products_sensor"] = hourly.cursor
                     fsutil.write_text_atomic(cursors_path, json.dumps(cursors))
-        return ran
+        return report
 
     @staticmethod
     def _tick(defs, name: str, instance, cursor: str | None, resources: dict):
@@ -202,8 +243,9 @@ class StreamingWorker:
         return result
 
     def _execute(self, defs, instance, request, job_name: str, partition_key: str | None = None,
-                 selection=None, note: str = "") -> bool:
-        """Execute one run request (or a partition's ``selection`` of assets) in process."""
+                 selection=None, note: str = "") -> tuple[str, str | None]:
+        """Execute one run request (or a partition's ``selection`` of assets) in process: (what
+        was run, why it failed or None)."""
         partition_key = request.partition_key if request else partition_key
         tags = dict(request.tags) if request else {}
         if request and request.run_key:
@@ -214,7 +256,7 @@ class StreamingWorker:
         what = {"observation_job": f"window {partition_key}", "mosaic_job": f"mosaic {partition_key}"}.get(
             job_name, job_name.removesuffix("_job"))
         log.info("%s: %s%s", what, "materialized" if result.success else "failed", note)
-        return result.success
+        return what, None if result.success else failure_reasons(result.all_events) or "run failed"
 
     def _unfinished_windows(self, defs, instance, skip: set[str]) -> dict[str, tuple[list[str], list]]:
         """Windows (other than ``skip``) with converted observations whose later steps in the

@@ -118,6 +118,8 @@ class ConversionResult:
     phase_center_dec_deg: float
     wall_time_s: float
     timings_s: dict = field(default_factory=dict)
+    n_nonfinite: int = 0
+    """NaN or infinite visibility samples in the files (bad packets), written as flagged zeros."""
 
 
 class ConversionStage:
@@ -252,7 +254,10 @@ class ConversionStage:
             phase_center_dec_deg=info["dec_deg"],
             wall_time_s=time.perf_counter() - t_start,
             timings_s=timings,
+            n_nonfinite=info["n_nonfinite"],
         )
+        if result.n_nonfinite:
+            log.warning("%s: %d non-finite visibility samples (bad packets) flagged", group_id, result.n_nonfinite)
         if self.config.products_db:
             from ..products import ProductsDB
 
@@ -378,21 +383,23 @@ class ConversionStage:
                 t0 = time.perf_counter()
                 geo = self._geometry(plan)
                 timings["geometry"] = time.perf_counter() - t0
-                self._write_streaming(plan, geo, reader, ms_path, timings)
+                n_nonfinite = self._write_streaming(plan, geo, reader, ms_path, timings)
         else:
             t0 = time.perf_counter()
             geo = self._geometry(plan)
             timings["geometry"] = time.perf_counter() - t0
-            self._write_pyuvdata(plan, geo, ms_path, timings)
+            n_nonfinite = self._write_pyuvdata(plan, geo, ms_path, timings)
         return {
             "n_rows": int(plan.reference.n_blts),
+            "n_nonfinite": int(n_nonfinite),
             "duration_s": geo.duration_s,
             "ra_deg": float(geo.center.ra.deg),
             "dec_deg": float(geo.center.dec.deg),
         }
 
-    def _write_streaming(self, plan: GroupPlan, geo: ObservationGeometry, reader, ms_path: Path, timings: dict):
-        """Block-by-block writer (:mod:`dsa_assets.stages.ms_writer`): bounded memory."""
+    def _write_streaming(self, plan: GroupPlan, geo: ObservationGeometry, reader, ms_path: Path, timings: dict) -> int:
+        """Block-by-block writer (:mod:`dsa_assets.stages.ms_writer`): bounded memory. Returns
+        the number of non-finite samples flagged."""
         from . import ms_subtables, ms_writer
 
         ref = plan.reference
@@ -412,7 +419,8 @@ class ConversionStage:
             ms_path, ref.n_blts, len(plan.freqs_hz), len(ref.polarizations), reader.block_rows
         )
         try:
-            ms_writer.write_main_table(ms, reader, plan, rows, plan.freqs_hz, len(ref.polarizations), timings)
+            n_nonfinite = ms_writer.write_main_table(ms, reader, plan, rows, plan.freqs_hz, len(ref.polarizations),
+                                                     timings)
             ms.putcolkeyword("DATA", "QuantumUnits", "uncalib")
             ms.putkeyword("pyuvdata_flip_conj", True)
         finally:
@@ -443,9 +451,11 @@ class ConversionStage:
             ),
         )
         timings["write_subtables"] = time.perf_counter() - t0
+        return n_nonfinite
 
-    def _write_pyuvdata(self, plan: GroupPlan, geo: ObservationGeometry, ms_path: Path, timings: dict) -> None:
-        """Reference writer: the whole observation in memory, written by pyuvdata.write_ms."""
+    def _write_pyuvdata(self, plan: GroupPlan, geo: ObservationGeometry, ms_path: Path, timings: dict) -> int:
+        """Reference writer: the whole observation in memory, written by pyuvdata.write_ms.
+        Returns the number of non-finite samples, written as flagged zeros."""
         ref = plan.reference
         n_blts, n_pols, n_chan = ref.n_blts, len(ref.polarizations), len(plan.freqs_hz)
         t0 = time.perf_counter()
@@ -458,6 +468,9 @@ class ConversionStage:
             data[:, cols] = vis
             flags[:, cols] = flg
             nsamples[:, cols] = nsa
+        bad = ~np.isfinite(data)
+        n_nonfinite = int(bad.sum())
+        data[bad], flags[bad] = 0, True
         timings["read"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         freqs = plan.freqs_hz
@@ -472,6 +485,7 @@ class ConversionStage:
             warnings.simplefilter("ignore")
             uv.write_ms(str(ms_path), clobber=True, run_check=False)
         timings["write"] = time.perf_counter() - t0
+        return n_nonfinite
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,9 @@ class RowGeometry:
 
 
 @numba.njit(cache=True, nogil=True)
-def _assemble_kernel(raw, cols, swapped, delay, freqs, out, uniform):  # pragma: no cover - compiled
+def _assemble_kernel(raw, cols, swapped, delay, freqs, out, bad, uniform):  # pragma: no cover - compiled
     n_sb, n_rows, n_ch, n_pol = raw.shape
+    n_bad = 0
     for r in range(n_rows):
         a = 2.0 * np.pi * delay[r] * (1.0 if swapped[r] else -1.0)
         for i in range(n_sb):
@@ -81,8 +82,14 @@ def _assemble_kernel(raw, cols, swapped, delay, freqs, out, uniform):  # pragma:
                 rc = np.complex64(rot)
                 for p in range(n_pol):
                     z = raw[i, r, k, p]
-                    out[r, c, p] = (z if swapped[r] else np.conj(z)) * rc
+                    if np.isfinite(z.real) and np.isfinite(z.imag):
+                        out[r, c, p] = (z if swapped[r] else np.conj(z)) * rc
+                    else:  # a bad packet: zero it, and flag it
+                        out[r, c, p] = 0
+                        bad[r, c, p] = True
+                        n_bad += 1
                 rot *= step
+    return n_bad
 
 
 @numba.njit(cache=True, nogil=True)
@@ -113,16 +120,18 @@ def _weights_kernel(raw_ns, cols, n_chan, out):  # pragma: no cover - compiled
                 out[r, p] = np.median(full)
 
 
-def assemble_block(raw, cols, swapped, delay, freqs, out) -> None:
+def assemble_block(raw, cols, swapped, delay, freqs, out, bad) -> int:
     """Place every subband's block into ascending-frequency columns of ``out`` while
-    rephasing by ``exp(+-2 pi i f delay)`` and flipping to the MS sign convention.
+    rephasing by ``exp(+-2 pi i f delay)`` and flipping to the MS sign convention. A NaN or
+    infinite sample (a bad packet) becomes 0 and is marked in ``bad``; returns how many.
 
     ``raw``: (Nsubbands, Nrows, Nch, Npol) in file channel order; ``cols``: output column of
-    each (subband, channel); ``out``: (Nrows, Nchan, Npol), written in place.
+    each (subband, channel); ``out``: (Nrows, Nchan, Npol), written in place; ``bad``: boolean,
+    same shape, only set (the caller clears it).
     """
     steps = np.diff(freqs[cols], axis=1)
     uniform = bool(steps.size == 0 or np.allclose(steps, steps.flat[0], rtol=0, atol=1e-3))
-    _assemble_kernel(raw, cols, swapped, delay, freqs, out, uniform)
+    return _assemble_kernel(raw, cols, swapped, delay, freqs, out, bad, uniform)
 
 
 def row_weights(raw_ns, cols, n_chan, out) -> None:
@@ -331,9 +340,10 @@ def block_rows_for(plan) -> int:
 
 def write_main_table(
     ms, reader: BlockReader, plan, rows: RowGeometry, freqs: np.ndarray, n_pol: int, timings: dict | None = None
-) -> None:
+) -> int:
     """Fill DATA, FLAG, WEIGHT, SIGMA block by block from ``reader``, then the per-row columns.
-    Adds the seconds spent waiting for reads, assembling and writing to ``timings``."""
+    Adds the seconds spent waiting for reads, assembling and writing to ``timings``. Returns the
+    number of non-finite samples, written as flagged zeros."""
     spent = {"wait_read": 0.0, "assemble": 0.0, "put": 0.0}
     n_chan = len(freqs)
     block_rows = reader.block_rows
@@ -345,16 +355,22 @@ def write_main_table(
     flags[:, present] = False
     flags_dirty = False
     weight = np.zeros((block_rows, n_pol), np.float32)
+    bad = np.zeros((block_rows, n_chan, n_pol), bool)
+    n_nonfinite = 0
     t = time.perf_counter()
     for r0, r1, (raw_vis, raw_flags, raw_ns) in reader:
         spent["wait_read"] += time.perf_counter() - t
         t = time.perf_counter()
         nr = r1 - r0
-        assemble_block(raw_vis, cols, rows.swapped[r0:r1], rows.delay_s[r0:r1], freqs, data[:nr])
-        if flags_dirty or raw_flags.any():  # correlator files carry no flags: skip the copy
+        n_bad = assemble_block(raw_vis, cols, rows.swapped[r0:r1], rows.delay_s[r0:r1], freqs, data[:nr], bad[:nr])
+        if flags_dirty or n_bad or raw_flags.any():  # correlator files carry no flags: skip the copy
             for i in range(len(cols)):
                 flags[:nr, cols[i]] = raw_flags[i]
             flags_dirty = True
+        if n_bad:
+            flags[:nr] |= bad[:nr]
+            bad[:nr] = False
+            n_nonfinite += n_bad
         row_weights(raw_ns, cols, n_chan, weight[:nr])
         sigma = np.zeros_like(weight[:nr])
         np.power(weight[:nr], -0.5, where=weight[:nr] != 0, out=sigma)
@@ -376,5 +392,6 @@ def write_main_table(
     ms.putcol("INTERVAL", rows.interval_s)
     ms.putcol("EXPOSURE", rows.interval_s)
     ms.putcol("SCAN_NUMBER", np.ones(len(rows.ant1), np.int32))
+    return n_nonfinite
 
 

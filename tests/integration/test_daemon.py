@@ -26,10 +26,17 @@ def materialized(dagster_home: Path) -> set[str]:
         return instance.get_materialized_partitions(dg.AssetKey("measurement_set"))
 
 
-def test_stream_daemon_materializes_arriving_observation_and_stops_on_sigterm(tmp_path):
+@pytest.mark.parametrize("delivery", ["service", "process tree"])
+def test_stream_daemon_materializes_arriving_observation_and_stops_on_sigterm(tmp_path, delivery):
+    """The daemon materializes an arriving observation; SIGTERM, sent to the service alone or
+    to every one of its processes (systemd's KillMode=control-group), stops everything within
+    15 s."""
     from datetime import datetime, timedelta
 
+    import psutil
+
     incoming, out = tmp_path / "in", tmp_path / "out"
+    incoming.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "dsa_assets.streaming.cli", "--input-dir", str(incoming), "--output-dir", str(out),
@@ -50,12 +57,16 @@ def test_stream_daemon_materializes_arriving_observation_and_stops_on_sigterm(tm
         assert window in materialized(out / "dagster_home")
         ms = out / "ms" / group.stamp[:10] / f"{group.stamp}.ms"
         assert ms.is_dir()
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        assert len(tree) > 2, "the daemon and its code server run beside the service"
+        t0 = time.monotonic()
+        for process in tree if delivery == "process tree" else tree[:1]:
+            process.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+        stopped_s = time.monotonic() - t0
+        _, alive = psutil.wait_procs(tree, timeout=5)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            rc = proc.wait(90)
-        except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            raise
-    assert rc == 0
+    assert rc == 0 and stopped_s < 15, f"exit {rc} after {stopped_s:.1f} s"
+    assert alive == [], f"left running: {alive}"

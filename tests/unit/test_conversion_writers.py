@@ -121,3 +121,31 @@ def test_block_reader_that_dies_is_an_error_not_a_hang(converted_ms):
             pass
     assert time.monotonic() - t < 10
     reader.close()
+
+
+@pytest.mark.parametrize("writer", ["streaming", "pyuvdata"])
+def test_nonfinite_samples_are_flagged_and_counted(group_copy, tmp_path, writer):
+    """A bad packet (NaN and Inf samples in one subband) becomes flagged zeros, counted; the
+    rest of the data is untouched."""
+    import h5py
+    from casacore import tables
+
+    group, _, files = group_copy
+    with h5py.File(files[3], "r+") as fh:
+        vis = fh["Data/visdata"]
+        block = vis[5:15]
+        block[:, 0, :2, 0] = np.nan
+        block[:, 0, 2, 1] = np.inf
+        vis[5:15] = block
+    n_bad = 10 * 2 + 10
+    clean = ConversionStage(ConversionConfig(output_dir=tmp_path / "clean", writer=writer)).execute(
+        group_id=group.stamp, hdf5_files=group.files)
+    result = ConversionStage(ConversionConfig(output_dir=tmp_path / "bad", writer=writer)).execute(
+        group_id=group.stamp, hdf5_files=files)
+    assert result.n_nonfinite == n_bad and clean.n_nonfinite == 0
+    with tables.table(str(result.ms_path), ack=False) as t, tables.table(str(clean.ms_path), ack=False) as c:
+        data, flags, reference = t.getcol("DATA"), t.getcol("FLAG"), c.getcol("DATA")
+    assert np.isfinite(data).all()
+    newly_flagged = flags & ~np.isnan(reference) & (data == 0) & (reference != 0)
+    assert newly_flagged.sum() == n_bad
+    assert np.array_equal(data[~flags], reference[~flags])
