@@ -54,7 +54,7 @@ else:
     from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
     stage = ConversionStage(ConversionConfig(output_dir=dst, scratch_dir=dst + "/scratch", writer=mode))
     t0 = time.perf_counter()
-    result = stage.execute(group_id="bench", hdf5_files=files)
+    result = stage.execute(group_id=files[0].rsplit("/", 1)[-1].split("_sb")[0], hdf5_files=files)
     print(json.dumps({"timings": result.timings_s, "ms": str(result.ms_path)}), file=sys.stderr)
 wall = time.perf_counter() - t0
 t1 = time.perf_counter()
