@@ -15,7 +15,6 @@ import dagster as dg
 import pytest
 
 from dsa_assets.alerts import Alert
-from dsa_assets.streaming import SubbandQueue
 from resources.alerts import AlertsResource
 from resources.pipeline import PipelineResource
 from sensors.alerts import operations, run_failure_alert, run_failure_alerts
@@ -33,7 +32,7 @@ def webhook():
     received = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (the http.server interface)
+        def do_POST(self):
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(200)
             self.end_headers()
@@ -55,7 +54,7 @@ def smtp():
     received = []
 
     class Handler:
-        async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's interface)
+        async def handle_DATA(self, server, session, envelope):
             received.append(message_from_bytes(envelope.content))
             return "250 OK"
 
@@ -166,3 +165,9 @@ def test_a_failed_run_raises_an_alert_with_its_steps_error(webhook, tmp_path):
     assert alert["reason"] == "image: wsclean exited 1"
     assert alert["link"] == f"http://ui:3000/runs/{result.run_id}"
     assert run_failure_alert(result.dagster_run, [], "http://ui").reason.startswith("run of ")
+
+
+def test_alerts_off_keep_nothing(tmp_path):
+    off = AlertsResource().alerter(tmp_path)
+    assert off.notify([Alert("run_failed", "k", "r")], now=0.0) == 0
+    assert not (tmp_path / "alerts.json").exists()
