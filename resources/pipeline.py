@@ -8,7 +8,7 @@ docstring) and the settings file holds it (:mod:`resources.settings`).
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -88,13 +88,14 @@ class PipelineResource(dg.ConfigurableResource):
     def products_target(self) -> str:
         return self.products_db or str(self.state_dir / "products.sqlite3")
 
-    @cached_property
     def reference_sources(self) -> list:
         """The reference catalogue's sources (:class:`dsa_assets.catalogue.CatalogueSource`);
-        empty without a catalogue."""
-        from dsa_assets import catalogue
-
-        return catalogue.read(self.reference_catalogue) if self.reference_catalogue else []
+        empty without a catalogue. Read once per file version: a step asks for them per
+        observation. (Not a cached property: Dagster would take the cached value for a field.)"""
+        if not self.reference_catalogue:
+            return []
+        path = Path(self.reference_catalogue)
+        return _read_catalogue(path, path.stat().st_mtime_ns if path.exists() else 0)
 
     def products(self):
         from dsa_assets.products import ProductsDB
@@ -115,3 +116,10 @@ class PipelineResource(dg.ConfigurableResource):
                 expected_subbands=self.expected_subbands,
             )
         )
+
+
+@lru_cache(maxsize=8)
+def _read_catalogue(path: Path, _mtime_ns: int) -> list:
+    from dsa_assets import catalogue
+
+    return catalogue.read(path)

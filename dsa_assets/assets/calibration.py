@@ -41,7 +41,7 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
 
     def calibrate(obs):
         o = calibrate_observation(stage, products.db, calibration, obs.group_id, obs.ms_path, context.partition_key,
-                                  field_sources=pipeline.reference_sources)
+                                  field_sources=pipeline.reference_sources())
         if o.transits:
             context.log.info(f"{obs.group_id}: transits {[t.as_dict() for t in o.transits]}")
         if o.solve_failure:

@@ -69,7 +69,7 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
         context.log.info(f"{obs.group_id}: measuring {files['image'].name}")
         t = time.perf_counter()
         result, new = _measure_and_record(
-            products.db, science, pipeline.reference_sources,
+            products.db, science, pipeline.reference_sources(),
             lambda s: stage.execute_observation(files["image"], files["residual"], files["pb"], s, psf=files["psf"]),
             obs.group_id, "observation", context.partition_key, files["image"], obs.mid_unix)
         context.log.info(f"{obs.group_id}: {len(result.forced())} forced, {len(result.blind())} blind, "
@@ -154,7 +154,7 @@ def mosaic_photometry(context: dg.AssetExecutionContext, pipeline: PipelineResou
     # mosaics made before residual and dirty-beam products were kept are fitted with the restoring beam
     with step(context, "mosaic_photometry"):
         result, new = _measure_and_record(
-            products.db, science, pipeline.reference_sources,
+            products.db, science, pipeline.reference_sources(),
             lambda s: stage.execute_mosaic(files["image"], files["noise"], s, files.get("residual"), files.get("psf")),
             f"mosaic:{context.partition_key}", "mosaic", context.partition_key, files["image"],
             (start.timestamp() + end.timestamp()) / 2)

@@ -55,7 +55,7 @@ def problems(settings: Settings, create_input_dir: bool = False) -> list[str]:
                 break  # everything else defaults to a place under it
     if p.reference_catalogue:
         try:
-            p.reference_sources  # noqa: B018  (reads and checks the catalogue once, cached)
+            p.reference_sources()
         except CatalogueError as exc:
             found.append(f"--reference-catalogue {exc}")
     return found

@@ -83,6 +83,8 @@ class StreamingWorker:
         self.queue = queue or settings.pipeline.queue()
         self._children: list[subprocess.Popen] = []
         self._stopping = False
+        self._tree: list = []
+        self._kill_at: float | None = None
 
     # -- shared set-up --------------------------------------------------------------------
     def prepare(self) -> None:
@@ -141,7 +143,9 @@ class StreamingWorker:
             log.info("metrics on http://%s:%d/metrics", service.host, service.metrics_port)
 
     def run(self) -> int:
-        """Start the services and block until they exit or SIGTERM/SIGINT; returns an exit code."""
+        """Start the services and block until they exit or SIGTERM/SIGINT; returns an exit code.
+        The signal handler only starts the stop; this loop does the waiting and the killing (a
+        handler that waited on a child would wait on the lock the interrupted wait holds)."""
         self.prepare()
         self.start_metrics()
         env = {**os.environ, **service_environment(self.settings)}
@@ -150,40 +154,48 @@ class StreamingWorker:
             self._children.append(subprocess.Popen(argv, env=env, start_new_session=True))
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
-            codes = [child.wait() for child in self._children]
+            while any(child.poll() is None for child in self._children):
+                if self._kill_at is not None and time.monotonic() >= self._kill_at:
+                    self._kill()
+                time.sleep(0.2)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-        return 0 if self._stopping else max(codes, default=0)
+        return 0 if self._stopping else max((child.returncode for child in self._children), default=0)
 
     def _on_signal(self, signum, _frame) -> None:
         log.info("signal %d: stopping services", signum)
         self.stop()
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
-        """Stop the services within ``grace_s`` seconds: SIGTERM to each service's process tree
-        (the daemon, the webserver, their code servers and run processes), then SIGKILL to what
-        is left. A run cut short this way is marked failed by run monitoring at the next start
-        and retried (its products are replaced atomically), so a quick stop loses no work."""
+        """Start stopping the services: SIGTERM to each service's process tree (the daemon, the
+        webserver, their code servers and run processes); ``run`` kills what is left after
+        ``grace_s`` seconds. A run cut short this way is marked failed by run monitoring at the
+        next start and retried (its products are replaced atomically), so a quick stop loses no
+        work."""
         import psutil
 
         self._stopping = True
-        tree = []
         for child in self._children:
             with contextlib.suppress(psutil.NoSuchProcess):
                 root = psutil.Process(child.pid)
-                tree += [root, *root.children(recursive=True)]
-        for process in tree:
+                self._tree += [root, *root.children(recursive=True)]
+        for process in self._tree:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.terminate()
-        _, alive = psutil.wait_procs(tree, timeout=grace_s)
-        for process in alive:
+        self._kill_at = time.monotonic() + grace_s
+
+    def _kill(self) -> None:
+        """SIGKILL to every service process still there, and to anything started meanwhile."""
+        import psutil
+
+        for process in self._tree:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
         for child in self._children:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)  # anything started during the grace period
-            child.wait()
+                os.killpg(child.pid, signal.SIGKILL)
+        self._kill_at = None
 
     # -- one-shot mode --------------------------------------------------------------------
     def once_settings(self) -> Settings:
