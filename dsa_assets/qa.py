@@ -112,12 +112,13 @@ class PullSummary:
     std: float | None
 
     @property
-    def passed(self) -> bool:
-        return self.n < MIN_PULLS or (abs(self.mean) < MAX_PULL_MEAN and self.std < MAX_PULL_STD)
-
-    @property
     def enough(self) -> bool:
         return self.n >= MIN_PULLS
+
+    @property
+    def passed(self) -> bool:
+        """Too few pulls say nothing, and pass."""
+        return not self.enough or (abs(self.mean) < MAX_PULL_MEAN and self.std < MAX_PULL_STD)
 
 
 def forced_pulls(measurements: list[dict], truth) -> list[float]:

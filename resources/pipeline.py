@@ -102,6 +102,12 @@ class PipelineResource(dg.ConfigurableResource):
 
         return ProductsDB(self.products_target)
 
+    def catalogue(self):
+        """The product catalogue of this deployment: observations of a window and their products."""
+        from dsa_assets.product_catalogue import ProductCatalogue
+
+        return ProductCatalogue(self.queue(), self.products(), self.output_path)
+
     def queue(self) -> SubbandQueue:
         return SubbandQueue(
             self.queue_path, expected_subbands=self.expected_subbands, tolerance_s=self.group_tolerance_s

@@ -10,6 +10,7 @@ Dagster resources, and through them the stage configurations.
 from __future__ import annotations
 
 import os
+from functools import cache
 from pathlib import Path, PurePath
 from typing import Literal
 
@@ -59,9 +60,10 @@ class ServiceSettings(BaseModel):
     """Celery result backend URL (executor celery)."""
 
 
-def all_option_specs() -> list[OptionSpec]:
-    """Every setting of every section."""
-    return [spec for name, model in SECTIONS.items() for spec in option_specs(name, model)]
+@cache
+def all_option_specs() -> tuple[OptionSpec, ...]:
+    """Every setting of every section (read from the declarations once per process)."""
+    return tuple(spec for name, model in SECTIONS.items() for spec in option_specs(name, model))
 
 
 def _section_of_field() -> dict[str, str]:

@@ -15,7 +15,7 @@ from resources.pipeline import PipelineResource
 
 from .. import metrics, partitions
 from .checks import FLAGGED_CHECK, QUALITY_CHECK, flagged_check, quality_check
-from .common import catalogue, for_each_observation, rounded
+from .common import for_each_observation, rounded
 from .measurement_sets import measurement_set
 
 
@@ -36,7 +36,7 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
                        calibration: CalibrationResource) -> dg.MaterializeResult:
     from ..stages.calibration_selection import calibrate_observation
 
-    products = catalogue(pipeline)
+    products = pipeline.catalogue()
     stage = calibration.stage(pipeline.output_path, pipeline.scratch_path)
 
     def calibrate(obs):
@@ -111,7 +111,7 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
 )
 def calibrated_ms(context: dg.AssetExecutionContext, pipeline: PipelineResource,
                   calibration: CalibrationResource) -> dg.MaterializeResult:
-    products = catalogue(pipeline)
+    products = pipeline.catalogue()
     stage = calibration.stage(pipeline.output_path, pipeline.scratch_path)
 
     def apply(obs):

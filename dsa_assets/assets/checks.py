@@ -13,7 +13,6 @@ from resources.pipeline import PipelineResource
 
 from .. import qa
 from ..truth import read_truth
-from .common import catalogue
 
 
 def _result(spec: dg.AssetCheckSpec, passed: bool, severity=dg.AssetCheckSeverity.ERROR, **metadata):
@@ -123,7 +122,7 @@ def simulated_gains_recovered(context: dg.AssetCheckExecutionContext, pipeline: 
 
     from ..stages.calibration import antenna_gains, channel_frequencies, gain_errors, solution_tables
 
-    products = catalogue(pipeline)
+    products = pipeline.catalogue()
     results, problems = {}, []
     for obs in products.in_window(context.op_execution_context.partition_key, having=("measurement_set",)):
         solution, truth = products.db.solution(obs.group_id), read_truth(pipeline.input_dir, obs.group_id)
@@ -151,7 +150,7 @@ def simulated_gains_recovered(context: dg.AssetCheckExecutionContext, pipeline: 
 def simulated_sources_recovered(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
     from ..stages.imaging import recovery_problems, source_recovery
 
-    products = catalogue(pipeline)
+    products = pipeline.catalogue()
     rows, problems, simulated = [], [], 0
     for obs in products.in_window(context.op_execution_context.partition_key, having=("image",)):
         truth, recorded = read_truth(pipeline.input_dir, obs.group_id), products.db.observation_image(obs.group_id)
@@ -178,7 +177,7 @@ def simulated_sources_recovered(context: dg.AssetCheckExecutionContext, pipeline
     ),
 )
 def forced_fluxes_match_truth(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
-    products = catalogue(pipeline)
+    products = pipeline.catalogue()
     pulls = []
     for obs in products.in_window(context.op_execution_context.partition_key, having=("image",)):
         truth = read_truth(pipeline.input_dir, obs.group_id)

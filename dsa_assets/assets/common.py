@@ -1,6 +1,6 @@
-"""What every partitioned asset shares: the product catalogue of its resources, the
-per-observation loop (log context, error translation, stage-duration metric) and metadata
-helpers. An asset body is then: which observations, what to do to one, what to report."""
+"""What every partitioned asset shares: the per-observation loop (log context, error
+translation, stage-duration metric) and metadata helpers. An asset body is then: which
+observations (``pipeline.catalogue()``), what to do to one, what to report."""
 
 from __future__ import annotations
 
@@ -12,18 +12,12 @@ from typing import TypeVar
 
 import dagster as dg
 
-from resources.pipeline import PipelineResource
-
 from .. import metrics
 from ..exceptions import DSA110Error
 from ..logs import attach_log_file, log_context
-from ..product_catalogue import Observation, ProductCatalogue
+from ..product_catalogue import Observation
 
 T = TypeVar("T")
-
-
-def catalogue(pipeline: PipelineResource) -> ProductCatalogue:
-    return ProductCatalogue(pipeline.queue(), pipeline.products(), pipeline.output_path)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from resources.pipeline import PipelineResource
 from .. import metrics, naming, partitions
 from .calibration import calibrated_ms
 from .checks import NOISE_CHECK, SAMPLING_CHECK, noise_check, sampling_check
-from .common import catalogue, for_each_observation, thumbnail_markdown
+from .common import for_each_observation, thumbnail_markdown
 
 
 @dg.asset(
@@ -27,7 +27,7 @@ from .common import catalogue, for_each_observation, thumbnail_markdown
     ),
 )
 def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging: ImagingResource):
-    products = catalogue(pipeline)
+    products = pipeline.catalogue()
     stage = imaging.stage(pipeline.output_path, pipeline.scratch_path)
 
     def image_one(obs):

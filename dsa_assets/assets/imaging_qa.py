@@ -11,7 +11,6 @@ from resources.pipeline import PipelineResource
 
 from .. import fsutil, partitions, qa
 from .checks import AGREEMENT_CHECK, agreement_check
-from .common import catalogue
 from .images import image
 
 
@@ -31,7 +30,7 @@ def imager_cross_check(context: dg.AssetExecutionContext, pipeline: PipelineReso
     config = PhotometryConfig(detect_snr=qa.CROSSCHECK_SNR, systematic_fraction=0.0)
     tclean = imaging.model_copy(update={"imager": "tclean"})
     rows, problems = [], []
-    for obs in catalogue(pipeline).in_window(context.partition_key, having=("calibrated_ms", "image")):
+    for obs in pipeline.catalogue().in_window(context.partition_key, having=("calibrated_ms", "image")):
         ws = obs.images
         with fsutil.scratch_directory(pipeline.scratch_path, f"crosscheck-{obs.group_id}-") as tmp:
             tc = tclean.stage(tmp, tmp / "scratch").execute(group_id=obs.group_id, ms_path=obs.calibrated_ms_path)

@@ -10,7 +10,7 @@ from resources.pipeline import PipelineResource
 from resources.science import ScienceResource
 
 from .. import partitions
-from .common import catalogue, for_each_observation, step, thumbnail_markdown
+from .common import for_each_observation, step, thumbnail_markdown
 from .images import image
 
 
@@ -61,7 +61,7 @@ def _measure_and_record(db, science, reference, stage_call, image_id, kind, part
     ),
 )
 def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, science: ScienceResource):
-    products = catalogue(pipeline)
+    products = pipeline.catalogue()
     stage = science.photometry_stage()
 
     def measure(obs):
@@ -108,7 +108,7 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
 def mosaic(context: dg.AssetExecutionContext, pipeline: PipelineResource):
     from ..stages.mosaic import MosaicConfig, MosaicInput, MosaicStage
 
-    imaged = catalogue(pipeline).in_hour(context.partition_key, having=("image",))
+    imaged = pipeline.catalogue().in_hour(context.partition_key, having=("image",))
     inputs = [MosaicInput(o.group_id, o.images["image"], o.images["residual"], o.images["pb"], o.images.get("psf"))
               for o in imaged]
     gaps = sorted(set(partitions.windows_in(*partitions.hour_bounds(context.partition_key))) - {o.window for o in imaged})
@@ -143,7 +143,7 @@ def mosaic(context: dg.AssetExecutionContext, pipeline: PipelineResource):
     description="Forced photometry and blind detections on the hourly mosaic, with its noise map.",
 )
 def mosaic_photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, science: ScienceResource):
-    products = catalogue(pipeline)
+    products = pipeline.catalogue()
     made = products.mosaic(context.partition_key)
     if not made.exists:
         raise dg.Failure(description=f"no mosaic of {context.partition_key}: materialize mosaic first")

@@ -74,10 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 def print_once_summary(worker, report) -> int:
     """One line per observation run (what it reached, or why it failed), one per failed run,
     and the totals; the exit status is 1 when anything failed."""
-    from ..product_catalogue import ProductCatalogue
-
-    pipeline = worker.settings.pipeline
-    products = ProductCatalogue(worker.queue, pipeline.products(), pipeline.output_path)
+    products = worker.settings.pipeline.catalogue()
     steps = {"converted": "measurement_set", "calibrated": "calibrated_ms", "imaged": "image"}
     counts = dict.fromkeys([*steps, "failed"], 0)
     ran = [gid for window in sorted(report.windows) for gid in report.windows[window] if gid]

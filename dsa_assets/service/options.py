@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dsa_assets.exceptions import SettingsError
 from resources.options import OptionSpec
 from resources.settings import SECTIONS, Settings, all_option_specs
 
@@ -62,8 +63,6 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
     """The settings the options give, over ``base`` (a settings file) if any; path options made
     absolute. A missing or bad setting ends the program through ``parser.error`` (exit 2) with
     the option named."""
-    from dsa_assets.exceptions import SettingsError
-
     data: dict[str, dict] = {name: {} for name in SECTIONS}
     if base is not None:
         data = {name: getattr(base, name).model_dump() for name in SECTIONS}
@@ -81,8 +80,6 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
 
 
 def read_settings_file(path: Path, parser: argparse.ArgumentParser) -> Settings:
-    from dsa_assets.exceptions import SettingsError
-
     try:
         return Settings.read(path)
     except SettingsError as exc:

@@ -27,7 +27,6 @@ import numpy as np
 
 from .. import fsutil, naming
 from ..exceptions import MosaicError
-from ..naming import mosaic_dir  # noqa: F401  (public: dsa_assets.stages.mosaic.mosaic_dir)
 from .imaging import render_thumbnail, robust_rms
 from .photometry import psf_cutout
 
