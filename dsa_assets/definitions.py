@@ -14,6 +14,7 @@ import dagster as dg
 from resources.settings import ServiceSettings, Settings
 from sensors.alerts import operations_alerts, run_failure_alerts
 from sensors.hourly_products import hourly_products_sensor, mosaic_job, variability_job
+from sensors.retention import retention_sensor
 from sensors.subband_arrival import OBSERVATION_JOB, subband_arrival_sensor
 
 from .assets.calibration import calibrated_ms, calibration_tables
@@ -21,6 +22,7 @@ from .assets.checks import TRUTH_CHECKS
 from .assets.images import image
 from .assets.imaging_qa import imager_cross_check
 from .assets.measurement_sets import measurement_set
+from .assets.retention import retention_job
 from .assets.science import mosaic, mosaic_photometry, photometry, variability
 from .assets.subband_files import SUBBAND_FILES
 
@@ -61,8 +63,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         executor=executor_for(settings.service),
         assets=ASSETS,
         asset_checks=TRUTH_CHECKS if settings.pipeline.simulated else [],
-        jobs=[observation_job_for(science.enable_photometry), mosaic_job, variability_job],
-        sensors=[subband_arrival_sensor, run_failure_alerts, operations_alerts]
+        jobs=[observation_job_for(science.enable_photometry), mosaic_job, variability_job, retention_job],
+        sensors=[subband_arrival_sensor, run_failure_alerts, operations_alerts, retention_sensor]
         + ([hourly_products_sensor] if automated_science else []),
         resources=settings.resources(),
     )

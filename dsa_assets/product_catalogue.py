@@ -10,11 +10,12 @@ builds. Plain Python, no Dagster.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from . import naming, windows
+from .exceptions import ProductsError
 from .products import ProductsDB
 from .streaming.queue import COMPLETED, SubbandQueue
 
@@ -44,6 +45,19 @@ class Observation:
     calibrated_ms_path: Path | None
     images: dict[str, Path] | None
     """kind (image, residual, pb, psf, pbcor, model) -> published FITS file; None if not imaged."""
+    removed: dict[str, str] = field(default_factory=dict)
+    """Product class (``raw_ms``, ``calibrated_ms``, ``images``, ...) -> when and by which
+    policy retention removed it, for the products made and since removed."""
+
+    def require(self, product: str) -> Path:
+        """The path of ``raw_ms`` or ``calibrated_ms``, or ProductsError saying why there is none."""
+        path = {"raw_ms": self.ms_path, "calibrated_ms": self.calibrated_ms_path}[product]
+        if product in self.removed:
+            raise ProductsError(f"{self.group_id}: its {product} was {self.removed[product]}")
+        if path is None:
+            raise ProductsError(f"{self.group_id} has no {product} yet: materialize "
+                                f"{'measurement_set' if product == 'raw_ms' else 'calibrated_ms'} first")
+        return path
 
     @property
     def mid_unix(self) -> float:
@@ -112,6 +126,11 @@ class ProductCatalogue:
         ms_row = self.db.measurement_set(gid) if converted else None
         assignment = self.db.assignment(gid) if converted else None
         calibrated = self.db.calibrated_ms(gid) if assignment else None
+        removed = {}
+        if converted:
+            for r in self.db.purged(key=gid):
+                removed[r["product"]] = (f"removed by retention ({r['policy']}: {r['reason']}) at "
+                                         f"{r['purged_at']:%Y-%m-%d %H:%M} UTC")
         images = None
         if converted:
             # a published image set is complete (one rename): its restored image stands for all
@@ -126,4 +145,13 @@ class ProductCatalogue:
             solution_group_id=assignment["solution_group_id"] if assignment else None,
             calibrated_ms_path=Path(calibrated["path"]) if calibrated else None,
             images=images,
+            removed={k: v for k, v in removed.items() if not _exists(k, gid, ms_row, calibrated, images)},
         )
+
+
+def _exists(product: str, group_id: str, ms_row: dict | None, calibrated: dict | None, images: dict | None) -> bool:
+    """Whether a product that retention once removed has been made again since."""
+    path = {"raw_ms": (ms_row or {}).get("path"), "calibrated_ms": (calibrated or {}).get("path")}.get(product)
+    if product == "images":
+        return images is not None
+    return bool(path) and Path(path).exists()

@@ -34,11 +34,12 @@ from sqlalchemy.exc import DBAPIError
 
 from .exceptions import ProductsError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """2: calibration solutions, assignments and calibrated Measurement Sets.
 3: images (observations and mosaics), sources and flux measurements.
 4: measurements keyed (source, epoch, image, seq) and, on SQLite, stored in that order.
-5: observation_images: every published observation image, recorded by the image asset."""
+5: observation_images: every published observation image, recorded by the image asset.
+6: purges: products removed by the retention policies."""
 
 metadata = MetaData()
 
@@ -163,6 +164,19 @@ measurements = Table(
     Column("flags", String(64)),
     Index("ix_measurements_image_id", "image_id"),
     sqlite_with_rowid=False,
+)
+
+purges = Table(
+    "purges",
+    metadata,
+    Column("product", String(16), primary_key=True, doc="product class (dsa_assets.retention.PRODUCT_CLASSES)"),
+    Column("key", String(32), primary_key=True, doc="observation id, solution id or hourly key"),
+    Column("partition_key", String(32), index=True),
+    Column("path", String(1024), nullable=False),
+    Column("size_bytes", Integer, doc="bytes freed"),
+    Column("policy", String(32), doc="the policy that removed it"),
+    Column("reason", Text),
+    Column("purged_at", DateTime(timezone=True), index=True),
 )
 
 
@@ -318,6 +332,30 @@ class ProductsDB:
         with self.engine.connect() as conn:
             rows = conn.execute(select(observation_images).where(c.created_at > since).order_by(c.created_at))
             return [dict(r._mapping) for r in rows]
+
+    def record_purge(self, **row) -> None:
+        """A product removed by retention (insert or replace: a remade and again removed
+        product keeps its latest removal)."""
+        row.setdefault("purged_at", datetime.now(UTC))
+        with self.engine.begin() as conn:
+            conn.execute(purges.delete().where(purges.c.product == row["product"], purges.c.key == row["key"]))
+            conn.execute(purges.insert().values(**row))
+
+    def purged(self, product: str | None = None, key: str | None = None) -> list[dict]:
+        """Removals recorded by retention (of one product class, of one observation, solution
+        or hour), oldest first."""
+        q = select(purges).order_by(purges.c.purged_at)
+        if product:
+            q = q.where(purges.c.product == product)
+        if key:
+            q = q.where(purges.c.key == key)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def rows(self, table: Table) -> list[dict]:
+        """Every row of one of the product tables (what retention takes stock of)."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(table))]
 
     # -- photometry ----------------------------------------------------------------------------
 

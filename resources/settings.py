@@ -26,6 +26,7 @@ from .calibration import CalibrationResource
 from .imaging import ImagingResource
 from .options import OptionSpec, option, option_specs
 from .pipeline import PipelineResource
+from .retention import RetentionResource
 from .science import ScienceResource
 
 SETTINGS_ENV = "DSA110_SETTINGS"
@@ -88,6 +89,7 @@ class Settings(BaseModel):
     imaging: ImagingResource = Field(default_factory=ImagingResource)
     science: ScienceResource = Field(default_factory=ScienceResource)
     alerts: AlertsResource = Field(default_factory=AlertsResource)
+    retention: RetentionResource = Field(default_factory=RetentionResource)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
 
     @model_validator(mode="before")

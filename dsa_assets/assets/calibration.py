@@ -40,8 +40,8 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
     stage = calibration.stage(pipeline.output_path, pipeline.scratch_path)
 
     def calibrate(obs):
-        o = calibrate_observation(stage, products.db, calibration, obs.group_id, obs.ms_path, context.partition_key,
-                                  field_sources=pipeline.reference_sources())
+        o = calibrate_observation(stage, products.db, calibration, obs.group_id, obs.require("raw_ms"),
+                                  context.partition_key, field_sources=pipeline.reference_sources())
         if o.transits:
             context.log.info(f"{obs.group_id}: transits {[t.as_dict() for t in o.transits]}")
         if o.solve_failure:
@@ -118,7 +118,7 @@ def calibrated_ms(context: dg.AssetExecutionContext, pipeline: PipelineResource,
         if obs.solution_group_id is None:
             raise dg.Failure(f"{obs.group_id} has no calibration assignment: materialize calibration_tables first")
         solution = products.db.solution(obs.solution_group_id)
-        res = stage.execute_apply(obs.group_id, obs.ms_path, Path(solution["path"]))
+        res = stage.execute_apply(obs.group_id, obs.require("raw_ms"), Path(solution["path"]))
         products.db.record_calibrated_ms(group_id=obs.group_id, partition_key=context.partition_key,
                                          path=str(res.ms_path), solution_group_id=solution["group_id"],
                                          flagged_fraction=res.fraction_flagged)

@@ -48,6 +48,15 @@ def for_each_observation(context: dg.AssetExecutionContext, observations: Iterab
     return done
 
 
+def refuse_removed(observations: Iterable[Observation], product: str) -> None:
+    """Fail (naming each one) when retention removed the ``product`` of any of ``observations``:
+    remaking what reads them would silently leave them out."""
+    gone = {o.group_id: o.removed[product] for o in observations if product in o.removed}
+    if gone:
+        raise dg.Failure(description=f"the {product} of {len(gone)} observation(s) were removed by retention: "
+                                     "convert them again first", metadata={g: dg.MetadataValue.text(r) for g, r in gone.items()})
+
+
 def thumbnail_markdown(png_path, width: int = 360) -> str:
     """An inline PNG for a metadata value (the UI shows it on the partition's page)."""
     with open(png_path, "rb") as fh:

@@ -31,9 +31,7 @@ def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging
     stage = imaging.stage(pipeline.output_path, pipeline.scratch_path)
 
     def image_one(obs):
-        if obs.calibrated_ms_path is None:
-            raise dg.Failure(f"{obs.group_id} has no calibrated Measurement Set: materialize calibrated_ms first")
-        result = stage.execute(group_id=obs.group_id, ms_path=obs.calibrated_ms_path)
+        result = stage.execute(group_id=obs.group_id, ms_path=obs.require("calibrated_ms"))
         m = result.metrics
         products.db.record_observation_image(
             group_id=obs.group_id, partition_key=context.partition_key,

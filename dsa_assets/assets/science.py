@@ -10,7 +10,7 @@ from resources.pipeline import PipelineResource
 from resources.science import ScienceResource
 
 from .. import partitions
-from .common import for_each_observation, step, thumbnail_markdown
+from .common import for_each_observation, refuse_removed, step, thumbnail_markdown
 from .images import image
 
 
@@ -77,8 +77,10 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
                          f"{result.error_scale:.2f} (blank sky)")
         return result, new
 
+    observations = products.in_window(context.partition_key)
+    refuse_removed(observations, "images")
     done = [r for _, r in for_each_observation(
-        context, products.in_window(context.partition_key, having=("image",)), "photometry", measure)]
+        context, [o for o in observations if o.has("image")], "photometry", measure)]
     metadata = {"n_images": len(done)}
     if done:
         result, _ = done[0]
@@ -108,7 +110,9 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
 def mosaic(context: dg.AssetExecutionContext, pipeline: PipelineResource):
     from ..stages.mosaic import MosaicConfig, MosaicInput, MosaicStage
 
-    imaged = pipeline.catalogue().in_hour(context.partition_key, having=("image",))
+    observations = pipeline.catalogue().in_hour(context.partition_key)
+    refuse_removed(observations, "images")
+    imaged = [o for o in observations if o.has("image")]
     inputs = [MosaicInput(o.group_id, o.images["image"], o.images["residual"], o.images["pb"], o.images.get("psf"))
               for o in imaged]
     gaps = sorted(set(partitions.windows_in(*partitions.hour_bounds(context.partition_key))) - {o.window for o in imaged})

@@ -17,6 +17,7 @@ GROUP_TITLES = {
     "imaging": "imaging",
     "science": "photometry, mosaics and variability",
     "alerts": "alerts",
+    "retention": "retention (policies: forever, until_downstream, budget, or a duration such as 36h or 7d)",
     "service": "service",
 }
 
@@ -34,7 +35,7 @@ def _metavar(spec: OptionSpec) -> str | None:
 
 
 def _help(spec: OptionSpec) -> str:
-    text = spec.help or spec.name
+    text = (spec.help or spec.name).replace("%", "%%")  # argparse formats help with %
     if spec.type is bool or spec.required:
         return text
     if spec.default in ("", None):

@@ -202,16 +202,19 @@ class StreamingWorker:
         """One pass has no later tick to wait for: an incomplete hour is mosaicked with what it
         has, and the variability table follows any new photometry."""
         science = self.settings.science.model_copy(update={"mosaic_timeout_s": 0.0, "variability_interval_s": 0.0})
-        return self.settings.model_copy(update={"science": science})
+        retention = self.settings.retention.model_copy(update={"retention_interval_s": 0.0})
+        return self.settings.model_copy(update={"science": science, "retention": retention})
 
     def run_once(self) -> OnceReport:
         """In this process and against the deployment's Dagster instance: evaluate the arrival
         sensor (over the whole input directory) and execute the observation runs it requests;
         resume the windows whose runs a crash interrupted after conversion; then evaluate the
         hourly-products sensor (its cursor kept between passes in the state directory) and execute
-        its mosaic and variability runs. Returns what was run and what failed."""
+        its mosaic and variability runs; then run the retention job. Returns what was run and what
+        failed."""
         import dagster as dg
 
+        from ..assets.retention import RETENTION_JOB
         from ..definitions import build_definitions
 
         self.prepare()
@@ -240,6 +243,8 @@ class StreamingWorker:
                 if not any(failures):  # a failed run is requested again by the next pass
                     cursors["hourly_products_sensor"] = hourly.cursor
                     fsutil.write_text_atomic(cursors_path, json.dumps(cursors))
+            for request in self._tick(defs, "retention_sensor", instance, None, resources).run_requests:
+                report.add(self._execute(defs, instance, request, RETENTION_JOB))
         return report
 
     @staticmethod

@@ -30,6 +30,8 @@ def other_value(spec, tmp_path):
         value = next(c for c in spec.choices if c != spec.default)
     elif spec.path:
         value = str(tmp_path / spec.name)
+    elif spec.metavar == "POLICY":  # a retention policy: a form the default is not
+        value = "12h" if spec.default == "forever" else "forever"
     elif spec.type is str:
         value = "x" + str(spec.default or "")
     elif spec.type is int:
