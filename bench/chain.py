@@ -5,9 +5,10 @@ Simulates a full-scale 3C286 transit (96 antennas, injected gains and bandpasses
 scratch directory, then runs each step in this process with the platform's defaults:
 conversion (streaming writer); the calibrator observation's solve (scratch copy, flagging,
 model, K, B, G, applycal for the quality figures); the calibrated_ms step (scratch copy,
-flagging, applycal); WSClean imaging of CORRECTED_DATA (2048 x 6", Briggs 0.5, up to 1000
+flagging, applycal); WSClean imaging of the calibrated data (2048 x 6", Briggs 0.5, up to 1000
 iterations). Prints each step's time, and the totals for an ordinary observation (no solve)
-and for the calibrator observation, against the cadence.
+and for the calibrator observation, against the cadence; then the bytes each product takes at
+rest, and what the retention policies keep per day.
 
     python bench/chain.py [--scratch DIR] [--antennas 96]
 """
@@ -75,9 +76,58 @@ def main() -> int:
         m = imaged.metrics
         print(f"image rms {m['rms_jy'] * 1e3:.2f} mJy/beam ({m['rms_over_thermal']:.2f} x thermal), "
               f"peak {m['peak_jy']:.3f} Jy, dynamic range {m['dynamic_range']:.0f}")
+        at_rest(group, converted, applied, solved, imaged)
         return 0 if total + solve_s < C.OBSERVATION_CADENCE_S else 1
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def mosaic_bytes(image_path: Path, windows_per_hour: int = 12) -> int:
+    """Bytes of an hour's mosaic (its four full-grid float32 planes; the PSF is small): the grid
+    that covers ``windows_per_hour`` images like ``image_path``, each 5 minutes of RA apart."""
+    import numpy as np
+    from astropy.io import fits
+    from astropy.wcs import WCS
+    from reproject.mosaicking import find_optimal_celestial_wcs
+
+    header = fits.getheader(image_path)
+    shape = (header["NAXIS2"], header["NAXIS1"])
+    tiles = []
+    for k in range(windows_per_hour):
+        h = header.copy()
+        h["CRVAL1"] = (header["CRVAL1"] + k * 1.25) % 360.0  # 5 min of sidereal time
+        tiles.append((shape, WCS(h).celestial))
+    _, (ny, nx) = find_optimal_celestial_wcs(tiles)
+    return int(4 * ny * nx * np.dtype(np.float32).itemsize)
+
+
+def at_rest(group, converted, applied, solved, imaged) -> None:
+    """Bytes of each product class of one observation, and what the retention policies keep
+    per day and in total (288 observations, 24 mosaics, ~2 calibrator solutions a day)."""
+    from dsa_assets.fsutil import directory_size
+    from dsa_assets.retention import PRODUCT_CLASSES, Policy, steady_state_bytes
+    from resources.retention import RetentionResource
+
+    per_product = {"subbands": sum(Path(f).stat().st_size for f in group.files),
+                   "raw_ms": directory_size(converted.ms_path), "calibrated_ms": directory_size(applied.ms_path),
+                   "caltables": directory_size(solved.directory),
+                   "images": directory_size(imaged.images["image"].parent),
+                   "mosaics": mosaic_bytes(imaged.images["image"])}
+    per_day = {"subbands": 288, "raw_ms": 288, "calibrated_ms": 288, "caltables": 2, "images": 288, "mosaics": 24}
+    print(f"\n{'at rest':16s} {'GB each':>8s} {'GB/day':>8s}")
+    for c in PRODUCT_CLASSES:
+        print(f"{c:16s} {per_product[c] / 1e9:8.3f} {per_product[c] * per_day[c] / 1e9:8.1f}")
+    print(f"{'all':16s} {sum(per_product[c] for c in PRODUCT_CLASSES if c not in ('caltables', 'mosaics')) / 1e9:8.3f} "
+          f"{sum(per_product[c] * per_day[c] for c in PRODUCT_CLASSES) / 1e9:8.1f}   (everything kept)")
+    defaults = RetentionResource().policies()
+    for label, policies in (("defaults", defaults),
+                            ("keep everything", {c: Policy("forever") for c in PRODUCT_CLASSES})):
+        for days in (7, 30, 365):
+            held = steady_state_bytes(policies, per_product, per_day, days)
+            print(f"{label} after {days:3d} d: {sum(held.values()) / 1e12:6.2f} TB  "
+                  + ", ".join(f"{c} {v / 1e12:.2f}" for c, v in held.items() if v))
+    print("(with the defaults, images and mosaics grow until the disk budget, 85% of the disk, "
+          "removes the oldest)")
 
 
 if __name__ == "__main__":

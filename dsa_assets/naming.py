@@ -115,7 +115,7 @@ def caltable_dir(output_dir: Path, group_id: str) -> Path:
 
 
 def calibrated_ms_path(output_dir: Path, group_id: str) -> Path:
-    """Calibrated Measurement Set (CORRECTED_DATA): ``<output>/calibrated/<date>/<stamp>.ms``."""
+    """Calibrated Measurement Set: ``<output>/calibrated/<date>/<stamp>.ms``."""
     return Path(output_dir) / "calibrated" / group_id[:10] / ms_name(group_id)
 
 

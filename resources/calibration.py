@@ -45,12 +45,15 @@ class CalibrationResource(dg.ConfigurableResource):
     """A solution whose median gain SNR is lower is recorded but not used."""
     max_flagged_solutions: float = 0.2
     """A solution with a larger fraction of its solutions flagged is recorded but not used."""
+    keep_raw_data: bool = option(False, flag="--calibrated-keeps-raw-data")
+    """The calibrated Measurement Set keeps the raw visibilities (DATA) beside CORRECTED_DATA,
+    twice the bytes; otherwise its DATA are the calibrated visibilities alone."""
 
     def stage(self, output_dir: Path, scratch_dir: Path) -> CalibrationStage:
         return CalibrationStage(CalibrationConfig(
             output_dir=output_dir, scratch_dir=scratch_dir,
             flagging=FlaggingConfig(rfi=self.rfi_flagger),
-            solve=SolveOptions(refant=self.refant or None),
+            solve=SolveOptions(refant=self.refant or None), keep_raw_data=self.keep_raw_data,
         ))
 
     def model(self, calibrator, span, field_sources=()) -> list:

@@ -106,7 +106,8 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
     kinds={"casa"},
     description=(
         "Each observation flagged (zeros, dead antennas, RFI) and calibrated with its assigned solution: "
-        "a copy of the Measurement Set with CORRECTED_DATA and calibrated weights."
+        "a copy of the Measurement Set whose DATA are the calibrated visibilities, with calibrated weights "
+        "(--calibrated-keeps-raw-data: CORRECTED_DATA beside the raw DATA)."
     ),
 )
 def calibrated_ms(context: dg.AssetExecutionContext, pipeline: PipelineResource,

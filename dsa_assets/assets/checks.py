@@ -128,9 +128,10 @@ def simulated_gains_recovered(context: dg.AssetCheckExecutionContext, pipeline: 
         solution, truth = products.db.solution(obs.group_id), read_truth(pipeline.input_dir, obs.group_id)
         if solution is None or truth is None:
             continue
-        measured = antenna_gains(obs.ms_path, solution_tables(solution["path"]), pipeline.scratch_path)
+        ms = obs.require("raw_ms")
+        measured = antenna_gains(ms, solution_tables(solution["path"]), pipeline.scratch_path)
         # the MS holds conjugated UVH5 visibilities, so CASA's gains are the conjugate
-        expected = np.conj(truth.total_gains(channel_frequencies(obs.ms_path)))
+        expected = np.conj(truth.total_gains(channel_frequencies(ms)))
         results[obs.group_id] = err = gain_errors(measured, expected)
         if qa.gains_miss_truth(err):
             problems.append(f"{obs.group_id}: {err}")

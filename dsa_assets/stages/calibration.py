@@ -28,6 +28,7 @@ from .gain_solutions import (
     TableQuality,
     apply,
     choose_refant,
+    keep_calibrated_only,
     solution_quality,
     solution_tables,
     solve,
@@ -56,6 +57,11 @@ class CalibrationConfig:
     solve: SolveOptions = SolveOptions()
     primary_beam: bool = True
     """Attenuate the model by the primary beam at each source (see predict_model)."""
+    keep_raw_data: bool = False
+    """The calibrated Measurement Set keeps the raw visibilities (DATA) beside the calibrated
+    ones (CORRECTED_DATA). Otherwise its DATA holds the calibrated visibilities alone (CASA
+    split's layout): the raw ones stay in the raw Measurement Set while retention keeps it, and
+    the calibrated product takes half the bytes."""
 
     def __post_init__(self):
         object.__setattr__(self, "output_dir", Path(self.output_dir))
@@ -152,7 +158,8 @@ class CalibrationStage:
 
     def execute_apply(self, group_id: str, ms_path: Path | str, solution: SolutionResult | Path) -> ApplyResult:
         """Flag a scratch copy of ``ms_path``, apply the solution's tables, and publish it as
-        ``<output>/calibrated/<date>/<id>.ms`` (calibrated data in CORRECTED_DATA)."""
+        ``<output>/calibrated/<date>/<id>.ms``: calibrated visibilities in DATA (or, with
+        ``keep_raw_data``, in CORRECTED_DATA beside the raw DATA)."""
         self.validate(ms_path)
         cfg = self.config
         solution_dir = solution.directory if isinstance(solution, SolutionResult) else Path(solution)
@@ -165,6 +172,8 @@ class CalibrationStage:
             flags: FlagReport = FlaggingStage(cfg.flagging).execute(work)
             timings["flagging"] = sum(flags.timings_s.values())
             timings["applycal"] = apply(work, tables)
+            if not cfg.keep_raw_data:
+                keep_calibrated_only(work, solution_dir)
             with casa_table(work) as tb:
                 flagged = flag_fraction(tb)
             fsutil.publish(work, dest)

@@ -138,6 +138,23 @@ def apply(ms: Path | str, tables: list[Path | str], interp: str = "nearest") -> 
     return time.perf_counter() - t
 
 
+CALIBRATED_KEYWORD = "DSA110_CALIBRATED_WITH"
+"""Main-table keyword of a Measurement Set whose DATA are calibrated: the solution applied."""
+
+
+def keep_calibrated_only(ms: Path | str, solution_dir: Path | str) -> None:
+    """Replace DATA by CORRECTED_DATA (after :func:`apply`), as CASA's split does: each column
+    has its own storage manager, so dropping DATA deletes its files (no copy), and the
+    Measurement Set keeps one set of visibilities. The main table's ``DSA110_CALIBRATED_WITH``
+    keyword names the solution."""
+    from casacore.tables import table
+
+    with table(str(ms), readonly=False, ack=False) as tb:
+        tb.removecols(["DATA"])
+        tb.renamecol("CORRECTED_DATA", "DATA")
+        tb.putkeyword(CALIBRATED_KEYWORD, str(solution_dir))
+
+
 def validate_tables(tables: list[Path | str]) -> None:
     """Each table opens and has the columns of a CASA calibration table, else CalibrationError
     naming the table: a corrupted table fails here, not deep inside applycal."""

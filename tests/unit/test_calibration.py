@@ -8,12 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from casacore.tables import table
 
-from dsa_assets import calibrators
+from dsa_assets import calibrators, fsutil
 from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator_field
 from dsa_assets.stages import calibration as cal
 from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
 from dsa_assets.stages.flagging import FlaggingConfig, FlaggingStage
+from dsa_assets.stages.gain_solutions import CALIBRATED_KEYWORD
 
 from ..sky_fit import fit_sources
 
@@ -133,12 +135,30 @@ def test_solution_transfers_to_a_target_observation(calibrator_pass, solved, tmp
     stage, sol = solved
     out = stage.execute_apply(groups[1].stamp, ms[1], sol)
     assert out.ms_path == root / "out" / "calibrated" / groups[1].stamp[:10] / f"{groups[1].stamp}.ms"
-    fitted, _, _ = fit_sources(out.ms_path, groups[1].truth, column="CORRECTED_DATA")
+    fitted, _, _ = fit_sources(out.ms_path, groups[1].truth, column="DATA")
     truth = np.array([s.flux_jy for s in groups[1].truth.sources])
     np.testing.assert_allclose(fitted, truth, rtol=0.02, atol=0.01)
     uncalibrated, _, _ = fit_sources(ms[1], groups[1].truth)
     assert np.max(np.abs(uncalibrated / truth - 1)) > 0.05, "the raw data are visibly corrupted"
     assert ms[1].exists(), "the uncalibrated Measurement Set is kept"
+    # one set of visibilities: the calibrated product is no bigger than the raw one
+    with table(str(out.ms_path), ack=False) as tb:
+        assert "CORRECTED_DATA" not in tb.colnames() and tb.getkeyword(CALIBRATED_KEYWORD) == str(sol.directory)
+    assert fsutil.directory_size(out.ms_path) < 1.02 * fsutil.directory_size(ms[1])
+
+
+def test_the_calibrated_copy_can_keep_the_raw_visibilities(calibrator_pass, solved):
+    root, groups, ms = calibrator_pass
+    _, sol = solved
+    stage = cal.CalibrationStage(cal.CalibrationConfig(output_dir=root / "out2", scratch_dir=root / "scratch",
+                                                       keep_raw_data=True))
+    out = stage.execute_apply(groups[1].stamp, ms[1], sol)
+    with table(str(out.ms_path), ack=False) as tb, table(str(ms[1]), ack=False) as raw:
+        assert {"DATA", "CORRECTED_DATA"} <= set(tb.colnames())
+        np.testing.assert_array_equal(tb.getcol("DATA"), raw.getcol("DATA"))
+    corrected, _, _ = fit_sources(out.ms_path, groups[1].truth, column="CORRECTED_DATA")
+    np.testing.assert_allclose(corrected, [s.flux_jy for s in groups[1].truth.sources], rtol=0.02, atol=0.01)
+    assert fsutil.directory_size(out.ms_path) > 1.4 * fsutil.directory_size(ms[1])
 
 
 def test_field_sources_from_the_catalogue_keep_the_gains_within_one_percent(tmp_path):

@@ -14,6 +14,7 @@ import yaml
 
 from dsa_assets.exceptions import SettingsError
 from dsa_assets.service.cli import main, parse_settings
+from dsa_assets.stages.calibration import CalibrationConfig
 from dsa_assets.stages.flagging import FlaggingConfig
 from dsa_assets.stages.imaging import ImagingConfig
 from dsa_assets.stages.photometry import PhotometryConfig
@@ -75,6 +76,7 @@ def test_one_default_everywhere(tmp_path, monkeypatch):
         for name in set(resource.model_fields) - elsewhere:
             assert resource.model_fields[name].default == defaults[name], f"{resource.__name__}.{name}"
     assert CalibrationResource.model_fields["rfi_flagger"].default == FlaggingConfig.rfi
+    assert CalibrationResource.model_fields["keep_raw_data"].default == CalibrationConfig.keep_raw_data
 
 
 def resources_science():
