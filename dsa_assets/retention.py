@@ -6,15 +6,16 @@ A deployment keeps six classes of product (:data:`PRODUCT_CLASSES`), each with a
 - ``forever``: never removed;
 - ``until_downstream``: removed as soon as everything made from it exists;
 - a duration (``36h``, ``7d``): removed that long after it was made;
-- ``budget``: removed only when the products exceed the disk budget, most expendable class
-  first and oldest first within a class (:data:`PRODUCT_CLASSES` is that order).
+- ``budget``: removed only when the products exceed the disk budget, oldest first.
 
 Whatever the policy, nothing is removed that unfinished work still needs. A product is
 *removable* only when its downstream products all exist (a Measurement Set once calibrated, a
 calibrated one once imaged, an image once measured and mosaicked, ...; see :func:`inventory`),
 when no running job holds its partition, and, for a calibration solution, once no new
 observation can be assigned it (its validity has passed) and every observation assigned it is
-calibrated. The disk budget applies to every class but ``forever``, with the same rule.
+calibrated. When the products exceed the disk budget, the oldest removable products of the
+``budget`` classes go first, then (if that is not enough) those of the classes kept for a
+duration, oldest first; ``forever`` is never touched.
 
 Removal is a rename into a trash directory, a second look at the running jobs (a run that
 started meanwhile gets the product back), then the delete; each removal is recorded in the
@@ -46,7 +47,7 @@ from .products import (
 from .streaming.queue import COMPLETED
 
 PRODUCT_CLASSES = ("subbands", "raw_ms", "calibrated_ms", "images", "mosaics", "caltables")
-"""The classes of product, in the order a disk budget removes them (most expendable first)."""
+"""The classes of product, in the order they are made."""
 ASSET_OF = {"subbands": "subband_files", "raw_ms": "measurement_set", "calibrated_ms": "calibrated_ms",
             "images": "image", "mosaics": "mosaic", "caltables": "calibration_tables"}
 """The Dagster asset whose partitions each class belongs to."""
@@ -219,9 +220,9 @@ def plan(products: Iterable[Product], policies: dict[str, Policy], *, held: set[
             kept.append(p)
     total = sum(p.size_bytes for p in kept)
     if budget_bytes and total > budget_bytes:
-        order = {c: i for i, c in enumerate(PRODUCT_CLASSES)}
-        candidates = sorted((p for p in kept if policies[p.product].kind != "forever" and removable(p)),
-                            key=lambda p: (order[p.product], p.created_unix))
+        rank = {"budget": 0, "duration": 1}  # a duration class goes early only if the budget classes do not suffice
+        candidates = sorted((p for p in kept if policies[p.product].kind in rank and removable(p)),
+                            key=lambda p: (rank[policies[p.product].kind], p.created_unix))
         for p in candidates:
             if total <= budget_bytes:
                 break

@@ -34,6 +34,8 @@ class CalibrationResource(dg.ConfigurableResource):
     """Calibrators further than this (deg) from the beam centre at transit are not used."""
     rfi_flagger: Literal["aoflagger", "tfcrop", "rflag", "none"] = "aoflagger"
     """RFI flagging before calibration."""
+    flag_workers: int = 0
+    """Processes AOFlagger runs in (0: the cores the process may use)."""
     model_radius_deg: float = option(2.0, flag="--calibrator-model-radius-deg")
     """Reference-catalogue sources within this radius (deg) of the beam centre join a
     calibrator's model."""
@@ -52,7 +54,7 @@ class CalibrationResource(dg.ConfigurableResource):
     def stage(self, output_dir: Path, scratch_dir: Path) -> CalibrationStage:
         return CalibrationStage(CalibrationConfig(
             output_dir=output_dir, scratch_dir=scratch_dir,
-            flagging=FlaggingConfig(rfi=self.rfi_flagger),
+            flagging=FlaggingConfig(rfi=self.rfi_flagger, workers=self.flag_workers),
             solve=SolveOptions(refant=self.refant or None), keep_raw_data=self.keep_raw_data,
         ))
 

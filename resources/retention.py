@@ -42,8 +42,8 @@ class RetentionResource(dg.ConfigurableResource):
     keep_caltables: str = option("forever", metavar="POLICY")
     """A calibration solution, once past its validity and every observation assigned it is calibrated."""
     products_budget_gb: float = option(0.0, metavar="GB")
-    """The most all products may take; beyond it the oldest removable products go, the most
-    expendable class first (0: 85% of the output disk's size)."""
+    """The most all products may take; beyond it the oldest removable products of the budget
+    classes go, then those kept for a duration (0: 85% of the output disk's size)."""
     retention_interval_s: float = option(900.0, metavar="SECONDS")
     """How often the retention job runs."""
 

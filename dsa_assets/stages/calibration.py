@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -47,6 +48,17 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+FLAGGED_PREFIX = "flagged-"
+"""Scratch name of a calibrator observation's flagged copy, kept from its solve for its apply."""
+FLAGGED_NOTE = "dsa110-flagging.json"
+STASH_MAX_AGE_S = 6 * 3600.0
+"""A flagged copy its apply never took is removed after this long (s)."""
+
+
+def _mtime_ns(ms_path: Path) -> int:
+    return (Path(ms_path) / "table.dat").stat().st_mtime_ns
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,8 @@ class ApplyResult:
     """Fraction (0..1) of the calibrated data flagged, after applycal (which flags what a
     solution does not cover)."""
     timings_s: dict = field(default_factory=dict)
+    flags_reused: bool = False
+    """The flags came from the solve on this observation (a calibrator's: flagged once)."""
 
 
 class CalibrationStage:
@@ -142,6 +156,8 @@ class CalibrationStage:
                 solve_on = time_averaged_copy(work, tmp / "averaged.ms")
                 timings["time_average"] = time.perf_counter() - t
             solved = solve(solve_on, out / group_id, cfg.solve)
+            if solve_on is not work:
+                self._keep_flagged(group_id, Path(ms_path), work, flags)
             timings.update(solved.pop("timings_s"))
             tables = {k: solved[k] for k in TABLE_KINDS}
             # quality figures on the data the solutions came from
@@ -167,22 +183,72 @@ class CalibrationStage:
         validate_tables(tables)
         dest = naming.calibrated_ms_path(cfg.output_dir, group_id)
         with fsutil.scratch_directory(cfg.scratch_dir, f"apply-{group_id}-") as tmp:
-            work, copy_s = self._scratch_copy(Path(ms_path), tmp)
-            timings = {"copy": copy_s}
-            flags: FlagReport = FlaggingStage(cfg.flagging).execute(work)
-            timings["flagging"] = sum(flags.timings_s.values())
+            reused = self._take_flagged(group_id, Path(ms_path), tmp)
+            if reused:
+                work, flags = reused
+                timings = {}
+            else:
+                work, copy_s = self._scratch_copy(Path(ms_path), tmp)
+                timings = {"copy": copy_s}
+                flags: FlagReport = FlaggingStage(cfg.flagging).execute(work)
+                timings["flagging"] = sum(flags.timings_s.values())
             timings["applycal"] = apply(work, tables)
             if not cfg.keep_raw_data:
                 keep_calibrated_only(work, solution_dir)
             with casa_table(work) as tb:
                 flagged = flag_fraction(tb)
             fsutil.publish(work, dest)
-        return ApplyResult(group_id, dest, solution_dir, flags, round(flagged, 5), timings)
+        return ApplyResult(group_id, dest, solution_dir, flags, round(flagged, 5), timings, flags_reused=bool(reused))
+
+    # -- one flagging pass per calibrator observation ------------------------------------------
+    def _flagged_stash(self, group_id: str) -> Path:
+        return fsutil.scratch_root(self.config.scratch_dir) / f"{FLAGGED_PREFIX}{naming.observation_id(group_id)}.ms"
+
+    def _keep_flagged(self, group_id: str, ms_path: Path, work: Path, flags: FlagReport) -> None:
+        """Keep the solve's flagged full-resolution copy (MODEL_DATA dropped) in scratch for
+        this observation's ``execute_apply``, which then need not copy and flag it again. Its
+        note records the flagging settings and the source's modification time: a stash that
+        no longer matches them is not used."""
+        for stale in fsutil.scratch_root(self.config.scratch_dir).glob(f"{FLAGGED_PREFIX}*"):
+            if time.time() - stale.stat().st_mtime > STASH_MAX_AGE_S:
+                fsutil.remove(stale)
+        stash = self._flagged_stash(group_id)
+        with casa_table(work, readonly=False) as tb:
+            if "MODEL_DATA" in tb.colnames():
+                tb.removecols(["MODEL_DATA"])
+        fsutil.remove(stash)
+        os.rename(work, stash)
+        (stash / FLAGGED_NOTE).write_text(json.dumps(
+            {"flagging": asdict(self.config.flagging), "source": str(ms_path), "source_mtime_ns": _mtime_ns(ms_path),
+             "flags": flags.as_dict()}))
+
+    def _take_flagged(self, group_id: str, ms_path: Path, tmp: Path) -> tuple[Path, FlagReport] | None:
+        """The solve's flagged copy of this observation, moved into ``tmp``, if it matches."""
+        stash = self._flagged_stash(group_id)
+        if not stash.exists():
+            return None
+        try:
+            note = json.loads((stash / FLAGGED_NOTE).read_text())
+            current = {"flagging": json.loads(json.dumps(asdict(self.config.flagging))), "source": str(ms_path),
+                       "source_mtime_ns": _mtime_ns(ms_path)}
+            if any(note.get(k) != v for k, v in current.items()):
+                log.info("%s: the solve's flagged copy does not match (settings or source changed); flagging again",
+                         group_id)
+                return None
+            work = tmp / ms_path.name
+            os.rename(stash, work)
+            (work / FLAGGED_NOTE).unlink()
+            return work, FlagReport(**note["flags"])
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("%s: the solve's flagged copy is unusable (%s); flagging again", group_id, exc)
+            return None
+        finally:
+            fsutil.remove(stash)
 
     def cleanup(self) -> list[Path]:
         """Remove scratch directories of interrupted solves and applications, and partial
         publishes of solutions and calibrated Measurement Sets (crash recovery)."""
         cfg = self.config
         removed = fsutil.sweep_partials(cfg.output_dir / "caltables") + fsutil.sweep_partials(cfg.output_dir / "calibrated")
-        return removed + fsutil.sweep_scratch(cfg.scratch_dir, "cal-*", "apply-*", "gainprobe-*")
+        return removed + fsutil.sweep_scratch(cfg.scratch_dir, "cal-*", "apply-*", "gainprobe-*", f"{FLAGGED_PREFIX}*")
 

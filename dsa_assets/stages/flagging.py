@@ -17,6 +17,7 @@ Flags are only ever added. Plain Python: no Dagster import.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -42,6 +43,8 @@ class FlaggingConfig:
     """"dsa110" (short kernels for 5-minute drift scans) or "generic" (AOFlagger's default)."""
     dead_antenna_factor: float = 5.0
     """Flag an antenna whose autocorrelation power is this factor above or below the median."""
+    workers: int = 0
+    """Processes AOFlagger runs in (0: the cores this process may use)."""
 
     def __post_init__(self):
         if self.rfi not in RFI_METHODS:
@@ -103,7 +106,7 @@ class FlaggingStage:
             mid = flag_fraction(tb)
             t = time.perf_counter()
             if self.config.rfi == "aoflagger":
-                flag_rfi_aoflagger(tb, a1, a2, self.config.aoflagger_strategy)
+                flag_rfi_aoflagger(tb, a1, a2, self.config.aoflagger_strategy, self.config.workers)
         if self.config.rfi in ("tfcrop", "rflag"):
             flag_rfi_casa(ms, self.config.rfi)
         timings["rfi"] = time.perf_counter() - t
@@ -172,13 +175,26 @@ def strategy_file(name: str) -> Path:
     return Path(str(resources.files("dsa_assets").joinpath("data", f"aoflagger-{name}.lua")))
 
 
-def flag_rfi_aoflagger(tb, a1: np.ndarray, a2: np.ndarray, strategy_name: str = "dsa110") -> None:
-    """An AOFlagger strategy on each cross-correlation's (channel x time) planes, all
-    polarisations together, in blocks of ``CHANNEL_BLOCK`` channels."""
-    import aoflagger
+PARALLEL_MIN_SAMPLES = 10_000_000
+"""Below this many cross-correlation samples per polarisation, starting worker processes costs
+more than it saves."""
 
-    flagger = aoflagger.AOFlagger()
-    strategy = flagger.load_strategy_file(str(strategy_file(strategy_name)))
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def flag_rfi_aoflagger(tb, a1: np.ndarray, a2: np.ndarray, strategy_name: str = "dsa110", workers: int = 0,
+                       min_parallel_samples: int = PARALLEL_MIN_SAMPLES) -> None:
+    """An AOFlagger strategy on each cross-correlation's (channel x time) planes, all
+    polarisations together, in blocks of ``CHANNEL_BLOCK`` channels. The baselines are shared
+    among ``workers`` processes (0: :func:`usable_cores`) when the data have at least
+    ``min_parallel_samples`` samples per polarisation: AOFlagger's Python binding holds the
+    interpreter lock, so threads would take turns."""
     times = tb.getcol("TIME")
     _, t_index = np.unique(times, return_inverse=True)
     n_times = int(t_index.max()) + 1
@@ -190,24 +206,106 @@ def flag_rfi_aoflagger(tb, a1: np.ndarray, a2: np.ndarray, strategy_name: str = 
     if n_times < 3:
         log.info("AOFlagger skipped: %d integration(s) are too few for a time-frequency fit", n_times)
         return
-    for c0 in range(0, n_chan, CHANNEL_BLOCK):
-        nc = min(CHANNEL_BLOCK, n_chan - c0)
-        blc, trc = [c0, 0], [c0 + nc - 1, n_pol - 1]
-        data = tb.getcolslice("DATA", blc, trc)
-        flags = tb.getcolslice("FLAG", blc, trc)
-        images = flagger.make_image_set(n_times, nc, 2 * n_pol)
-        for rows in baselines.values():
-            rows = np.asarray(rows)
-            if flags[rows].all():
-                continue
-            plane = np.zeros((n_times, nc, n_pol), dtype=np.complex64)
-            plane[t_index[rows]] = data[rows]
-            for p in range(n_pol):
-                images.set_image_buffer(2 * p, np.ascontiguousarray(plane[:, :, p].real.T, dtype=np.float32))
-                images.set_image_buffer(2 * p + 1, np.ascontiguousarray(plane[:, :, p].imag.T, dtype=np.float32))
-            found = strategy.run(images).get_buffer().T.astype(bool)  # (times, channels)
-            flags[rows] |= found[t_index[rows]][:, :, None]
-        tb.putcolslice("FLAG", flags, blc, trc)
+    workers = workers or usable_cores()
+    if workers > 1 and len(cross) * n_chan < min_parallel_samples:
+        workers = 1
+    rows_of = [np.asarray(rows) for rows in baselines.values()]
+    with _AOFlaggerPool(strategy_name, workers) as pool:
+        for c0 in range(0, n_chan, CHANNEL_BLOCK):
+            nc = min(CHANNEL_BLOCK, n_chan - c0)
+            blc, trc = [c0, 0], [c0 + nc - 1, n_pol - 1]
+            data = tb.getcolslice("DATA", blc, trc)
+            flags = tb.getcolslice("FLAG", blc, trc)
+            todo = [rows for rows in rows_of if not flags[rows].all()]
+            for rows, found in zip(todo, pool.run(data, [t_index[rows] for rows in todo], todo, n_times)):
+                flags[rows] |= found[t_index[rows]][:, :, None]
+            tb.putcolslice("FLAG", flags, blc, trc)
+
+
+def _baseline_flags(strategy, flagger, plane_rows: np.ndarray, times: np.ndarray, n_times: int) -> np.ndarray:
+    """AOFlagger on one baseline: ``plane_rows`` (rows, channels, pols) at integration indices
+    ``times``; returns the flags (n_times, channels)."""
+    _, nc, n_pol = plane_rows.shape
+    plane = np.zeros((n_times, nc, n_pol), dtype=np.complex64)
+    plane[times] = plane_rows
+    images = flagger.make_image_set(n_times, nc, 2 * n_pol)
+    for p in range(n_pol):
+        images.set_image_buffer(2 * p, np.ascontiguousarray(plane[:, :, p].real.T, dtype=np.float32))
+        images.set_image_buffer(2 * p + 1, np.ascontiguousarray(plane[:, :, p].imag.T, dtype=np.float32))
+    return strategy.run(images).get_buffer().T.astype(bool)
+
+
+def _load_strategy(strategy_name: str) -> tuple:
+    import aoflagger
+
+    flagger = aoflagger.AOFlagger()
+    return flagger, flagger.load_strategy_file(str(strategy_file(strategy_name)))
+
+
+_WORKER: dict = {}
+"""A worker process's AOFlagger and strategy, loaded once when it starts."""
+
+
+def _worker_start(strategy_name: str) -> None:
+    _WORKER["flagger"], _WORKER["strategy"] = _load_strategy(strategy_name)
+
+
+def _worker_flags(shm_name: str, shape: tuple, dtype: str, row_sets: list, time_sets: list, n_times: int) -> list:
+    from multiprocessing import shared_memory
+
+    shm = shared_memory.SharedMemory(name=shm_name)
+    data = np.ndarray(shape, dtype=np.dtype(dtype), buffer=shm.buf)
+    try:
+        return [_baseline_flags(_WORKER["strategy"], _WORKER["flagger"], data[rows], times, n_times)
+                for rows, times in zip(row_sets, time_sets)]
+    finally:
+        del data  # the view must go before the mapping closes
+        shm.close()
+
+
+class _AOFlaggerPool:
+    """AOFlagger in this process (one worker) or in ``workers`` spawned processes that read each
+    channel block from shared memory (spawned, not forked: the caller may hold threads and
+    open tables)."""
+
+    def __init__(self, strategy_name: str, workers: int):
+        self.strategy_name, self.workers = strategy_name, workers
+        self.executor = None
+
+    def __enter__(self):
+        if self.workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_worker_start, initargs=(self.strategy_name,))
+        else:
+            self.flagger, self.strategy = _load_strategy(self.strategy_name)
+        return self
+
+    def __exit__(self, *exc):
+        if self.executor is not None:
+            self.executor.shutdown(cancel_futures=True)
+
+    def run(self, data: np.ndarray, time_sets: list, row_sets: list, n_times: int) -> list[np.ndarray]:
+        """Flags (n_times, channels) of each baseline (its rows of ``data``, its integrations)."""
+        if self.executor is None:
+            return [_baseline_flags(self.strategy, self.flagger, data[rows], times, n_times)
+                    for rows, times in zip(row_sets, time_sets)]
+        from multiprocessing import shared_memory
+
+        shm = shared_memory.SharedMemory(create=True, size=max(data.nbytes, 1))
+        try:
+            np.ndarray(data.shape, dtype=data.dtype, buffer=shm.buf)[...] = data
+            n_chunks = 4 * self.workers  # several per worker: even load
+            bounds = np.linspace(0, len(row_sets), n_chunks + 1).astype(int)
+            futures = [self.executor.submit(_worker_flags, shm.name, data.shape, data.dtype.str,
+                                            row_sets[a:b], time_sets[a:b], n_times)
+                       for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+            return [found for f in futures for found in f.result()]
+        finally:
+            shm.close()
+            shm.unlink()
 
 
 def flag_rfi_casa(ms: str, mode: str) -> None:

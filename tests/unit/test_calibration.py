@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,6 +148,26 @@ def test_solution_transfers_to_a_target_observation(calibrator_pass, solved, tmp
     assert fsutil.directory_size(out.ms_path) < 1.02 * fsutil.directory_size(ms[1])
 
 
+def test_a_calibrator_observation_is_flagged_once(calibrator_pass, solved):
+    """The solve's flagged copy becomes the calibrator observation's calibrated copy: the same
+    flags and data as flagging it again, without the copy and the flagging."""
+    root, groups, ms = calibrator_pass
+    stage, sol = solved
+    assert len(list((root / "scratch").glob("flagged-*"))) == 1, "kept by the solve"
+    once = stage.execute_apply(groups[0].stamp, ms[0], sol)
+    assert once.flags_reused and set(once.timings_s) == {"applycal"}
+    assert once.flags.rfi_fraction == pytest.approx(sol.flags.rfi_fraction, abs=1e-5)
+    assert not list((root / "scratch").glob("flagged-*")), "taken"
+    with table(str(once.ms_path), ack=False) as tb:
+        flags, data, columns = tb.getcol("FLAG"), tb.getcol("DATA"), set(tb.colnames())
+    assert "MODEL_DATA" not in columns and not list(once.ms_path.glob("*.json"))
+    again = stage.execute_apply(groups[0].stamp, ms[0], sol)
+    assert not again.flags_reused and {"copy", "flagging"} <= set(again.timings_s)
+    with table(str(again.ms_path), ack=False) as tb:
+        np.testing.assert_array_equal(tb.getcol("FLAG"), flags)
+        np.testing.assert_array_equal(tb.getcol("DATA"), data)
+
+
 def test_the_calibrated_copy_can_keep_the_raw_visibilities(calibrator_pass, solved):
     root, groups, ms = calibrator_pass
     _, sol = solved
@@ -220,23 +241,27 @@ def test_corrupted_table_is_refused_with_its_name(calibrator_pass, solved, tmp_p
 # -- flagging -------------------------------------------------------------------------------------
 
 
-def test_flagging_finds_zeros_dead_antenna_and_rfi(calibrator_pass, tmp_path):
-    from casacore.tables import table
-
-    _, _, ms = calibrator_pass
-    work = tmp_path / "rfi.ms"
-    shutil.copytree(ms[1], work)
+def with_faults(ms: Path, work: Path):
+    """A copy of ``ms`` with a dead antenna (its 4th), a dropped channel (5) and RFI in channels
+    40-41 of every cross-correlation: (work, data, ANTENNA1, ANTENNA2, dead antenna)."""
+    shutil.copytree(ms, work)
     with table(str(work), readonly=False, ack=False) as tb:
         data = tb.getcol("DATA")
         a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
         dead = int(np.unique(a1)[3])
         data[(a1 == dead) & (a2 == dead)] *= 100.0  # an oscillating receiver: 100 x the power
         data[:, 5, :] = 0.0  # a dropped channel
-        cross = a1 != a2
         rfi = np.zeros(data.shape, bool)
-        rfi[cross, 40:42, :] = True
+        rfi[a1 != a2, 40:42, :] = True
         data[rfi] += 50.0 * np.exp(2j * np.pi * np.random.default_rng(1).uniform(size=rfi.sum()))
         tb.putcol("DATA", data)
+    return work, data, a1, a2, dead
+
+
+def test_flagging_finds_zeros_dead_antenna_and_rfi(calibrator_pass, tmp_path):
+    _, _, ms = calibrator_pass
+    work, data, a1, a2, dead = with_faults(ms[1], tmp_path / "rfi.ms")
+    cross = a1 != a2
     report = FlaggingStage(FlaggingConfig(rfi="aoflagger")).execute(work)
     with table(str(work), ack=False) as tb:
         flags = tb.getcol("FLAG")
@@ -248,6 +273,21 @@ def test_flagging_finds_zeros_dead_antenna_and_rfi(calibrator_pass, tmp_path):
     clean[[5, 40, 41]] = False
     assert flags[alive][:, clean].mean() < 0.05, "clean data mostly kept"
     assert report.fraction_after > report.fraction_before
+
+
+def test_aoflagger_in_worker_processes_flags_exactly_as_in_one(calibrator_pass, tmp_path):
+    from dsa_assets.stages.flagging import flag_rfi_aoflagger
+
+    _, _, ms = calibrator_pass
+    found = []
+    for workers in (1, 2):
+        work, *_ = with_faults(ms[1], tmp_path / f"rfi-{workers}.ms")
+        with table(str(work), readonly=False, ack=False) as tb:
+            flag_rfi_aoflagger(tb, tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2"), workers=workers,
+                               min_parallel_samples=0)
+            found.append(tb.getcol("FLAG"))
+    assert found[0][:, 40:42].mean() > 0.5 and found[0][:, 20].mean() < 0.1
+    np.testing.assert_array_equal(found[1], found[0])
 
 
 def test_flagging_refuses_what_is_not_a_measurement_set(tmp_path):

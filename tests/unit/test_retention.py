@@ -152,22 +152,26 @@ def test_a_duration_counts_from_when_the_product_was_made(dep):
     assert ("calibrated_ms", unimaged) not in removed(p) and p.blocked == {"calibrated_ms": 1}
 
 
-def test_the_budget_removes_the_most_expendable_class_first_then_the_oldest(dep):
+def test_the_budget_removes_the_oldest_of_the_budget_classes_then_of_those_kept_for_a_duration(dep):
     gids = [dep.observation(i, age_days=5.0 - i) for i in range(3)]
     stock = dep.stock()
     total = sum(p.size_bytes for p in stock)
     assert total == 3 * (2 * SIZES["subbands"] + SIZES["raw_ms"] + SIZES["calibrated_ms"] + SIZES["images"])
-    budget = policies(subbands="budget", raw_ms="budget", calibrated_ms="budget", images="budget")
-    # freeing 2 500 bytes takes the subbands of the two oldest observations (2 x 2 000)
-    p = plan(stock, budget, budget_bytes=total - 2500, now=NOW)
-    assert [(r.product.product, r.product.key) for r in p.removals] == [("subbands", gids[0]), ("subbands", gids[1])]
-    assert p.removals[0].policy == "budget" and sum(p.kept_bytes.values()) == total - 4000
-    # then the raw Measurement Sets, oldest first; never a class kept forever
-    p = plan(stock, {**budget, "images": Policy("forever")}, budget_bytes=3 * SIZES["images"] + 100, now=NOW)
-    assert {c for c, _ in removed(p)} == {"subbands", "raw_ms", "calibrated_ms"}
-    assert p.kept_bytes["images"] == 3 * SIZES["images"] and p.over_budget_bytes == 0
-    p = plan(stock, {**budget, "images": Policy("forever")}, budget_bytes=10, now=NOW)
-    assert p.over_budget_bytes == 3 * SIZES["images"] - 10, "what could not be freed is reported"
+    keep = policies(subbands="30d", raw_ms="30d", calibrated_ms="budget", images="budget")
+    # freeing 400 bytes takes the oldest observation's calibrated MS (300) and image (50), then the
+    # next oldest calibrated MS: the budget classes, oldest first, whatever their class
+    p = plan(stock, keep, budget_bytes=total - 400, now=NOW)
+    assert [(r.product.product, r.product.key) for r in p.removals] == [
+        ("calibrated_ms", gids[0]), ("images", gids[0]), ("calibrated_ms", gids[1])]
+    assert p.removals[0].policy == "budget" and sum(p.kept_bytes.values()) == total - 650
+    # when the budget classes do not suffice, the oldest products kept for a duration go early;
+    # never a class kept forever
+    p = plan(stock, {**keep, "raw_ms": Policy("forever")}, budget_bytes=3 * SIZES["raw_ms"] + 2100, now=NOW)
+    assert {c for c, _ in removed(p)} == {"calibrated_ms", "images", "subbands"}
+    assert sorted(k for c, k in removed(p) if c == "subbands") == gids[:2], "two of 2 000 bytes are enough"
+    assert p.kept_bytes["raw_ms"] == 3 * SIZES["raw_ms"] and p.over_budget_bytes == 0
+    p = plan(stock, {**keep, "raw_ms": Policy("forever")}, budget_bytes=10, now=NOW)
+    assert p.over_budget_bytes == 3 * SIZES["raw_ms"] - 10, "what could not be freed is reported"
 
 
 def test_the_budget_never_removes_what_unfinished_work_needs(dep):

@@ -76,6 +76,7 @@ def test_one_default_everywhere(tmp_path, monkeypatch):
         for name in set(resource.model_fields) - elsewhere:
             assert resource.model_fields[name].default == defaults[name], f"{resource.__name__}.{name}"
     assert CalibrationResource.model_fields["rfi_flagger"].default == FlaggingConfig.rfi
+    assert CalibrationResource.model_fields["flag_workers"].default == FlaggingConfig.workers
     assert CalibrationResource.model_fields["keep_raw_data"].default == CalibrationConfig.keep_raw_data
 
 
