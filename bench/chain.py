@@ -4,7 +4,8 @@ conversion, calibration and imaging.
 Simulates a full-scale 3C286 transit (96 antennas, injected gains and bandpasses) under a
 scratch directory, then runs each step in this process with the platform's defaults:
 conversion (streaming writer); the calibrator observation's solve (scratch copy, flagging,
-model, K, B, G, applycal for the quality figures); the calibrated_ms step (scratch copy,
+model, K, B, G, applycal for the quality figures); the calibrated_ms step of the calibrator
+observation (the solve's flagged copy, applycal) and of an ordinary one (scratch copy,
 flagging, applycal); WSClean imaging of the calibrated data (2048 x 6", Briggs 0.5, up to 1000
 iterations). Prints each step's time, and the totals for an ordinary observation (no solve)
 and for the calibrator observation, against the cadence; then the bytes each product takes at
@@ -52,22 +53,28 @@ def main() -> int:
         calibration = CalibrationStage(CalibrationConfig(output_dir=out, scratch_dir=scratch))
         model = [SourceModel.from_calibrator(calibrators.by_name("3C286"))]
         solved = calibration.execute_solve(group.stamp, converted.ms_path, model)
+        # the calibrator observation's calibrated copy reuses the solve's flags; applied again,
+        # with nothing kept from a solve, it is an ordinary observation's: copy, flag, applycal
+        applied_calibrator = calibration.execute_apply(group.stamp, converted.ms_path, solved)
         applied = calibration.execute_apply(group.stamp, converted.ms_path, solved)
+        assert applied_calibrator.flags_reused and not applied.flags_reused
         imaging = ImagingStage(ImagingConfig(output_dir=out, scratch_dir=scratch))
         imaged = imaging.execute(group_id=group.stamp, ms_path=applied.ms_path)
         steps = [("conversion", converted.wall_time_s), ("calibrated_ms", sum(applied.timings_s.values())),
                  ("imaging", imaged.wall_time_s)]
         solve_s = sum(solved.timings_s.values())
         total = sum(s for _, s in steps)
+        calibrator_total = total - steps[1][1] + sum(applied_calibrator.timings_s.values()) + solve_s
         print(f"\n{'step':16s} {'seconds':>8s}")
         for name, seconds in steps:
             print(f"{name:16s} {seconds:8.1f}")
         print(f"{'total':16s} {total:8.1f}   = {total / C.OBSERVATION_CADENCE_S:.2f} of the "
               f"{C.OBSERVATION_CADENCE_S:.0f} s cadence (an ordinary observation)")
-        print(f"{'+ solve':16s} {solve_s:8.1f}   -> {total + solve_s:.1f} s = "
-              f"{(total + solve_s) / C.OBSERVATION_CADENCE_S:.2f} of the cadence (a calibrator observation)")
+        print(f"{'calibrator':16s} {calibrator_total:8.1f}   = {calibrator_total / C.OBSERVATION_CADENCE_S:.2f} of the "
+              "cadence (a calibrator observation: the solve, and its calibrated copy from the solve's flags)")
         print("solve steps:", {k: round(v, 1) for k, v in solved.timings_s.items()})
-        print("calibrated_ms steps:", {k: round(v, 1) for k, v in applied.timings_s.items()})
+        print("calibrated_ms steps:", {k: round(v, 1) for k, v in applied.timings_s.items()},
+              "(calibrator observation:", {k: round(v, 1) for k, v in applied_calibrator.timings_s.items()}, ")")
         print("imaging steps:", {k: round(v, 1) for k, v in imaged.timings_s.items()})
         q = solved.quality
         print(f"solution: G median SNR {q.tables['G'].median_snr:.0f}, calibrated flux / model "
@@ -77,7 +84,7 @@ def main() -> int:
         print(f"image rms {m['rms_jy'] * 1e3:.2f} mJy/beam ({m['rms_over_thermal']:.2f} x thermal), "
               f"peak {m['peak_jy']:.3f} Jy, dynamic range {m['dynamic_range']:.0f}")
         at_rest(group, converted, applied, solved, imaged)
-        return 0 if total + solve_s < C.OBSERVATION_CADENCE_S else 1
+        return 0 if calibrator_total < C.OBSERVATION_CADENCE_S else 1
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

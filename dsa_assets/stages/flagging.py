@@ -211,15 +211,26 @@ def flag_rfi_aoflagger(tb, a1: np.ndarray, a2: np.ndarray, strategy_name: str = 
         workers = 1
     rows_of = [np.asarray(rows) for rows in baselines.values()]
     with _AOFlaggerPool(strategy_name, workers) as pool:
+        pending = None  # the block the workers have, finished after the next block is read
         for c0 in range(0, n_chan, CHANNEL_BLOCK):
             nc = min(CHANNEL_BLOCK, n_chan - c0)
             blc, trc = [c0, 0], [c0 + nc - 1, n_pol - 1]
             data = tb.getcolslice("DATA", blc, trc)
             flags = tb.getcolslice("FLAG", blc, trc)
             todo = [rows for rows in rows_of if not flags[rows].all()]
-            for rows, found in zip(todo, pool.run(data, [t_index[rows] for rows in todo], todo, n_times)):
-                flags[rows] |= found[t_index[rows]][:, :, None]
-            tb.putcolslice("FLAG", flags, blc, trc)
+            block = (blc, trc, flags, todo, pool.submit(data, [t_index[rows] for rows in todo], todo, n_times))
+            if pending:
+                _write_flags(tb, *pending, t_index)
+            pending = block
+        if pending:
+            _write_flags(tb, *pending, t_index)
+
+
+def _write_flags(tb, blc, trc, flags: np.ndarray, todo: list, job, t_index: np.ndarray) -> None:
+    """Add one block's AOFlagger flags (``job``'s result, per baseline of ``todo``) to FLAG."""
+    for rows, found in zip(todo, job.result()):
+        flags[rows] |= found[t_index[rows]][:, :, None]
+    tb.putcolslice("FLAG", flags, blc, trc)
 
 
 def _baseline_flags(strategy, flagger, plane_rows: np.ndarray, times: np.ndarray, n_times: int) -> np.ndarray:
@@ -264,48 +275,84 @@ def _worker_flags(shm_name: str, shape: tuple, dtype: str, row_sets: list, time_
 
 
 class _AOFlaggerPool:
-    """AOFlagger in this process (one worker) or in ``workers`` spawned processes that read each
-    channel block from shared memory (spawned, not forked: the caller may hold threads and
-    open tables)."""
+    """AOFlagger in this process (one worker) or in ``workers`` forked processes that read each
+    channel block from shared memory. Forked as the conversion's reader is: a spawned process
+    would run the caller's script again (one without a ``__main__`` guard would redo its work).
+    A daemonic process (a Celery prefork worker) may not start children: it flags alone."""
 
     def __init__(self, strategy_name: str, workers: int):
         self.strategy_name, self.workers = strategy_name, workers
         self.executor = None
+        self.flagger = self.strategy = None
 
     def __enter__(self):
-        if self.workers > 1:
-            import multiprocessing
+        import multiprocessing
+
+        if self.workers > 1 and not multiprocessing.current_process().daemon:
             from concurrent.futures import ProcessPoolExecutor
 
-            self.executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+            self.executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
                                                 initializer=_worker_start, initargs=(self.strategy_name,))
-        else:
-            self.flagger, self.strategy = _load_strategy(self.strategy_name)
         return self
 
     def __exit__(self, *exc):
         if self.executor is not None:
             self.executor.shutdown(cancel_futures=True)
 
-    def run(self, data: np.ndarray, time_sets: list, row_sets: list, n_times: int) -> list[np.ndarray]:
-        """Flags (n_times, channels) of each baseline (its rows of ``data``, its integrations)."""
+    def submit(self, data: np.ndarray, time_sets: list, row_sets: list, n_times: int) -> _Job:
+        """Start flagging each baseline (its rows of ``data``, its integration indices); the
+        job's ``result()`` is the flags (n_times, channels) of each. With workers, the caller
+        reads the next block meanwhile."""
         if self.executor is None:
-            return [_baseline_flags(self.strategy, self.flagger, data[rows], times, n_times)
-                    for rows, times in zip(row_sets, time_sets)]
+            return _Job(done=self._serial(data, time_sets, row_sets, n_times))
+        from concurrent.futures.process import BrokenProcessPool
         from multiprocessing import shared_memory
 
         shm = shared_memory.SharedMemory(create=True, size=max(data.nbytes, 1))
+        np.ndarray(data.shape, dtype=data.dtype, buffer=shm.buf)[...] = data
+        n_chunks = 4 * self.workers  # several per worker: even load
+        bounds = np.linspace(0, len(row_sets), n_chunks + 1).astype(int)
+        job = _Job(shm=shm, retry=lambda: self._serial(data, time_sets, row_sets, n_times))
         try:
-            np.ndarray(data.shape, dtype=data.dtype, buffer=shm.buf)[...] = data
-            n_chunks = 4 * self.workers  # several per worker: even load
-            bounds = np.linspace(0, len(row_sets), n_chunks + 1).astype(int)
-            futures = [self.executor.submit(_worker_flags, shm.name, data.shape, data.dtype.str,
-                                            row_sets[a:b], time_sets[a:b], n_times)
-                       for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-            return [found for f in futures for found in f.result()]
-        finally:
-            shm.close()
-            shm.unlink()
+            job.futures = [self.executor.submit(_worker_flags, shm.name, data.shape, data.dtype.str,
+                                                row_sets[a:b], time_sets[a:b], n_times)
+                           for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        except BrokenProcessPool:
+            self.executor.shutdown(cancel_futures=True)
+            self.executor = None  # the rest in this process
+            job.futures = []
+            job.result()  # the retry, and the shared memory released
+        return job
+
+    def _serial(self, data, time_sets, row_sets, n_times) -> list[np.ndarray]:
+        if self.strategy is None:
+            self.flagger, self.strategy = _load_strategy(self.strategy_name)
+        return [_baseline_flags(self.strategy, self.flagger, data[rows], times, n_times)
+                for rows, times in zip(row_sets, time_sets)]
+
+
+class _Job:
+    """One block's flags: computed already, or coming from the workers. Workers that die leave
+    the block to this process, with a warning, not a failed flagging."""
+
+    def __init__(self, done=None, futures=(), shm=None, retry=None):
+        self.done, self.futures, self.shm, self.retry = done, futures, shm, retry
+
+    def result(self) -> list[np.ndarray]:
+        if self.done is None:
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                if not self.futures:
+                    raise BrokenProcessPool("the pool broke before this block")
+                self.done = [found for f in self.futures for found in f.result()]
+            except BrokenProcessPool as exc:
+                log.warning("AOFlagger workers failed (%s); flagging this block in this process", exc)
+                self.done = self.retry()
+            finally:
+                self.shm.close()
+                self.shm.unlink()
+        return self.done
 
 
 def flag_rfi_casa(ms: str, mode: str) -> None:

@@ -99,7 +99,7 @@ def test_kill_after_conversion_then_restart_resumes_without_reconverting(tmp_pat
     published = out / product_dir
     assert not published.exists() or not [p for p in published.rglob("*") if p.is_file()], "nothing half-published"
 
-    restart = stream_once(incoming, out)
+    restart = stream_once(incoming, out, "--keep-raw-ms", "forever")  # kept to compare it
     log_text = restart.communicate(timeout=600)[0]
     assert restart.returncode == 0, log_text
     assert "(after conversion)" in log_text
@@ -160,3 +160,8 @@ def test_kill_during_science_steps_then_restart_completes_them_once(tmp_path, st
     assert not [p for p in mosaics.rglob("*") if p.name.startswith(".")], "no partial or retired copies"
     assert (out / "variability" / "variability.csv").exists()
     assert not list((out / "scratch").glob("mosaic-*")), "scratch swept"
+    # the pass ends with the retention job: the raw Measurement Set went once calibrated (the
+    # default), and the removal is recorded
+    (purge,) = [r for r in db.purged() if r["product"] == "raw_ms"]
+    assert purge["key"] == group.stamp and purge["policy"] == "until_downstream", db.purged()
+    assert "retention: materialized" in log_text and not (out / "ms" / group.stamp[:10] / f"{group.stamp}.ms").exists()
