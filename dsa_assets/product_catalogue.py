@@ -126,11 +126,8 @@ class ProductCatalogue:
         ms_row = self.db.measurement_set(gid) if converted else None
         assignment = self.db.assignment(gid) if converted else None
         calibrated = self.db.calibrated_ms(gid) if assignment else None
-        removed = {}
-        if converted:
-            for r in self.db.purged(key=gid):
-                removed[r["product"]] = (f"removed by retention ({r['policy']}: {r['reason']}) at "
-                                         f"{r['purged_at']:%Y-%m-%d %H:%M} UTC")
+        removed = {r["product"]: f"removed by retention ({r['policy']}: {r['reason']}) at {r['purged_at']:%Y-%m-%d %H:%M} UTC"
+                   for r in self.db.purged(key=gid)} if converted else {}
         images = None
         if converted:
             # a published image set is complete (one rename): its restored image stands for all
@@ -145,11 +142,11 @@ class ProductCatalogue:
             solution_group_id=assignment["solution_group_id"] if assignment else None,
             calibrated_ms_path=Path(calibrated["path"]) if calibrated else None,
             images=images,
-            removed={k: v for k, v in removed.items() if not _exists(k, gid, ms_row, calibrated, images)},
+            removed={k: v for k, v in removed.items() if not _made_again(k, ms_row, calibrated, images)},
         )
 
 
-def _exists(product: str, group_id: str, ms_row: dict | None, calibrated: dict | None, images: dict | None) -> bool:
+def _made_again(product: str, ms_row: dict | None, calibrated: dict | None, images: dict | None) -> bool:
     """Whether a product that retention once removed has been made again since."""
     path = {"raw_ms": (ms_row or {}).get("path"), "calibrated_ms": (calibrated or {}).get("path")}.get(product)
     if product == "images":

@@ -17,8 +17,8 @@ calibrated. When the products exceed the disk budget, the oldest removable produ
 ``budget`` classes go first, then (if that is not enough) those of the classes kept for a
 duration, oldest first; ``forever`` is never touched.
 
-Removal is a rename into a trash directory, a second look at the running jobs (a run that
-started meanwhile gets the product back), then the delete; each removal is recorded in the
+Removal is a rename aside, a second look at the running jobs (a run that started meanwhile
+gets the product back), then the delete; each removal is recorded in the
 products database. Plain Python: the Dagster job (:mod:`dsa_assets.assets.retention`) supplies
 the running jobs and shows the records on each partition.
 """
@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import fsutil, naming, windows
@@ -133,7 +133,10 @@ class Plan:
 
 
 def _unix(value: datetime | None, default: float) -> float:
-    return value.timestamp() if value is not None else default
+    """Unix seconds of a database time (SQLite gives them back naive: they are UTC)."""
+    if value is None:
+        return default
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 def inventory(catalogue: ProductCatalogue, *, photometry: bool, mosaics: bool, validity_s: float,
