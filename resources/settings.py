@@ -146,7 +146,17 @@ class Settings(BaseModel):
             value = getattr(getattr(self, spec.section), spec.name)
             if spec.path and value and "://" not in value:
                 update.setdefault(spec.section, {})[spec.name] = str((base / Path(value).expanduser()).resolve())
-        return self.model_copy(update={s: getattr(self, s).model_copy(update=v) for s, v in update.items()})
+        return self.replace(**update)
+
+    def replace(self, **sections: dict) -> Settings:
+        """These settings with some fields changed, by section:
+        ``settings.replace(science={"mosaic_timeout_s": 0.0})``. Built anew, not copied: a
+        Dagster resource runs with the values it was constructed with, so a ``model_copy``'s
+        changes would not reach the runs."""
+        data = {name: getattr(self, name).model_dump() for name in SECTIONS}
+        for name, fields in sections.items():
+            data[name].update(fields)
+        return Settings.parse(data)
 
     # -- the settings file -----------------------------------------------------------------------
     def to_yaml(self) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 from resources.settings import SETTINGS_ENV, Settings
 from sensors.alerts import failure_reasons
 
-from .. import casa_env, fsutil
+from .. import casa_env, fsutil, processes
 from ..logs import LOG_FILE_ENV
 from ..streaming.queue import COMPLETED, SubbandQueue
 
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 WorkerConfig = Settings
 
+PROCESS_TAG = "dsa110/process"
+"""Tag of a run executed inside ``--once``: the process (``host:pid``) that ran it."""
 STOP_GRACE_S = 10.0
 """Seconds the services get to stop on SIGTERM before they are killed: well inside systemd's
 stop timeout (and the 15 s the operators asked for), however the signal is delivered."""
@@ -201,9 +203,8 @@ class StreamingWorker:
     def once_settings(self) -> Settings:
         """One pass has no later tick to wait for: an incomplete hour is mosaicked with what it
         has, and the variability table follows any new photometry."""
-        science = self.settings.science.model_copy(update={"mosaic_timeout_s": 0.0, "variability_interval_s": 0.0})
-        retention = self.settings.retention.model_copy(update={"retention_interval_s": 0.0})
-        return self.settings.model_copy(update={"science": science, "retention": retention})
+        return self.settings.replace(science={"mosaic_timeout_s": 0.0, "variability_interval_s": 0.0},
+                                     retention={"retention_interval_s": 0.0})
 
     def run_once(self) -> OnceReport:
         """In this process and against the deployment's Dagster instance: evaluate the arrival
@@ -224,6 +225,7 @@ class StreamingWorker:
         cursors = json.loads(cursors_path.read_text()) if cursors_path.exists() else {}
         report = OnceReport()
         with dg.DagsterInstance.get() as instance:
+            self._fail_orphaned_runs(instance)
             resources = settings.resources()
             arrival = self._tick(defs, "subband_arrival_sensor", instance, None, resources)
             report.waiting = arrival.skip_reason.skip_message if arrival.skip_reason else None
@@ -248,6 +250,20 @@ class StreamingWorker:
         return report
 
     @staticmethod
+    def _fail_orphaned_runs(instance) -> None:
+        """Mark failed the runs an earlier ``--once`` process left in progress when it died:
+        no daemon watches in-process runs, and a run that seems to be running holds its
+        partitions against retention."""
+        import dagster as dg
+
+        from ..assets.retention import IN_PROGRESS
+
+        for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
+            if processes.is_gone(run.tags.get(PROCESS_TAG)):
+                instance.report_run_failed(run, f"the process running it ({run.tags[PROCESS_TAG]}) is gone")
+                log.warning("run %s of %s: its process is gone; marked failed", run.run_id, run.job_name)
+
+    @staticmethod
     def _tick(defs, name: str, instance, cursor: str | None, resources: dict):
         """One evaluation of a sensor of ``defs``."""
         import dagster as dg
@@ -264,7 +280,7 @@ class StreamingWorker:
         """Execute one run request (or a partition's ``selection`` of assets) in process: (what
         was run, why it failed or None)."""
         partition_key = request.partition_key if request else partition_key
-        tags = dict(request.tags) if request else {}
+        tags = {**(request.tags if request else {}), PROCESS_TAG: processes.this_process()}
         if request and request.run_key:
             tags["dagster/run_key"] = request.run_key
         result = defs.resolve_job_def(job_name).execute_in_process(

@@ -12,8 +12,6 @@ duplicating a registration (``path`` is unique; a second registration is a no-op
 
 from __future__ import annotations
 
-import os
-import socket
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -21,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .. import processes
 from ..constants import GROUP_TOLERANCE_S, N_SUBBANDS, OBSERVATION_CADENCE_S
 from ..exceptions import QueueError
 from ..naming import format_time
@@ -119,22 +118,6 @@ class Registration:
     group_id: str | None
     reason: str | None = None
     new: bool = True
-
-
-def _claimant_is_dead(claimant: str | None) -> bool:
-    """True if ``host:pid`` names a process of this host that no longer exists."""
-    if not claimant or ":" not in claimant:
-        return False
-    host, pid = claimant.rsplit(":", 1)
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine's worker: only its own restart may recover it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 _GROUP_COLS = (
@@ -373,13 +356,13 @@ class SubbandQueue:
         False if a live worker holds it."""
         allowed = (PENDING, COMPLETED, FAILED) if allow_reprocess else (PENDING,)
         now = time.time()
-        me = f"{socket.gethostname()}:{os.getpid()}"
+        me = processes.this_process()
         with self._transaction() as conn:
             row = conn.execute("SELECT state, claimed_by FROM groups WHERE group_id = ?", (group_id,)).fetchone()
             if row is None:
                 raise QueueError(f"unknown group {group_id}")
             state, claimant = row
-            if state not in allowed and not (state == PROCESSING and _claimant_is_dead(claimant)):
+            if state not in allowed and not (state == PROCESSING and processes.is_gone(claimant)):
                 return False
             conn.execute(
                 "UPDATE groups SET state = 'processing', attempts = attempts + 1, error = NULL, "
@@ -412,7 +395,7 @@ class SubbandQueue:
                 "SELECT group_id, claimed_by FROM groups WHERE state = ? AND processing_started <= ?",
                 (PROCESSING, cutoff),
             ).fetchall()
-            stuck = [gid for gid, claimant in rows if claimant is None or _claimant_is_dead(claimant)]
+            stuck = [gid for gid, claimant in rows if claimant is None or processes.is_gone(claimant)]
             conn.executemany(
                 "UPDATE groups SET state = 'pending', updated_at = ? WHERE group_id = ?",
                 [(time.time(), gid) for gid in stuck],

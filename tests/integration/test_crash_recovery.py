@@ -71,7 +71,7 @@ def test_kill_during_conversion_then_restart(tmp_path):
     assert not list((out / "ms").rglob("*.ms")) if (out / "ms").exists() else True, "no partial MS published"
     assert {f: f.stat().st_size for f in group.files} == inputs, "inputs untouched"
 
-    restart = stream_once(incoming, out)
+    restart = stream_once(incoming, out, "--keep-raw-ms", "forever")  # kept to inspect it
     log_text = restart.communicate(timeout=600)[0]
     assert restart.returncode == 0, log_text
     assert "re-queued 1 observation(s) left processing by a crash" in log_text

@@ -44,7 +44,7 @@ def test_sensor_pauses_below_threshold_and_resumes(group_copy, tmp_path):
                               disk_warn_gb=huge, disk_pause_gb=huge)
     result = evaluate(paused, None)
     assert result.run_requests == [] and result.skip_reason.skip_message.startswith("paused: output has")
-    resumed = paused.model_copy(update={"disk_warn_gb": 0.0, "disk_pause_gb": 0.0})
+    resumed = PipelineResource(**{**paused.model_dump(), "disk_warn_gb": 0.0, "disk_pause_gb": 0.0})
     assert len(evaluate(resumed, result.cursor).run_requests) == 1
 
 

@@ -20,6 +20,7 @@ from dsa_assets.stages.imaging import ImagingConfig
 from dsa_assets.stages.photometry import PhotometryConfig
 from resources.calibration import CalibrationResource
 from resources.imaging import ImagingResource
+from resources.pipeline import PipelineResource
 from resources.settings import Settings, all_option_specs
 
 
@@ -132,3 +133,19 @@ def test_the_code_location_reads_the_settings_file_the_command_line_writes(tmp_p
                          capture_output=True, text=True, check=True).stdout.split(maxsplit=4)
     assert out[:4] == ["1024", "12.0", "tclean", str(tmp_path / "in")]
     assert "hourly_products_sensor" in out[4]
+
+
+def test_settings_changed_after_construction_reach_the_runs(tmp_path):
+    """Dagster runs a resource with the values it was constructed with: paths made absolute
+    and the --once overrides must be built in, not copied over."""
+    import dagster as dg
+
+    @dg.asset
+    def probe(pipeline: PipelineResource) -> str:
+        return pipeline.output_dir
+
+    settings = Settings(input_dir="in", output_dir="out").with_absolute_paths(tmp_path)
+    result = dg.materialize([probe], resources=settings.resources())
+    assert result.output_for_node("probe") == str(tmp_path / "out")
+    changed = settings.replace(pipeline={"output_dir": str(tmp_path / "elsewhere")})
+    assert dg.materialize([probe], resources=changed.resources()).output_for_node("probe") == str(tmp_path / "elsewhere")
