@@ -10,7 +10,7 @@ from astropy.wcs import WCS
 from dsa_assets import variability
 from dsa_assets.catalogue import CatalogueSource
 from dsa_assets.sim.images import beam_correlated_noise, image_header
-from dsa_assets.stages.photometry import ImagePlanes, PhotometryConfig, beam_kernel, measure
+from dsa_assets.stages.photometry import ImagePlanes, PhotometryConfig, beam_kernel, forced_fit, measure
 
 
 def synthetic_image(rng, sources, sigma=1e-3, size=256, cell_arcsec=10.0, bmaj=40.0, bmin=30.0, bpa=30.0):
@@ -176,3 +176,47 @@ def test_flare_and_step_flagged_constant_sources_rarely():
         false_positives += m.variable
     # eta threshold at p = 0.001 and the two-epoch criterion together: well under 1%
     assert false_positives / trials < 0.01
+
+
+def _pair(separation_fwhm: float, faint_jy: float = 0.01, bright_jy: float = 5.0, seed: int = 5):
+    """A bright and a faint source ``separation_fwhm`` restoring beams apart (north), on a
+    40" round beam: (planes, bright, faint, faint pixel position)."""
+    rng = np.random.default_rng(seed)
+    header = image_header(256, 10.0, 40.0, 40.0, 0.0)
+    wcs = WCS(header).celestial
+    xy = (128.0, 128.0 + 4.0 * separation_fwhm)
+    (ra0, dec0), (ra1, dec1) = wcs.pixel_to_world_values(128.0, 128.0), wcs.pixel_to_world_values(*xy)
+    bright = CatalogueSource("BRIGHT", float(ra0), float(dec0), bright_jy)
+    faint = CatalogueSource("FAINT", float(ra1), float(dec1), faint_jy)
+    return synthetic_image(rng, [bright, faint], sigma=1e-3, bpa=0.0, bmin=40.0), bright, faint, xy
+
+
+@pytest.mark.parametrize("two_part", [False, True])
+def test_a_faint_source_beside_a_bright_one_reads_its_own_flux(two_part):
+    """10 mJy 1.5 beams from 5 Jy: fitted alone, the faint source reads the bright one's wing;
+    fitted together it reads its own flux, also when the bright one is not in the catalogue
+    (found blind) and with the residual fitted with the dirty beam."""
+    planes, bright, faint, xy = _pair(1.5)
+    if two_part:  # the whole image left as residual, the dirty beam equal to the restoring beam
+        ys, xs = np.mgrid[0:256, 0:256]
+        planes = ImagePlanes(planes.data, planes.noise, planes.header, planes.data,
+                             beam_kernel(planes.header, 128.0, 128.0, xs, ys))
+    config = PhotometryConfig(systematic_fraction=0, blank_fits=0)
+    alone, err, _ = forced_fit(planes, *xy, 4.0)
+    assert alone > 0.05, f"alone it reads {alone * 1e3:.1f} mJy"
+    for catalogue in ([bright, faint], [faint]):
+        m = {x.source: x for x in measure(planes, catalogue, config).forced()}
+        assert abs(m["FAINT"].flux_jy - 0.01) < 3 * m["FAINT"].flux_err_jy, (m["FAINT"], len(catalogue))
+        assert m["FAINT"].flags == "" and m["FAINT"].flux_err_jy < 2 * err
+        if len(catalogue) == 2:
+            assert m["BRIGHT"].flux_jy == pytest.approx(5.0, rel=0.01)
+
+
+def test_sources_that_cannot_be_separated_are_flagged_blend():
+    planes, bright, faint, _ = _pair(0.1, faint_jy=1.0, bright_jy=1.0)
+    m = {x.source: x for x in measure(planes, [bright, faint], PhotometryConfig(blank_fits=0)).forced()}
+    assert m["FAINT"].flags == "blend" and m["BRIGHT"].flags == "blend"
+    far, bright, faint, _ = _pair(3.0, faint_jy=1.0, bright_jy=1.0)
+    m = {x.source: x for x in measure(far, [bright, faint], PhotometryConfig(blank_fits=0)).forced()}
+    assert m["FAINT"].flags == m["BRIGHT"].flags == ""
+    assert m["FAINT"].flux_jy == pytest.approx(1.0, rel=0.01)
