@@ -24,10 +24,10 @@ hand (an observation's image), the fit is therefore done in two parts, each with
 with r the residual and P the dirty beam centred on the position; the noise is the residual's,
 correlated like P, and the error is the second term's under that correlation.
 
-Positions closer than three fit radii are fitted together, as VAST's forced extraction fits
-clusters: the same two parts with one amplitude per position, solved by least squares over
-the union of their fit pixels, so that a faint source beside a bright one reads its own flux,
-not the bright one's wings. Detections that no catalogue source accounts for join the fit
+Each position is fitted together with its neighbours within three fit radii, as VAST's forced
+extraction fits clusters: the same two parts with one amplitude per position, solved by least
+squares over the union of their fit pixels, so that a faint source beside a bright one reads
+its own flux, not the bright one's wings. Detections that no catalogue source accounts for join the fit
 (their flux stays theirs) without being reported; a source whose fitted shape correlates more
 than 0.9 with a neighbour's cannot be separated, and its measurement is flagged ``blend``.
 
@@ -171,13 +171,19 @@ class ImagePlanes:
         """Correlation of the image noise between pixels (dy, dx) apart, |dy| and |dx| up to
         ``half``: a (2 half + 1)-pixel square centred on zero lag. The noise of a restored image
         is the residual's, correlated like the dirty beam; without one, like the restoring beam."""
-        if half not in self._correlation:
+        cached = self._correlation.get("square")
+        if cached is None or cached.shape[0] // 2 < half:
+            # one square, grown by doubling, cropped for each fit: fits of neighbours together
+            # ask for many sizes
+            big = max(half, 2 * (cached.shape[0] // 2) if cached is not None else 32)
             if self.psf is not None and self.residual is not None:
-                self._correlation[half] = psf_cutout(self.psf, half)
+                cached = psf_cutout(self.psf, big)
             else:
-                ys, xs = np.mgrid[-half : half + 1, -half : half + 1]
-                self._correlation[half] = beam_kernel(self.header, 0.0, 0.0, xs, ys)
-        return self._correlation[half]
+                ys, xs = np.mgrid[-big : big + 1, -big : big + 1]
+                cached = beam_kernel(self.header, 0.0, 0.0, xs, ys)
+            self._correlation["square"] = cached
+        c = cached.shape[0] // 2
+        return cached[c - half : c + half + 1, c - half : c + half + 1]
 
     @classmethod
     def from_mosaic(cls, image: Path, noise: Path, residual: Path | None = None,
@@ -197,7 +203,11 @@ class ImagePlanes:
 def psf_cutout(psf: np.ndarray, half: int) -> np.ndarray:
     """The (2 half + 1)-pixel square of ``psf`` centred on its peak, zero beyond its edges."""
     cy, cx = np.unravel_index(np.argmax(psf), psf.shape)
-    return np.pad(psf, half)[cy : cy + 2 * half + 1, cx : cx + 2 * half + 1]
+    out = np.zeros((2 * half + 1, 2 * half + 1))
+    y0, y1 = max(cy - half, 0), min(cy + half + 1, psf.shape[0])
+    x0, x1 = max(cx - half, 0), min(cx + half + 1, psf.shape[1])
+    out[y0 - cy + half : y1 - cy + half, x0 - cx + half : x1 - cx + half] = psf[y0:y1, x0:x1]
+    return out
 
 
 def local_rms(residual: np.ndarray, box: int) -> np.ndarray:
@@ -234,8 +244,11 @@ BLEND_CORRELATION = 0.9
 """Two positions whose fitted shapes correlate more than this over the fit pixels cannot be
 told apart: both measurements are flagged ``blend``."""
 GROUP_RADII = 3.0
-"""Positions closer than this many fit radii are fitted together: at that distance a beam one
-fit radius (one FWHM) outside a fit's pixels puts 2^-16 of its peak into them."""
+"""Neighbours closer than this many fit radii join a position's fit: farther, a beam one fit
+radius (one FWHM) outside the fit's pixels puts 2^-16 of its peak into them."""
+MAX_NEIGHBOURS = 8
+"""At most this many (the nearest) join one fit, so that a dense field costs no more than a
+few fits per position."""
 
 
 def forced_fit(planes: ImagePlanes, x: float, y: float, radius_pixels: float) -> tuple[float, float, float] | None:
@@ -244,13 +257,14 @@ def forced_fit(planes: ImagePlanes, x: float, y: float, radius_pixels: float) ->
     return fits[0]
 
 
-def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]],
-              radius_pixels: float) -> tuple[list[tuple[float, float, float] | None], list[bool]]:
+def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_pixels: float,
+              report: int | None = None) -> tuple[list[tuple[float, float, float] | None], list[bool]]:
     """Beams fitted jointly at pixel ``positions`` over the pixels within ``radius_pixels`` of
     any of them (module docstring; one position is the single fit): a faint source beside a
     bright one reads its own flux, not the bright one's wings. Returns, per position, (flux
-    (Jy), error (Jy), local rms (Jy/beam)) or None (off the image, too few pixels), and
-    whether it could not be told apart from another position (its shape correlates more than
+    (Jy), error (Jy), local rms (Jy/beam)) or None (off the image, too few pixels, or not the
+    ``report`` position when one is given: the others are then only fitted), and whether it
+    could not be told apart from another position (its shape correlates more than
     ``BLEND_CORRELATION`` with another's)."""
     from scipy.signal import correlate
 
@@ -277,16 +291,17 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]],
         return fits, blended
     members, px, py = [members[k] for k in keep], px[keep], py[keep]
     use = good & np.logical_or.reduce([circles[k] for k in keep])
-    w = np.where(use, 1.0 / np.where(use, sigma, 1.0) ** 2, 0.0).ravel()
-    kd = np.where(use, d, 0.0)
-    kernels = np.stack([np.where(use, beam_kernel(planes.header, x, y, xs, ys), 0.0).ravel() for x, y in zip(px, py)])
+    # everything on the fit pixels alone, as vectors (a neighbour's box is mostly unused)
+    xu, yu = xs[use], ys[use]
+    w = 1.0 / sigma[use] ** 2
+    kernels = np.stack([beam_kernel(planes.header, x, y, xu, yu) for x, y in zip(px, py)])
     if planes.residual is None or planes.psf is None:
         clean = np.zeros(len(members))
-        shapes, noisy = kernels, kd.ravel()
+        shapes, noisy = kernels, d[use]
     else:  # the CLEAN part with the restoring beam, the residual with the dirty beam
-        resid = np.where(use, planes.residual[ys, xs], 0.0).ravel()
-        clean = np.linalg.pinv((kernels * w) @ kernels.T) @ ((kernels * w) @ (kd.ravel() - resid))
-        shapes = np.stack([np.where(use, planes.dirty_beam(xs - x, ys - y), 0.0).ravel() for x, y in zip(px, py)])
+        resid = planes.residual[yu, xu]
+        clean = np.linalg.pinv((kernels * w) @ kernels.T) @ ((kernels * w) @ (d[use] - resid))
+        shapes = np.stack([planes.dirty_beam(xu - x, yu - y) for x, y in zip(px, py)])
         noisy = resid
     normal = (shapes * w) @ shapes.T
     estimator = np.linalg.pinv(normal) @ (shapes * w)  # (members, pixels): flux = estimator @ data
@@ -297,33 +312,20 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]],
     rho = planes.noise_correlation(max(h, wd) - 1)
     c = rho.shape[0] // 2
     rho = rho[c - (h - 1) : c + h, c - (wd - 1) : c + wd]
-    u_all = estimator * np.where(use, sigma, 0.0).ravel()
+    u_all = estimator * sigma[use]
     diag = np.sqrt(np.diag(normal))
     correlation = normal / np.outer(diag, diag)
     np.fill_diagonal(correlation, 0.0)
     for k, i in enumerate(members):
-        u = u_all[k].reshape(h, wd)
+        if report is not None and i != report:
+            continue
+        u = np.zeros((h, wd))
+        u[use] = u_all[k]
         variance = float(np.sum(correlate(u, u, mode="full", method="fft") * rho))
         yi, xi = int(round(py[k])), int(round(px[k]))
         fits[i] = (float(flux[k]), float(np.sqrt(max(variance, 0.0))), float(planes.noise[yi, xi]))
         blended[i] = bool(np.any(np.abs(correlation[k]) > BLEND_CORRELATION))
     return fits, blended
-
-
-def groups_of(xs: np.ndarray, ys: np.ndarray, distance: float) -> list[list[int]]:
-    """Indices of the positions linked by chains of neighbours closer than ``distance`` (pixels)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
-    n = len(xs)
-    pairs = np.array(sorted(cKDTree(np.column_stack([xs, ys])).query_pairs(distance)), dtype=int).reshape(-1, 2)
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    groups: dict[int, list[int]] = {}
-    for i, label in enumerate(labels):
-        groups.setdefault(int(label), []).append(i)
-    return list(groups.values())
 
 
 def measure(planes: ImagePlanes, catalogue_sources, config: PhotometryConfig = PhotometryConfig()) -> PhotometryResult:
@@ -353,27 +355,36 @@ def measure(planes: ImagePlanes, catalogue_sources, config: PhotometryConfig = P
 
 def forced_measurements(planes: ImagePlanes, wcs, sources, others: list[Measurement],
                         radius_pixels: float) -> list[Measurement]:
-    """Forced fits at the ``sources``' positions, in their order. Positions within
-    ``GROUP_RADII`` fit radii of each other are fitted together (:func:`fit_group`), with the
-    ``others`` (detections no catalogue source accounts for) among them: fitted, so that their
-    flux stays theirs, but not reported. A measurement whose source cannot be told apart from a
-    neighbour is flagged ``blend``."""
+    """Forced fits at the ``sources``' positions, in their order, each fitted together with its
+    nearest neighbours (up to ``MAX_NEIGHBOURS`` within ``GROUP_RADII`` fit radii) among the
+    other sources and the ``others`` (detections no catalogue source accounts for), whose
+    fluxes are fitted so that they stay theirs (:func:`fit_group`). A measurement whose source
+    cannot be told apart from a neighbour is flagged ``blend``."""
+    from scipy.spatial import cKDTree
+
     if not sources:
         return []
     positions = list(sources) + list(others)
     xs, ys = wcs.world_to_pixel_values([p.ra_deg for p in positions], [p.dec_deg for p in positions])
-    xs, ys = np.atleast_1d(xs), np.atleast_1d(ys)
-    on_sky = np.flatnonzero(np.isfinite(xs) & np.isfinite(ys))  # the far side of the sky is not projected
-    found: dict[int, Measurement] = {}
-    for group in groups_of(xs[on_sky], ys[on_sky], GROUP_RADII * radius_pixels):
-        members = on_sky[group]
-        fits, blended = fit_group(planes, [(float(xs[i]), float(ys[i])) for i in members], radius_pixels)
-        for i, fit, blend in zip(members, fits, blended):
-            if i < len(sources) and fit is not None and np.isfinite(fit[0]):
-                s = sources[i]
-                found[i] = Measurement(s.name, s.ra_deg, s.dec_deg, fit[0], fit[1], fit[2], "forced",
-                                       flags="blend" if blend else "")
-    return [found[i] for i in sorted(found)]
+    xy = np.column_stack([np.atleast_1d(xs), np.atleast_1d(ys)])
+    on_sky = np.flatnonzero(np.isfinite(xy).all(axis=1))  # the far side of the sky is not projected
+    ny, nx = planes.data.shape
+    tree = cKDTree(xy[on_sky])
+    out = []
+    for i in on_sky[on_sky < len(sources)]:
+        x, y = xy[i]
+        if not (-radius_pixels <= x < nx + radius_pixels and -radius_pixels <= y < ny + radius_pixels):
+            continue  # off the image
+        _, near = tree.query(xy[i], k=min(MAX_NEIGHBOURS + 1, len(on_sky)),
+                             distance_upper_bound=GROUP_RADII * radius_pixels)
+        group = [i] + [int(on_sky[j]) for j in np.atleast_1d(near) if j < len(on_sky) and on_sky[j] != i]
+        fits, blended = fit_group(planes, [tuple(xy[j]) for j in group], radius_pixels, report=0)
+        fit = fits[0]
+        if fit is not None and np.isfinite(fit[0]):
+            s = sources[i]
+            out.append(Measurement(s.name, s.ra_deg, s.dec_deg, fit[0], fit[1], fit[2], "forced",
+                                   flags="blend" if blended[0] else ""))
+    return out
 
 
 def blank_sky_error_scale(planes: ImagePlanes, occupied: list[tuple[float, float]], radius_pixels: float,
