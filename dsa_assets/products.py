@@ -33,13 +33,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from .exceptions import ProductsError
+from .qa import EXCLUDED_FLAGS
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """2: calibration solutions, assignments and calibrated Measurement Sets.
 3: images (observations and mosaics), sources and flux measurements.
 4: measurements keyed (source, epoch, image, seq) and, on SQLite, stored in that order.
 5: observation_images: every published observation image, recorded by the image asset.
-6: purges: products removed by the retention policies."""
+6: purges: products removed by the retention policies.
+7: image_quality: each measured image against the reference catalogue."""
 
 metadata = MetaData()
 
@@ -164,6 +166,19 @@ measurements = Table(
     Column("flags", String(64)),
     Index("ix_measurements_image_id", "image_id"),
     sqlite_with_rowid=False,
+)
+
+image_quality = Table(
+    "image_quality",
+    metadata,
+    Column("image_id", String(64), primary_key=True),
+    Column("flux_ratio", Float, doc="median measured / catalogue flux of bright, unblended reference sources"),
+    Column("flux_scatter", Float, doc="robust scatter of those ratios"),
+    Column("n_flux", Integer),
+    Column("offset_ra_arcsec", Float, doc="median offset of matched detections, RA times cos Dec"),
+    Column("offset_dec_arcsec", Float),
+    Column("n_position", Integer),
+    Column("problems", Text, doc="why the image is kept out of light curves; empty when it is not"),
 )
 
 purges = Table(
@@ -359,14 +374,19 @@ class ProductsDB:
 
     # -- photometry ----------------------------------------------------------------------------
 
-    def record_photometry(self, image: dict, rows: list[dict], new_sources: list[dict] = ()) -> None:
-        """Replace an image's row and all its measurements in one transaction (re-materializing
+    def record_photometry(self, image: dict, rows: list[dict], new_sources: list[dict] = (),
+                          quality: dict | None = None) -> None:
+        """Replace an image's row, its quality against the catalogue (``quality``: the columns
+        of ``image_quality``) and all its measurements in one transaction (re-materializing
         never duplicates), and add ``new_sources`` not yet known."""
         image = {**image, "created_at": image.get("created_at") or datetime.now(UTC)}
         with self.engine.begin() as conn:
             conn.execute(measurements.delete().where(measurements.c.image_id == image["image_id"]))
             conn.execute(images.delete().where(images.c.image_id == image["image_id"]))
+            conn.execute(image_quality.delete().where(image_quality.c.image_id == image["image_id"]))
             conn.execute(images.insert().values(**image))
+            if quality is not None:
+                conn.execute(image_quality.insert().values(image_id=image["image_id"], **quality))
             if rows:
                 conn.execute(measurements.insert(), [{**r, "image_id": image["image_id"], "image_kind": image["kind"],
                                                       "seq": i} for i, r in enumerate(rows)])
@@ -390,6 +410,11 @@ class ProductsDB:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(select(sources).where(sources.c.in_catalogue.is_(False)))]
 
+    def image_quality(self, image_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(image_quality).where(image_quality.c.image_id == image_id)).first()
+        return dict(r._mapping) if r else None
+
     def image(self, image_id: str) -> dict | None:
         with self.engine.connect() as conn:
             r = conn.execute(select(images).where(images.c.image_id == image_id)).first()
@@ -400,13 +425,19 @@ class ProductsDB:
             rows = conn.execute(select(images).where(images.c.epoch_unix < epoch_unix, images.c.kind == kind))
             return [dict(r._mapping) for r in rows]
 
-    def light_curve(self, source_name: str, kind: str = "forced", image_kind: str | None = "observation") -> list[dict]:
-        """One source's measurements in time order: one range of the primary key."""
+    def light_curve(self, source_name: str, kind: str = "forced", image_kind: str | None = "observation",
+                    usable_only: bool = False) -> list[dict]:
+        """One source's measurements in time order: one range of the primary key.
+        ``usable_only``: without those flagged as unfit for statistics (``qa.EXCLUDED_FLAGS``:
+        an image that failed the catalogue checks, a blend)."""
         m = measurements.c
         q = select(m.epoch_unix, m.flux_jy, m.flux_err_jy, m.local_rms_jy, m.snr, m.image_id, m.flags).where(
             m.source_name == source_name, m.kind == kind)
         if image_kind:
             q = q.where(m.image_kind == image_kind)
+        if usable_only:
+            for flag in EXCLUDED_FLAGS:
+                q = q.where(~func.coalesce(m.flags, "").contains(flag))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q.order_by(m.epoch_unix))]
 

@@ -135,6 +135,75 @@ def summarize_pulls(pulls: list[float]) -> PullSummary:
     return PullSummary(len(pulls), float(np.mean(pulls)), float(np.std(pulls)))
 
 
+# -- images held to the reference catalogue ---------------------------------------------------
+
+CATALOGUE_SNR = 20.0
+"""Reference sources measured above this many sigma, and not blended, hold an image to the
+catalogue (forced fluxes for the flux scale, matched blind detections for the positions)."""
+MIN_CATALOGUE_SOURCES = 3
+"""Fewer such sources say nothing about an image: it is neither passed nor failed on them."""
+FLUX_SCALE_TOLERANCE = 0.10
+"""An image's median measured / catalogue flux is within this of 1."""
+ASTROMETRY_TOLERANCE_BEAMS = 0.2
+"""An image's median offset from the catalogue positions is within this fraction of the
+restoring beam's minor axis."""
+EXCLUDED_FLAGS = ("bad_image", "blend")
+"""Measurement flags that keep a measurement out of light-curve statistics: its image failed
+the catalogue checks, or its source could not be separated from a neighbour."""
+
+
+@dataclass(frozen=True)
+class CatalogueComparison:
+    """An image's measurements against the reference catalogue. Fluxes as ratios, offsets in
+    arcsec (RA offsets times cos Dec)."""
+
+    n_flux: int
+    flux_ratio: float | None
+    """Median measured / catalogue flux of the bright, unblended reference sources."""
+    flux_scatter: float | None
+    """Robust standard deviation (1.4826 MAD) of those ratios."""
+    n_position: int
+    offset_ra_arcsec: float | None
+    offset_dec_arcsec: float | None
+
+    def problems(self, beam_minor_arcsec: float) -> list[str]:
+        """Why the image fails the catalogue (empty: it passes, or too few sources to tell)."""
+        found = []
+        if self.n_flux >= MIN_CATALOGUE_SOURCES and abs(self.flux_ratio - 1.0) > FLUX_SCALE_TOLERANCE:
+            found.append(f"flux scale {self.flux_ratio:.3f} of the catalogue over {self.n_flux} sources")
+        if self.n_position >= MIN_CATALOGUE_SOURCES:
+            offset = float(np.hypot(self.offset_ra_arcsec, self.offset_dec_arcsec))
+            if offset > ASTROMETRY_TOLERANCE_BEAMS * beam_minor_arcsec:
+                found.append(f"positions off by {offset:.1f} arcsec over {self.n_position} sources")
+        return found
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def compare_with_catalogue(measurements, reference: dict, freq_hz: float | None = None) -> CatalogueComparison:
+    """``measurements`` (records with source, kind, flux_jy, flux_err_jy, flags, ra_deg,
+    dec_deg, matched) against ``reference`` (name -> catalogue source with ra_deg, dec_deg,
+    flux_jy at 1.4 GHz, spectral_index), catalogue fluxes taken to ``freq_hz`` (Hz) when given."""
+    ratios, d_ra, d_dec = [], [], []
+    for m in measurements:
+        if m.flux_err_jy <= 0 or m.flux_jy / m.flux_err_jy < CATALOGUE_SNR or "blend" in (m.flags or ""):
+            continue
+        if m.kind == "forced" and m.source in reference:
+            src = reference[m.source]
+            expected = src.flux_jy * ((freq_hz / 1.4e9) ** src.spectral_index if freq_hz else 1.0)
+            if expected > 0:
+                ratios.append(m.flux_jy / expected)
+        elif m.kind == "blind" and m.matched in reference:
+            src = reference[m.matched]
+            d_ra.append(((m.ra_deg - src.ra_deg + 180.0) % 360.0 - 180.0) * np.cos(np.radians(src.dec_deg)) * 3600.0)
+            d_dec.append((m.dec_deg - src.dec_deg) * 3600.0)
+    ratio = float(np.median(ratios)) if ratios else None
+    scatter = float(1.4826 * np.median(np.abs(np.asarray(ratios) - ratio))) if ratios else None
+    return CatalogueComparison(len(ratios), ratio, scatter, len(d_ra),
+                               float(np.median(d_ra)) if d_ra else None, float(np.median(d_dec)) if d_dec else None)
+
+
 # -- imager cross-check ----------------------------------------------------------------------
 
 CROSSCHECK_SNR = 10.0

@@ -25,6 +25,10 @@ class ScienceResource(dg.ConfigurableResource):
     """Imaged observation windows that complete an hour's mosaic."""
     mosaic_timeout_s: float = option(1800.0, flag="--mosaic-timeout", metavar="SECONDS")
     """Mosaic an incomplete hour this long (s) after it ended and its last image arrived."""
+    max_rms_over_thermal: float = 0.0
+    """Keep an observation image's measurements out of light curves when its residual rms
+    exceeds the thermal expectation by more than this factor (0: not applied; images held to
+    the reference catalogue regardless)."""
     variability_interval_s: float = option(600.0, metavar="SECONDS")
     """The variability table is recomputed at most this often (s) while new photometry arrives."""
 

@@ -52,11 +52,32 @@ SAMPLING_CHECK = dg.AssetCheckSpec(
         "fitted fluxes by percents depending on where a source falls within its pixel."
     ),
 )
+_CATALOGUE_WORDS = (
+    f"Each image against the reference catalogue: the median measured / catalogue flux of the reference "
+    f"sources above {qa.CATALOGUE_SNR:g} sigma and unblended within {qa.FLUX_SCALE_TOLERANCE:.0%} of 1, and "
+    f"the median offset of their detections within {qa.ASTROMETRY_TOLERANCE_BEAMS:g} of the beam's minor "
+    f"axis (fewer than {qa.MIN_CATALOGUE_SOURCES} such sources say nothing). An image that fails is kept, "
+    "and its measurements are flagged bad_image: out of light curves and variability."
+)
+CATALOGUE_CHECK = dg.AssetCheckSpec(name="held_to_catalogue", asset="photometry", description=_CATALOGUE_WORDS)
+MOSAIC_CATALOGUE_CHECK = dg.AssetCheckSpec(name="held_to_catalogue", asset="mosaic_photometry",
+                                           description=_CATALOGUE_WORDS)
 AGREEMENT_CHECK = dg.AssetCheckSpec(
     name="wsclean_tclean_agree", asset="imager_cross_check",
     description=f"Every source above {qa.CROSSCHECK_SNR:g} sigma has WSClean and tclean fluxes within "
                 f"{qa.CROSSCHECK_TOLERANCE:.0%} (+3 sigma).",
 )
+
+
+def catalogue_check(spec: dg.AssetCheckSpec, measured: dict) -> dg.AssetCheckResult:
+    """``measured``: image id -> the image measured (its catalogue comparison and problems).
+    A warning, not an error: the image stays, its measurements flagged."""
+    failed = {image_id: m.problems for image_id, m in measured.items() if m.problems}
+    return _result(spec, not failed, severity=dg.AssetCheckSeverity.WARN,
+                   excluded_from_light_curves=dg.MetadataValue.json(failed),
+                   flux_ratio=dg.MetadataValue.json({k: m.comparison.flux_ratio for k, m in measured.items()}),
+                   offset_arcsec=dg.MetadataValue.json({k: [m.comparison.offset_ra_arcsec, m.comparison.offset_dec_arcsec]
+                                                         for k, m in measured.items()}))
 
 
 def ms_check(results, n_subbands: int) -> dg.AssetCheckResult:

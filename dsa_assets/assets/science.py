@@ -2,6 +2,7 @@
 variability table with light curves."""
 
 import time
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
@@ -9,7 +10,8 @@ import numpy as np
 from resources.pipeline import PipelineResource
 from resources.science import ScienceResource
 
-from .. import partitions
+from .. import partitions, qa
+from .checks import CATALOGUE_CHECK, MOSAIC_CATALOGUE_CHECK, catalogue_check
 from .common import for_each_observation, refuse_removed, step, thumbnail_markdown
 from .images import image
 
@@ -34,24 +36,56 @@ def _measurement_rows(result, epoch_unix: float) -> list[dict]:
              "flags": m.flags} for m in result.measurements]
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One image measured and recorded: its photometry, the new sources, and how it compares
+    with the reference catalogue (``problems`` empty: its measurements count in light curves)."""
+
+    result: object
+    new: list
+    comparison: qa.CatalogueComparison
+    problems: list[str]
+
+
+def _image_frequency_hz(path) -> float | None:
+    """The image's frequency (Hz) from its FITS spectral axis, if it has one."""
+    from astropy.io import fits
+
+    header = fits.getheader(path)
+    axis = next((i for i in range(1, header.get("NAXIS", 0) + 1) if header.get(f"CTYPE{i}", "").startswith("FREQ")), None)
+    return float(header[f"CRVAL{axis}"]) if axis else None
+
+
 def _measure_and_record(db, science, reference, stage_call, image_id, kind, partition_key, path, epoch_unix,
-                        n_inputs=1):
+                        n_inputs=1, rms_over_thermal=None):
     """Forced photometry at the ``reference`` sources and those found so far, blind detections,
-    new sources; all recorded for ``image_id`` in one transaction. Returns (result, new)."""
+    new sources, and the image held to the reference catalogue (and, for an observation image,
+    its noise to the thermal expectation): an image that fails is kept, its measurements
+    flagged ``bad_image`` (out of light-curve statistics). All recorded for ``image_id`` in one
+    transaction."""
     from ..stages.photometry import new_source_candidates
 
     result = stage_call(science.catalogue_sources(reference, db))
     row = _image_row(image_id, kind, partition_key, path, epoch_unix, result, n_inputs)
+    comparison = qa.compare_with_catalogue(result.measurements, {s.name: s for s in reference},
+                                           _image_frequency_hz(path))
+    problems = comparison.problems(result.beam_arcsec[1])
+    if science.max_rms_over_thermal and rms_over_thermal and rms_over_thermal > science.max_rms_over_thermal:
+        problems.append(f"rms {rms_over_thermal:.1f} x the thermal expectation")
+    rows = _measurement_rows(result, epoch_unix)
+    if problems:
+        rows = [{**r, "flags": ",".join(f for f in (r["flags"], "bad_image") if f)} for r in rows]
     new = new_source_candidates(result, db.images_before(epoch_unix, kind), science.new_source_factor)
     new_rows = [{"name": m.source, "ra_deg": float(m.ra_deg) % 360.0, "dec_deg": float(m.dec_deg),
                  "in_catalogue": False, "first_image_id": image_id} for m in new]
-    db.record_photometry(row, _measurement_rows(result, epoch_unix), new_rows)
-    return result, new
+    db.record_photometry(row, rows, new_rows, quality={**comparison.as_dict(), "problems": "; ".join(problems)})
+    return Measured(result, new, comparison, problems)
 
 
 @dg.asset(
     partitions_def=partitions.OBSERVATION_PARTITIONS,
     deps=[image],
+    check_specs=[CATALOGUE_CHECK],
     group_name="science",
     kinds={"python", "sqlite"},
     description=(
@@ -68,32 +102,46 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
         files = obs.images
         context.log.info(f"{obs.group_id}: measuring {files['image'].name}")
         t = time.perf_counter()
-        result, new = _measure_and_record(
+        imaged = products.db.observation_image(obs.group_id) or {}
+        m = _measure_and_record(
             products.db, science, pipeline.reference_sources(),
             lambda s: stage.execute_observation(files["image"], files["residual"], files["pb"], s, psf=files["psf"]),
-            obs.group_id, "observation", context.partition_key, files["image"], obs.mid_unix)
-        context.log.info(f"{obs.group_id}: {len(result.forced())} forced, {len(result.blind())} blind, "
-                         f"{len(new)} new in {time.perf_counter() - t:.1f} s; errors scaled by "
-                         f"{result.error_scale:.2f} (blank sky)")
-        return result, new
+            obs.group_id, "observation", context.partition_key, files["image"], obs.mid_unix,
+            rms_over_thermal=imaged.get("rms_over_thermal"))
+        context.log.info(f"{obs.group_id}: {len(m.result.forced())} forced, {len(m.result.blind())} blind, "
+                         f"{len(m.new)} new in {time.perf_counter() - t:.1f} s; errors scaled by "
+                         f"{m.result.error_scale:.2f} (blank sky)")
+        if m.problems:
+            context.log.warning(f"{obs.group_id}: kept out of light curves: {'; '.join(m.problems)}")
+        return m
 
     observations = products.in_window(context.partition_key)
     refuse_removed(observations, "images")
-    done = [r for _, r in for_each_observation(
-        context, [o for o in observations if o.has("image")], "photometry", measure)]
+    done = {obs.group_id: m for obs, m in for_each_observation(
+        context, [o for o in observations if o.has("image")], "photometry", measure)}
     metadata = {"n_images": len(done)}
     if done:
-        result, _ = done[0]
+        results = [m.result for m in done.values()]
         metadata.update({
-            "n_forced": sum(len(r.forced()) for r, _ in done),
-            "n_blind": sum(len(r.blind()) for r, _ in done),
-            "n_matched": sum(sum(1 for m in r.blind() if m.matched) for r, _ in done),
-            "new_sources": dg.MetadataValue.json([m.source for _, n in done for m in n]),
-            "median_noise_mjy": round(result.rms_jy * 1e3, 4),
-            "error_scale": round(max(r.error_scale for r, _ in done), 3),
-            "photometry_s": round(sum(sum(r.timings_s.values()) for r, _ in done), 2),
+            "n_forced": sum(len(r.forced()) for r in results),
+            "n_blind": sum(len(r.blind()) for r in results),
+            "n_matched": sum(sum(1 for m in r.blind() if m.matched) for r in results),
+            "n_blended": sum(sum(1 for m in r.forced() if "blend" in m.flags) for r in results),
+            "new_sources": dg.MetadataValue.json([s.source for m in done.values() for s in m.new]),
+            "median_noise_mjy": round(results[0].rms_jy * 1e3, 4),
+            "error_scale": round(max(r.error_scale for r in results), 3),
+            "photometry_s": round(sum(sum(r.timings_s.values()) for r in results), 2),
+            **_catalogue_metadata(done),
         })
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata, check_results=[catalogue_check(CATALOGUE_CHECK, done)])
+
+
+def _catalogue_metadata(done: dict) -> dict:
+    """The images against the reference catalogue, for the UI."""
+    return {
+        "catalogue_comparison": dg.MetadataValue.json({k: m.comparison.as_dict() for k, m in done.items()}),
+        "excluded_from_light_curves": dg.MetadataValue.json({k: m.problems for k, m in done.items() if m.problems}),
+    }
 
 
 @dg.asset(
@@ -142,6 +190,7 @@ def mosaic(context: dg.AssetExecutionContext, pipeline: PipelineResource):
 @dg.asset(
     partitions_def=partitions.HOURLY_PARTITIONS,
     deps=[mosaic],
+    check_specs=[MOSAIC_CATALOGUE_CHECK],
     group_name="science",
     kinds={"python", "sqlite"},
     description="Forced photometry and blind detections on the hourly mosaic, with its noise map.",
@@ -157,17 +206,19 @@ def mosaic_photometry(context: dg.AssetExecutionContext, pipeline: PipelineResou
     stage = science.photometry_stage()
     # mosaics made before residual and dirty-beam products were kept are fitted with the restoring beam
     with step(context, "mosaic_photometry"):
-        result, new = _measure_and_record(
+        m = _measure_and_record(
             products.db, science, pipeline.reference_sources(),
             lambda s: stage.execute_mosaic(files["image"], files["noise"], s, files.get("residual"), files.get("psf")),
             f"mosaic:{context.partition_key}", "mosaic", context.partition_key, files["image"],
             (start.timestamp() + end.timestamp()) / 2)
+    image_id = f"mosaic:{context.partition_key}"
     return dg.MaterializeResult(metadata={
-        "n_forced": len(result.forced()), "n_blind": len(result.blind()),
-        "new_sources": dg.MetadataValue.json([m.source for m in new]),
-        "median_noise_mjy": round(result.rms_jy * 1e3, 4),
-        "error_scale": round(result.error_scale, 3),
-    })
+        "n_forced": len(m.result.forced()), "n_blind": len(m.result.blind()),
+        "new_sources": dg.MetadataValue.json([s.source for s in m.new]),
+        "median_noise_mjy": round(m.result.rms_jy * 1e3, 4),
+        "error_scale": round(m.result.error_scale, 3),
+        **_catalogue_metadata({image_id: m}),
+    }, check_results=[catalogue_check(MOSAIC_CATALOGUE_CHECK, {image_id: m})])
 
 
 @dg.asset(

@@ -69,7 +69,7 @@ class VariabilityStage:
         table with its light curves as one directory (built in scratch, renamed into place)."""
         rows, flagged = [], []
         for name in db.measured_sources():
-            lc = db.light_curve(name)
+            lc = db.light_curve(name, usable_only=True)
             if len(lc) < 2:
                 continue
             m = stats.metrics([r["flux_jy"] for r in lc], [r["flux_err_jy"] for r in lc])

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import numpy as np
 import pytest
+from astropy.io import fits
 
-from dsa_assets import catalogue, partitions
+from dsa_assets import catalogue, naming, partitions, qa, variability
 from dsa_assets.definitions import build_definitions
 from dsa_assets.products import ProductsDB
 from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator_field
@@ -115,3 +116,32 @@ def test_photometry_mosaic_and_variability_through_the_platform(field, tmp_path)
     assert (tmp_path / "lc.png").exists() and len((tmp_path / "lc.csv").read_text().splitlines()) == N_DAYS + 1
     assert (tmp_path / "out" / "variability" / "variability.csv").exists()
     assert pulls  # the check ran
+    # every image held to the reference catalogue (the simulated sky): all pass
+    for g in targets:
+        quality = db.image_quality(g.stamp)
+        assert quality["n_flux"] >= qa.MIN_CATALOGUE_SOURCES and quality["problems"] == "", quality
+        assert abs(quality["flux_ratio"] - 1) < qa.FLUX_SCALE_TOLERANCE
+
+    # a bad epoch: one day's image reads 30% low (a calibration gone wrong). Held to the catalogue
+    # it fails, is kept with its measurements flagged, and no constant source turns variable
+    bad = targets[1]
+    for kind in ("image", "residual"):
+        with fits.open(naming.image_file(pipeline.output_path, bad.stamp, kind), mode="update") as hdul:
+            hdul[0].data *= 0.7
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance, partition_key=partitions.window_key(bad.data_start),
+                                        asset_selection=[dg.AssetKey("photometry")])
+        (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "held_to_catalogue"]
+        assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+        assert defs.resolve_job_def("variability_job").execute_in_process(instance=instance).success
+        after = set(instance.fetch_materializations(dg.AssetKey("variability"), limit=1).records[0]
+                    .asset_materialization.metadata["variable_sources"].value)
+    quality = db.image_quality(bad.stamp)
+    assert quality["problems"].startswith("flux scale") and quality["flux_ratio"] == pytest.approx(0.7, abs=0.03)
+    assert all("bad_image" in r["flags"] for n in constant for r in db.light_curve(n) if r["image_id"] == bad.stamp)
+    assert all(len(db.light_curve(n, usable_only=True)) == N_DAYS - 1 for n in constant)
+    assert {flare, step} <= after and len([n for n in constant if n in after]) <= 1
+    ungated = [n for n in constant if variability.metrics(*zip(*[(r["flux_jy"], r["flux_err_jy"])
+                                                               for r in db.light_curve(n)])).variable]
+    print(f"constant sources flagged variable with the bad epoch counted: {len(ungated)} of {len(constant)}")
+    assert len(ungated) > len([n for n in constant if n in after]), "the gate is what keeps them constant"

@@ -220,3 +220,53 @@ def test_sources_that_cannot_be_separated_are_flagged_blend():
     m = {x.source: x for x in measure(far, [bright, faint], PhotometryConfig(blank_fits=0)).forced()}
     assert m["FAINT"].flags == m["BRIGHT"].flags == ""
     assert m["FAINT"].flux_jy == pytest.approx(1.0, rel=0.01)
+
+
+def test_an_image_is_held_to_the_catalogue_by_its_bright_unblended_sources():
+    from dsa_assets import qa
+    from dsa_assets.stages.photometry import Measurement
+
+    reference = {f"S{i}": CatalogueSource(f"S{i}", 150.0 + 0.1 * i, 30.0, 1.0, spectral_index=-0.7) for i in range(5)}
+
+    def forced(scale, flags=""):
+        return [Measurement(f"S{i}", 150.0 + 0.1 * i, 30.0, scale, 0.01, 0.01, "forced", flags=flags) for i in range(5)]
+
+    def blind(offset_arcsec):
+        return [Measurement(f"S{i}", 150.0 + 0.1 * i, 30.0 + offset_arcsec / 3600, 1.0, 0.01, 0.01, "blind",
+                            matched=f"S{i}") for i in range(5)]
+
+    good = qa.compare_with_catalogue(forced(1.0) + blind(1.0), reference)
+    assert good.flux_ratio == 1.0 and good.n_flux == 5 and good.offset_dec_arcsec == pytest.approx(1.0)
+    assert good.problems(beam_minor_arcsec=38.0) == []
+    low = qa.compare_with_catalogue(forced(0.7) + blind(20.0), reference)
+    assert [p.split(" ")[0] for p in low.problems(beam_minor_arcsec=38.0)] == ["flux", "positions"]
+    # catalogue fluxes taken to the image's frequency with their spectral index
+    at_1_6 = qa.compare_with_catalogue(forced((1.6 / 1.4) ** -0.7), reference, freq_hz=1.6e9)
+    assert at_1_6.flux_ratio == pytest.approx(1.0)
+    # blends, faint sources and too few sources say nothing
+    assert qa.compare_with_catalogue(forced(0.5, flags="blend"), reference).problems(38.0) == []
+    assert qa.compare_with_catalogue(forced(0.5)[:2], reference).problems(38.0) == []
+
+
+def test_a_bad_epoch_is_kept_out_of_the_light_curve_statistics(tmp_path):
+    """Ten epochs of constant sources, one 30% low and flagged bad_image: the variability table
+    flags none of them; counted, the bad epoch would make them variable."""
+    from dsa_assets.products import ProductsDB
+    from dsa_assets.stages.variability import VariabilityConfig, VariabilityStage
+
+    db = ProductsDB(tmp_path / "p.sqlite3")
+    rng = np.random.default_rng(3)
+    for epoch in range(10):
+        scale, flags = (0.7, "bad_image") if epoch == 4 else (1.0, "")
+        image = {"image_id": f"I{epoch}", "kind": "observation", "partition_key": "k", "path": "x",
+                 "epoch_unix": 1e9 + epoch * 86164.0}
+        rows = [{"source_name": f"S{i}", "epoch_unix": image["epoch_unix"], "kind": "forced",
+                 "flux_jy": scale * (0.1 + 0.002 * rng.normal()), "flux_err_jy": 0.002, "flags": flags}
+                for i in range(20)]
+        db.record_photometry(image, rows)
+    result = VariabilityStage(VariabilityConfig(tmp_path / "out", tmp_path / "scratch")).execute(db)
+    assert len(result.rows) == 20 and result.variable == []
+    assert all(len(db.light_curve(f"S{i}", usable_only=True)) == 9 for i in range(20))
+    ungated = [i for i in range(20) if variability.metrics(*zip(*[(r["flux_jy"], r["flux_err_jy"])
+                                                                 for r in db.light_curve(f"S{i}")])).variable]
+    assert len(ungated) == 20
