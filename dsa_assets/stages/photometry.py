@@ -275,7 +275,7 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_
     blended = [False] * n
     members = [i for i, (x, y) in enumerate(positions)
                if r <= int(round(x)) < nx - r and r <= int(round(y)) < ny - r]
-    if not members:
+    if not members or (report is not None and report not in members):
         return fits, blended
     px = np.array([positions[i][0] for i in members])
     py = np.array([positions[i][1] for i in members])
