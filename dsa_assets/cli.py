@@ -22,11 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
     lc.add_argument("--source", required=True, help="source name as in the reference catalogue")
     lc.add_argument("--mosaics", action="store_true", help="measurements on hourly mosaics instead of observation images")
     lc.add_argument("--csv", type=Path, help="write the light curve as CSV")
+    lc.add_argument("--votable", type=Path, help="write the light curve as a VOTable")
     lc.add_argument("--png", type=Path, help="plot it")
     var = sub.add_parser("variables", help="variability statistics of every source with two or more measurements")
     var.add_argument("--products-db", required=True)
     var.add_argument("--all", action="store_true", help="every source, not only those flagged variable")
     var.add_argument("--csv", type=Path, help="write the table as CSV")
+    var.add_argument("--votable", type=Path, help="write the table as a VOTable")
     return p
 
 
@@ -36,6 +38,7 @@ def _utc(t: float) -> str:
 
 def lightcurve(args) -> int:
     from .products import ProductsDB
+    from .qa import excluded_from_statistics
     from .variability import metrics
 
     db = ProductsDB(args.products_db, must_exist=True)
@@ -43,20 +46,21 @@ def lightcurve(args) -> int:
     if not rows:
         print(f"no measurements of {args.source!r}", file=sys.stderr)
         return 1
-    print(f"{'utc':20s} {'flux_mJy':>10s} {'err_mJy':>8s} {'snr':>7s}  image")
+    print(f"{'utc':20s} {'flux_mJy':>10s} {'err_mJy':>8s} {'snr':>7s}  {'image':24s} flags")
     for r in rows:
         print(f"{_utc(r['epoch_unix']):20s} {r['flux_jy'] * 1e3:10.3f} {r['flux_err_jy'] * 1e3:8.3f} "
-              f"{(r['snr'] or 0):7.1f}  {r['image_id']}")
-    if len(rows) > 1:
-        m = metrics([r["flux_jy"] for r in rows], [r["flux_err_jy"] for r in rows])
-        print(f"n={m.n} V={m.v:.3f} eta={m.eta:.2f} Vs={m.vs:.1f} m={m.m:.2f} variable={'yes' if m.variable else 'no'}")
-    if args.csv:
-        with open(args.csv, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["utc", "epoch_unix", "flux_jy", "flux_err_jy", "local_rms_jy", "image_id"])
-            for r in rows:
-                w.writerow([_utc(r["epoch_unix"]), r["epoch_unix"], r["flux_jy"], r["flux_err_jy"], r["local_rms_jy"],
-                            r["image_id"]])
+              f"{(r['snr'] or 0):7.1f}  {r['image_id']:24s} {r['flags'] or ''}")
+    usable = [r for r in rows if not excluded_from_statistics(r["flags"])]
+    if len(usable) > 1:
+        m = metrics([r["flux_jy"] for r in usable], [r["flux_err_jy"] for r in usable])
+        print(f"n={m.n} V={m.v:.3f} eta={m.eta:.2f} Vs={m.vs:.1f} m={m.m:.2f} variable={'yes' if m.variable else 'no'}"
+              + (f" ({len(rows) - len(usable)} flagged point(s) left out)" if len(usable) < len(rows) else ""))
+    columns = ["utc", "epoch_unix", "flux_jy", "flux_err_jy", "local_rms_jy", "image_id", "flags"]
+    table = [[_utc(r["epoch_unix"]), r["epoch_unix"], r["flux_jy"], r["flux_err_jy"],
+              float("nan") if r["local_rms_jy"] is None else r["local_rms_jy"], r["image_id"], r["flags"] or ""]
+             for r in rows]
+    _write_tables(args, columns, table, {"flux_jy": "Jy", "flux_err_jy": "Jy", "local_rms_jy": "Jy/beam",
+                                         "epoch_unix": "s"}, f"light curve of {args.source}")
     if args.png:
         from .stages.variability import plot_light_curve
 
@@ -71,7 +75,7 @@ def variables(args) -> int:
     db = ProductsDB(args.products_db, must_exist=True)
     table = []
     for name in db.measured_sources():
-        rows = db.light_curve(name)
+        rows = db.light_curve(name, usable_only=True)
         if len(rows) < 2:
             continue
         m = metrics([r["flux_jy"] for r in rows], [r["flux_err_jy"] for r in rows])
@@ -81,13 +85,28 @@ def variables(args) -> int:
     for name, m in sorted(table, key=lambda t: -t[1].eta):
         print(f"{name:28s} {m.n:3d} {m.mean_flux_jy * 1e3:9.2f} {m.v:6.3f} {m.eta:8.2f} {m.vs:6.1f} {m.m:6.2f} "
               f"{'yes' if m.variable else ''}")
+    _write_tables(args, ["source", "n", "mean_flux_jy", "v", "eta", "vs", "m", "variable"],
+                  [[name, m.n, m.mean_flux_jy, m.v, m.eta, m.vs, m.m, m.variable] for name, m in table],
+                  {"mean_flux_jy": "Jy"}, "variability statistics (VAST definitions)")
+    return 0
+
+
+def _write_tables(args, columns: list[str], rows: list[list], units: dict[str, str], description: str) -> None:
+    """The table as CSV (``--csv``) and as a VOTable (``--votable``, astropy; units on the
+    columns)."""
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["source", "n", "mean_flux_jy", "v", "eta", "vs", "m", "variable"])
-            for name, m in table:
-                w.writerow([name, m.n, m.mean_flux_jy, m.v, m.eta, m.vs, m.m, m.variable])
-    return 0
+            w.writerow(columns)
+            w.writerows(rows)
+    if args.votable:
+        from astropy.table import Table
+
+        t = Table(rows=rows or None, names=columns)
+        for name, unit in units.items():
+            t[name].unit = unit
+        t.meta["description"] = description
+        t.write(args.votable, format="votable", overwrite=True)
 
 
 def main(argv: list[str] | None = None) -> int:
