@@ -57,7 +57,7 @@ _CATALOGUE_WORDS = (
     f"sources above {qa.CATALOGUE_SNR:g} sigma and unblended within {qa.FLUX_SCALE_TOLERANCE:.0%} of 1, and "
     f"the median offset of their detections within {qa.ASTROMETRY_TOLERANCE_BEAMS:g} of the beam's minor "
     f"axis (fewer than {qa.MIN_CATALOGUE_SOURCES} such sources say nothing). An image that fails is kept, "
-    "and its measurements are flagged bad_image: out of light curves and variability."
+    "and its measurements are flagged bad_image: shown in light curves, left out of their statistics."
 )
 CATALOGUE_CHECK = dg.AssetCheckSpec(name="held_to_catalogue", asset="photometry", description=_CATALOGUE_WORDS)
 MOSAIC_CATALOGUE_CHECK = dg.AssetCheckSpec(name="held_to_catalogue", asset="mosaic_photometry",
