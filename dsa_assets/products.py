@@ -195,6 +195,12 @@ purges = Table(
 )
 
 
+def unix_seconds(value: datetime) -> float:
+    """Unix seconds of a time read from the database: SQLite gives them back without a time
+    zone, and they are UTC."""
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
 def database_url(target: str | Path) -> str:
     """A SQLAlchemy URL for ``target``: URLs (``postgresql://...``) pass through, paths become
     SQLite files."""

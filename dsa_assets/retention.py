@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from . import fsutil, naming, windows
@@ -43,6 +43,7 @@ from .products import (
     images,
     measurement_sets,
     observation_images,
+    unix_seconds,
 )
 from .streaming.queue import COMPLETED
 
@@ -133,10 +134,7 @@ class Plan:
 
 
 def _unix(value: datetime | None, default: float) -> float:
-    """Unix seconds of a database time (SQLite gives them back naive: they are UTC)."""
-    if value is None:
-        return default
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return default if value is None else unix_seconds(value)
 
 
 def inventory(catalogue: ProductCatalogue, *, photometry: bool, mosaics: bool, validity_s: float,

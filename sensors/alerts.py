@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC
 
 import dagster as dg
 
 from dsa_assets.alerts import Alert
+from dsa_assets.products import unix_seconds
 from dsa_assets.streaming.queue import PENDING, PROCESSING
 from resources.alerts import AlertsResource
 from resources.pipeline import PipelineResource
@@ -72,7 +72,7 @@ def operations(pipeline: PipelineResource, alerts: AlertsResource, cursor: str |
                                    f"{alerts.ui_url}/assets/measurement_set"))
     newest = state["images_after"]
     for row in pipeline.products().observation_images_since(state["images_after"]):
-        made = row["created_at"].replace(tzinfo=row["created_at"].tzinfo or UTC).timestamp()
+        made = unix_seconds(row["created_at"])
         newest = max(newest, made)
         latency = made - queue.group(row["group_id"]).last_arrival
         if latency > alerts.slow_image_s:
