@@ -31,6 +31,8 @@ class CatalogueSource:
     dec_deg: float
     flux_jy: float
     spectral_index: float = DEFAULT_SPECTRAL_INDEX
+    position_error_arcsec: float | None = None
+    """1-sigma position error per axis (arcsec); None: the photometry's catalogue default."""
 
 
 def write(path: Path | str, sources) -> None:
@@ -101,6 +103,15 @@ def _parse_row(row: dict) -> tuple[CatalogueSource | None, str | None]:
     if not -90.0 <= values["dec_deg"] <= 90.0:
         return None, f"dec_deg {values['dec_deg']} outside [-90, 90]"
     return CatalogueSource(name, **values), None
+
+
+def iau_name(ra_deg: float, dec_deg: float, prefix: str) -> str:
+    """``<prefix> Jhhmmss.s+ddmmss`` (ICRS degrees, truncated as the IAU recommends)."""
+    t = int((ra_deg % 360.0) / 15.0 * 36000.0)
+    h, m, ds = t // 36000, (t // 600) % 60, t % 600
+    a = int(abs(dec_deg) * 3600.0)
+    sign = "-" if dec_deg < 0 else "+"
+    return f"{prefix} J{h:02d}{m:02d}{ds // 10:02d}.{ds % 10}{sign}{a // 3600:02d}{(a // 60) % 60:02d}{a % 60:02d}"
 
 
 def separation_deg(sources, ra_deg: float, dec_deg: float) -> np.ndarray:

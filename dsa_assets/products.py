@@ -7,9 +7,12 @@ by its group id), and re-materializing replaces the row instead of adding one.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import (
     Boolean,
     Column,
@@ -35,13 +38,14 @@ from sqlalchemy.exc import DBAPIError
 from .exceptions import ProductsError
 from .qa import EXCLUDED_FLAGS
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """2: calibration solutions, assignments and calibrated Measurement Sets.
 3: images (observations and mosaics), sources and flux measurements.
 4: measurements keyed (source, epoch, image, seq) and, on SQLite, stored in that order.
 5: observation_images: every published observation image, recorded by the image asset.
 6: purges: products removed by the retention policies.
-7: image_quality: each measured image against the reference catalogue."""
+7: image_quality: each measured image against the reference catalogue.
+8: detections and uncatalogued: blind detections associated across epochs."""
 
 metadata = MetaData()
 
@@ -181,6 +185,36 @@ image_quality = Table(
     Column("problems", Text, doc="why the image is kept out of light curves; empty when it is not"),
 )
 
+detections = Table(
+    "detections",
+    metadata,
+    Column("image_id", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False, doc="order among the image's detections"),
+    Column("epoch_unix", Float, nullable=False),
+    Column("source_name", String(64), nullable=False, index=True, doc="the source it is associated with"),
+    Column("ra_deg", Float, nullable=False),
+    Column("dec_deg", Float, nullable=False),
+    Column("ra_err_arcsec", Float, nullable=False, doc="1-sigma, on the sky (fit and systematic)"),
+    Column("dec_err_arcsec", Float, nullable=False),
+    Column("flux_jy", Float, nullable=False),
+    Column("snr", Float),
+    Column("de_ruiter", Float, doc="de Ruiter radius to the source it joined; null when it began one"),
+)
+
+uncatalogued = Table(
+    "uncatalogued",
+    metadata,
+    Column("name", String(64), primary_key=True, doc="a source of ``sources`` absent from the reference catalogue"),
+    Column("ra_deg", Float, nullable=False, doc="error-weighted mean of its detections"),
+    Column("dec_deg", Float, nullable=False),
+    Column("ra_err_arcsec", Float, nullable=False),
+    Column("dec_err_arcsec", Float, nullable=False),
+    Column("n_detections", Integer, nullable=False),
+    Column("first_epoch_unix", Float, index=True),
+    Column("last_epoch_unix", Float),
+    Column("new", Boolean, nullable=False, doc="when first detected, brighter than earlier images could have missed"),
+)
+
 purges = Table(
     "purges",
     metadata,
@@ -193,6 +227,27 @@ purges = Table(
     Column("reason", Text),
     Column("purged_at", DateTime(timezone=True), index=True),
 )
+
+
+ASSOCIATION_LOCK = 110_001
+"""PostgreSQL advisory lock key held while an image's detections are associated and recorded."""
+
+
+@dataclass(frozen=True)
+class Associated:
+    """What recording an image's detections did: the uncatalogued sources it began (dicts with
+    name, ra_deg, dec_deg, new) and the known sources its detections joined."""
+
+    created: list[dict]
+    joined: list[str]
+
+
+def _unused(name: str, taken: set[str]) -> str:
+    """``name``, or with the first free suffix -2, -3, ... (two sources within an arcsecond)."""
+    k, candidate = 2, name
+    while candidate in taken:
+        candidate, k = f"{name}-{k}", k + 1
+    return candidate
 
 
 def unix_seconds(value: datetime) -> float:
@@ -215,13 +270,13 @@ def _needs_clustering(conn) -> bool:
         c["name"] for c in inspector.get_columns("measurements")}
 
 
-def _migration_engine(url) -> Engine:
-    """An engine whose transactions hold schema changes too. Python's sqlite3 module begins a
-    transaction only before INSERT/UPDATE/DELETE, so a CREATE or DROP would commit on its own
-    and a failed upgrade could leave the table dropped: SQLAlchemy's documented remedy is to
-    turn that off and emit BEGIN itself, here BEGIN IMMEDIATE so that two processes upgrading
-    at once take turns."""
-    engine = create_engine(url, future=True)
+def _immediate_engine(url) -> Engine:
+    """An engine whose transactions hold schema changes too and take the write lock first.
+    Python's sqlite3 module begins a transaction only before INSERT/UPDATE/DELETE, so a CREATE
+    or DROP would commit on its own and a failed upgrade could leave the table dropped:
+    SQLAlchemy's documented remedy is to turn that off and emit BEGIN itself, here BEGIN
+    IMMEDIATE so that two processes upgrading (or associating detections) at once take turns."""
+    engine = create_engine(url, future=True, **({"connect_args": {"timeout": 60}} if str(url).startswith("sqlite") else {}))
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _no_implicit_transactions(dbapi_connection, _record):
@@ -240,7 +295,7 @@ def _cluster_measurements(engine: Engine) -> None:
     with engine.connect() as conn:
         if not _needs_clustering(conn):
             return
-    migration = _migration_engine(engine.url)  # the URL object: its string form hides the password
+    migration = _immediate_engine(engine.url)  # the URL object: its string form hides the password
     try:
         with migration.begin() as conn:
             if not _needs_clustering(conn):
@@ -275,6 +330,7 @@ class ProductsDB:
                 raise ProductsError(f"{path}: no products database there")
             path.parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(self.url, future=True)
+        self._immediate: Engine | None = None
         _cluster_measurements(self.engine)
         metadata.create_all(self.engine)
         with self.engine.begin() as conn:
@@ -380,27 +436,146 @@ class ProductsDB:
 
     # -- photometry ----------------------------------------------------------------------------
 
-    def record_photometry(self, image: dict, rows: list[dict], new_sources: list[dict] = (),
-                          quality: dict | None = None) -> None:
-        """Replace an image's row, its quality against the catalogue (``quality``: the columns
-        of ``image_quality``) and all its measurements in one transaction (re-materializing
-        never duplicates), and add ``new_sources`` not yet known."""
-        image = {**image, "created_at": image.get("created_at") or datetime.now(UTC)}
+    @contextmanager
+    def _serialized(self):
+        """A write transaction no other writer interleaves with, so that detections are
+        associated with the sources known when it starts: SQLite's BEGIN IMMEDIATE (waiting up
+        to 60 s for the lock), PostgreSQL's transaction-level advisory lock."""
+        if self.engine.dialect.name == "sqlite":
+            if self._immediate is None:
+                self._immediate = _immediate_engine(self.engine.url)
+            with self._immediate.begin() as conn:
+                yield conn
+            return
         with self.engine.begin() as conn:
-            conn.execute(measurements.delete().where(measurements.c.image_id == image["image_id"]))
-            conn.execute(images.delete().where(images.c.image_id == image["image_id"]))
-            conn.execute(image_quality.delete().where(image_quality.c.image_id == image["image_id"]))
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ASSOCIATION_LOCK})
+            yield conn
+
+    def record_photometry(self, image: dict, rows: list[dict], detected: list[dict] = (),
+                          quality: dict | None = None, max_separation_arcsec: float = 60.0) -> Associated:
+        """Replace an image's row, its quality against the catalogue (``quality``: the columns of
+        ``image_quality``), its measurements (``rows``) and its detections in one transaction
+        (re-materializing never duplicates).
+
+        ``detected``: the image's blind detections, dicts with ra_deg, dec_deg, ra_err_arcsec,
+        dec_err_arcsec (arcsec), flux_jy, flux_err_jy, local_rms_jy, snr, flags, source_name (the
+        known source it was associated with, or None), de_ruiter and new (bright enough that
+        earlier images would have shown it). One with no source is associated here with the
+        uncatalogued sources known now (they may have been found since it was measured), within
+        ``max_separation_arcsec`` and the de Ruiter limit, or begins a new uncatalogued source.
+        Every detection is also stored as a ``blind`` measurement of its source, and each
+        uncatalogued source's position is the error-weighted mean of its detections."""
+        from . import association, catalogue
+
+        image = {**image, "created_at": image.get("created_at") or datetime.now(UTC)}
+        image_id, epoch = image["image_id"], image["epoch_unix"]
+        with self._serialized() as conn:
+            touched, gone = self._forget_image(conn, image_id)
             conn.execute(images.insert().values(**image))
             if quality is not None:
-                conn.execute(image_quality.insert().values(image_id=image["image_id"], **quality))
-            if rows:
-                conn.execute(measurements.insert(), [{**r, "image_id": image["image_id"], "image_kind": image["kind"],
-                                                      "seq": i} for i, r in enumerate(rows)])
-            known = {r.name for r in conn.execute(select(sources.c.name).where(
-                sources.c.name.in_([s["name"] for s in new_sources])))} if new_sources else set()
-            fresh = [s for s in new_sources if s["name"] not in known]
-            if fresh:
-                conn.execute(sources.insert(), fresh)
+                conn.execute(image_quality.insert().values(image_id=image_id, **quality))
+            # a detection associated with a source this image began is associated afresh
+            named = [{**d, "source_name": None if d.get("source_name") in gone else d.get("source_name")} for d in detected]
+            loose = [d for d in named if not d.get("source_name")]
+            known = self._uncatalogued_near(conn, image["centre_ra_deg"], image["centre_dec_deg"],
+                                            (image.get("radius_deg") or 0.0) * np.sqrt(2) + max_separation_arcsec / 3600
+                                            ) if loose else []
+            found = association.associate([association.Position("", d["ra_deg"], d["dec_deg"], d["ra_err_arcsec"],
+                                                                d["dec_err_arcsec"]) for d in loose],
+                                          known, max_separation_arcsec)
+            created = []
+            taken = {r.name for r in conn.execute(select(sources.c.name))} if loose else set()
+            for d, (name, r) in zip(loose, found):
+                if name is None:
+                    name = _unused(catalogue.iau_name(d["ra_deg"], d["dec_deg"], "DSA"), taken)
+                    taken.add(name)
+                    created.append({"name": name, "ra_deg": float(d["ra_deg"]) % 360.0, "dec_deg": float(d["dec_deg"]),
+                                    "new": bool(d.get("new"))})
+                d["source_name"], d["de_ruiter"] = name, r
+            if created:
+                conn.execute(sources.insert(), [{"name": c["name"], "ra_deg": c["ra_deg"], "dec_deg": c["dec_deg"],
+                                                 "in_catalogue": False, "first_image_id": image_id} for c in created])
+                conn.execute(uncatalogued.insert(), [{**c, "ra_err_arcsec": 0.0, "dec_err_arcsec": 0.0, "n_detections": 0,
+                                                      "first_epoch_unix": epoch, "last_epoch_unix": epoch} for c in created])
+            blind = [{"source_name": d["source_name"], "epoch_unix": epoch, "kind": "blind", "flux_jy": d["flux_jy"],
+                      "flux_err_jy": d["flux_err_jy"], "local_rms_jy": d["local_rms_jy"], "snr": d["snr"],
+                      "flags": d.get("flags", "")} for d in named]
+            everything = list(rows) + blind
+            if everything:
+                conn.execute(measurements.insert(), [{**r, "image_id": image_id, "image_kind": image["kind"], "seq": i}
+                                                     for i, r in enumerate(everything)])
+            if named:
+                r_or_none = [d.get("de_ruiter") for d in named]
+                conn.execute(detections.insert(), [
+                    {"image_id": image_id, "seq": i, "epoch_unix": epoch, "source_name": d["source_name"],
+                     **{k: float(d[k]) for k in ("ra_deg", "dec_deg", "ra_err_arcsec", "dec_err_arcsec", "flux_jy")},
+                     "snr": float(d["snr"]), "de_ruiter": None if r is None or not np.isfinite(r) else float(r)}
+                    for i, (d, r) in enumerate(zip(named, r_or_none))])
+            self._update_positions(conn, touched | {d["source_name"] for d in named})
+        return Associated(created, sorted({d["source_name"] for d in named} - {c["name"] for c in created}))
+
+    def _forget_image(self, conn, image_id: str) -> set[str]:
+        """Delete an image's rows, measurements and detections, and the uncatalogued sources it
+        began that no other image detected (with their measurements everywhere). Returns the
+        sources whose detections changed and those deleted."""
+        old = set(conn.execute(select(detections.c.source_name).where(detections.c.image_id == image_id)).scalars())
+        for table in (measurements, images, image_quality, detections):
+            conn.execute(table.delete().where(table.c.image_id == image_id))
+        begun = set(conn.execute(select(sources.c.name).where(sources.c.first_image_id == image_id,
+                                                             sources.c.in_catalogue.is_(False))).scalars())
+        still_seen = set(conn.execute(select(detections.c.source_name).where(
+            detections.c.source_name.in_(begun)).distinct()).scalars()) if begun else set()
+        gone = begun - still_seen
+        if gone:
+            conn.execute(measurements.delete().where(measurements.c.source_name.in_(gone)))
+            conn.execute(uncatalogued.delete().where(uncatalogued.c.name.in_(gone)))
+            conn.execute(sources.delete().where(sources.c.name.in_(gone)))
+        return old - gone, gone
+
+    def _uncatalogued_near(self, conn, ra_deg: float, dec_deg: float, radius_deg: float) -> list:
+        from . import association, catalogue
+
+        u = uncatalogued.c
+        rows = conn.execute(select(uncatalogued).where(u.dec_deg.between(dec_deg - radius_deg, dec_deg + radius_deg)))
+        near = [association.Position(r.name, r.ra_deg, r.dec_deg, r.ra_err_arcsec, r.dec_err_arcsec) for r in rows]
+        if not near:
+            return []
+        return [p for p, sep in zip(near, catalogue.separation_deg(near, ra_deg, dec_deg)) if sep <= radius_deg]
+
+    def _update_positions(self, conn, names: set[str]) -> None:
+        """Each uncatalogued source among ``names``: its position, errors, count and first and
+        last epochs from its detections."""
+        from . import association
+
+        names = set(conn.execute(select(uncatalogued.c.name).where(uncatalogued.c.name.in_(names))).scalars()) if names else set()
+        if not names:
+            return
+        d = detections.c
+        seen: dict[str, list] = {}
+        for r in conn.execute(select(d.source_name, d.ra_deg, d.dec_deg, d.ra_err_arcsec, d.dec_err_arcsec, d.epoch_unix)
+                              .where(d.source_name.in_(names)).order_by(d.epoch_unix)):
+            seen.setdefault(r.source_name, []).append(r)
+        for name, rs in seen.items():
+            ra, dec, ra_err, dec_err = association.weighted_position(*(np.array([r[k] for r in rs]) for k in range(1, 5)))
+            conn.execute(update(uncatalogued).where(uncatalogued.c.name == name).values(
+                ra_deg=ra, dec_deg=dec, ra_err_arcsec=ra_err, dec_err_arcsec=dec_err, n_detections=len(rs),
+                first_epoch_unix=rs[0].epoch_unix, last_epoch_unix=rs[-1].epoch_unix))
+            conn.execute(update(sources).where(sources.c.name == name).values(ra_deg=ra, dec_deg=dec))
+
+    def add_measurements(self, image_id: str, rows: list[dict]) -> None:
+        """Append forced measurements to an image already recorded (sources found after it was
+        measured), numbered after its existing ones."""
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            image = conn.execute(select(images.c.kind).where(images.c.image_id == image_id)).first()
+            if image is None:
+                raise ProductsError(f"{image_id}: no such image recorded")
+            last = conn.execute(select(func.max(measurements.c.seq)).where(measurements.c.image_id == image_id)).scalar()
+            start = -1 if last is None else int(last)
+            conn.execute(measurements.insert(), [{**r, "image_id": image_id, "image_kind": image.kind, "seq": start + 1 + i}
+                                                 for i, r in enumerate(rows)])
 
     def record_catalogue(self, catalogue_sources) -> int:
         """Add reference-catalogue sources not yet in ``sources``; returns how many were added."""
@@ -412,9 +587,29 @@ class ProductsDB:
                 conn.execute(sources.insert(), fresh)
         return len(fresh)
 
-    def new_sources(self) -> list[dict]:
+    def uncatalogued_sources(self) -> list[dict]:
+        """Every source absent from the reference catalogue, with its position measured from its
+        detections (errors in arcsec; sources recorded before schema 8 have none) and whether it
+        was new when first seen."""
+        u = uncatalogued.c
+        q = (select(sources.c.name, sources.c.ra_deg, sources.c.dec_deg, sources.c.first_image_id, u.ra_err_arcsec,
+                    u.dec_err_arcsec, u.n_detections, u.first_epoch_unix, u.last_epoch_unix,
+                    func.coalesce(u.new, True).label("new"))
+             .select_from(sources.outerjoin(uncatalogued, u.name == sources.c.name))
+             .where(sources.c.in_catalogue.is_(False)).order_by(sources.c.name))
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(sources).where(sources.c.in_catalogue.is_(False)))]
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def new_sources(self) -> list[dict]:
+        """Uncatalogued sources that were new when first seen: brighter than earlier images at
+        their position could have missed."""
+        return [s for s in self.uncatalogued_sources() if s["new"]]
+
+    def source_detections(self, name: str) -> list[dict]:
+        """One source's detections in time order (positions in degrees, errors in arcsec)."""
+        with self.engine.connect() as conn:
+            q = select(detections).where(detections.c.source_name == name).order_by(detections.c.epoch_unix)
+            return [dict(r._mapping) for r in conn.execute(q)]
 
     def image_quality(self, image_id: str) -> dict | None:
         with self.engine.connect() as conn:
@@ -426,9 +621,14 @@ class ProductsDB:
             r = conn.execute(select(images).where(images.c.image_id == image_id)).first()
         return dict(r._mapping) if r else None
 
-    def images_before(self, epoch_unix: float, kind: str = "observation") -> list[dict]:
+    def images_before(self, epoch_unix: float, kind: str = "observation", since_unix: float | None = None) -> list[dict]:
+        """Images of ``kind`` whose epoch (Unix s) is before ``epoch_unix`` (and not before
+        ``since_unix``), oldest first."""
+        q = select(images).where(images.c.epoch_unix < epoch_unix, images.c.kind == kind).order_by(images.c.epoch_unix)
+        if since_unix is not None:
+            q = q.where(images.c.epoch_unix >= since_unix)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(images).where(images.c.epoch_unix < epoch_unix, images.c.kind == kind))
+            rows = conn.execute(q)
             return [dict(r._mapping) for r in rows]
 
     def light_curve(self, source_name: str, kind: str = "forced", image_kind: str | None = "observation",

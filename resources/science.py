@@ -21,6 +21,9 @@ class ScienceResource(dg.ConfigurableResource):
     """Fraction of each flux added in quadrature to its error (calibration and deconvolution)."""
     new_source_factor: float = 5.0
     """A detection absent from the catalogue is new above this many times the lowest earlier rms."""
+    backfill_days: float = option(3.0, metavar="DAYS")
+    """A source found in an image is also measured (forced) in the observation images of this
+    many days (d) before it, so its light curve starts before its first detection (0: off)."""
     mosaic_inputs: int = option(12, flag="--mosaic-observations", metavar="N")
     """Imaged observation windows that complete an hour's mosaic."""
     mosaic_timeout_s: float = option(1800.0, flag="--mosaic-timeout", metavar="SECONDS")
@@ -33,10 +36,13 @@ class ScienceResource(dg.ConfigurableResource):
     """The variability table is recomputed at most this often (s) while new photometry arrives."""
 
     def catalogue_sources(self, reference: list, db) -> list:
-        """The ``reference`` catalogue's sources plus the new sources found so far (from ``db``)."""
+        """The ``reference`` catalogue's sources plus the uncatalogued sources found so far (from
+        ``db``), with their measured position errors."""
         from dsa_assets import catalogue
 
-        found = [catalogue.CatalogueSource(s["name"], s["ra_deg"], s["dec_deg"], 0.0) for s in db.new_sources()]
+        found = [catalogue.CatalogueSource(s["name"], s["ra_deg"], s["dec_deg"], 0.0,
+                                           position_error_arcsec=max(s["ra_err_arcsec"] or 0, s["dec_err_arcsec"] or 0) or None)
+                 for s in db.uncatalogued_sources()]
         return list(reference) + found
 
     def photometry_stage(self):

@@ -2,7 +2,7 @@
 variability table with light curves."""
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dagster as dg
 import numpy as np
@@ -30,21 +30,38 @@ def _image_row(image_id: str, kind: str, partition_key: str, path, epoch_unix: f
     }
 
 
-def _measurement_rows(result, epoch_unix: float) -> list[dict]:
-    return [{"source_name": m.source, "epoch_unix": float(epoch_unix), "kind": m.kind, "flux_jy": float(m.flux_jy),
+def _forced_rows(result, epoch_unix: float, bad_image: bool = False) -> list[dict]:
+    return [{"source_name": m.source, "epoch_unix": float(epoch_unix), "kind": "forced", "flux_jy": float(m.flux_jy),
              "flux_err_jy": float(m.flux_err_jy), "local_rms_jy": float(m.local_rms_jy), "snr": float(m.snr),
-             "flags": m.flags} for m in result.measurements]
+             "flags": _with_flag(m.flags, "bad_image" if bad_image else "")} for m in result.forced()]
+
+
+def _detection_rows(result, new: set[int], bad_image: bool = False) -> list[dict]:
+    """The blind detections as :meth:`ProductsDB.record_photometry` takes them; ``new``: the ids
+    of those bright enough that earlier images would have shown them."""
+    return [{"source_name": m.matched, "ra_deg": float(m.ra_deg) % 360.0, "dec_deg": float(m.dec_deg),
+             "ra_err_arcsec": float(m.ra_err_arcsec), "dec_err_arcsec": float(m.dec_err_arcsec),
+             "flux_jy": float(m.flux_jy), "flux_err_jy": float(m.flux_err_jy), "local_rms_jy": float(m.local_rms_jy),
+             "snr": float(m.snr), "de_ruiter": m.de_ruiter, "new": id(m) in new,
+             "flags": _with_flag(m.flags, "bad_image" if bad_image else "")} for m in result.blind()]
+
+
+def _with_flag(flags: str, flag: str) -> str:
+    return ",".join(f for f in (flags, flag) if f)
 
 
 @dataclass(frozen=True)
 class Measured:
-    """One image measured and recorded: its photometry, the new sources, and how it compares
-    with the reference catalogue (``problems`` empty: its measurements count in light curves)."""
+    """One image measured and recorded: its photometry, the uncatalogued sources it began (and
+    which of them are new), how it compares with the reference catalogue (``problems`` empty:
+    its measurements count in light curves) and the earlier images it added measurements to."""
 
     result: object
-    new: list
+    created: list[str]
+    new: list[str]
     comparison: qa.CatalogueComparison
     problems: list[str]
+    backfilled: int = 0
 
 
 def _image_frequency_hz(path) -> float | None:
@@ -58,11 +75,12 @@ def _image_frequency_hz(path) -> float | None:
 
 def _measure_and_record(db, science, reference, stage_call, image_id, kind, partition_key, path, epoch_unix,
                         n_inputs=1, rms_over_thermal=None):
-    """Forced photometry at the ``reference`` sources and those found so far, blind detections,
-    new sources, and the image held to the reference catalogue (and, for an observation image,
-    its noise to the thermal expectation): an image that fails is kept, its measurements
-    flagged ``bad_image`` (out of light-curve statistics). All recorded for ``image_id`` in one
-    transaction."""
+    """Forced photometry at the ``reference`` sources and those found so far, blind detections
+    associated with them or beginning new sources, and the image held to the reference
+    catalogue (and, for an observation image, its noise to the thermal expectation): an image
+    that fails is kept, its measurements flagged ``bad_image`` (out of light-curve statistics).
+    All recorded for ``image_id`` in one transaction."""
+    from ..association import MAX_SEPARATION_BEAMS
     from ..stages.photometry import new_source_candidates
 
     result = stage_call(science.catalogue_sources(reference, db))
@@ -72,14 +90,42 @@ def _measure_and_record(db, science, reference, stage_call, image_id, kind, part
     problems = comparison.problems(result.beam_arcsec[1])
     if science.max_rms_over_thermal and rms_over_thermal and rms_over_thermal > science.max_rms_over_thermal:
         problems.append(f"rms {rms_over_thermal:.1f} x the thermal expectation")
-    rows = _measurement_rows(result, epoch_unix)
-    if problems:
-        rows = [{**r, "flags": ",".join(f for f in (r["flags"], "bad_image") if f)} for r in rows]
-    new = new_source_candidates(result, db.images_before(epoch_unix, kind), science.new_source_factor)
-    new_rows = [{"name": m.source, "ra_deg": float(m.ra_deg) % 360.0, "dec_deg": float(m.dec_deg),
-                 "in_catalogue": False, "first_image_id": image_id} for m in new]
-    db.record_photometry(row, rows, new_rows, quality={**comparison.as_dict(), "problems": "; ".join(problems)})
-    return Measured(result, new, comparison, problems)
+    new = {id(m) for m in new_source_candidates(result, db.images_before(epoch_unix, kind), science.new_source_factor)}
+    associated = db.record_photometry(row, _forced_rows(result, epoch_unix, bool(problems)),
+                                      _detection_rows(result, new, bool(problems)),
+                                      quality={**comparison.as_dict(), "problems": "; ".join(problems)},
+                                      max_separation_arcsec=MAX_SEPARATION_BEAMS * result.beam_arcsec[0])
+    return Measured(result, [c["name"] for c in associated.created], [c["name"] for c in associated.created if c["new"]],
+                    comparison, problems)
+
+
+def _backfill(products, science, reference, created: list[str], before_unix: float) -> int:
+    """Forced measurements of the sources just found (``created``) in the observation images of
+    the ``science.backfill_days`` before ``before_unix`` that cover them, so that their light
+    curves start before their first detection. Images whose files retention removed are
+    skipped. Returns the number of measurements added."""
+    from .. import catalogue
+
+    db = products.db
+    if not created or science.backfill_days <= 0:
+        return 0
+    known = science.catalogue_sources(reference, db)
+    targets = [s for s in known if s.name in set(created)]
+    stage, added = science.photometry_stage(), 0
+    for img in db.images_before(before_unix, "observation", since_unix=before_unix - science.backfill_days * 86400.0):
+        reach = (img["radius_deg"] or 0.0) * np.sqrt(2)
+        covering = {t.name for t, sep in zip(targets, catalogue.separation_deg(targets, img["centre_ra_deg"],
+                                                                             img["centre_dec_deg"])) if sep <= reach}
+        files = products.observation(img["image_id"]).images if covering else None
+        if not files or not all(files[k].exists() for k in ("image", "residual", "pb", "psf")):
+            continue
+        result = stage.execute_observation(files["image"], files["residual"], files["pb"], known, psf=files["psf"],
+                                           only=covering)
+        quality = db.image_quality(img["image_id"]) or {}
+        rows = _forced_rows(result, img["epoch_unix"], bool(quality.get("problems")))
+        db.add_measurements(img["image_id"], rows)
+        added += len(rows)
+    return added
 
 
 @dg.asset(
@@ -103,13 +149,16 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
         context.log.info(f"{obs.group_id}: measuring {files['image'].name}")
         t = time.perf_counter()
         imaged = products.db.observation_image(obs.group_id) or {}
+        reference = pipeline.reference_sources()
         m = _measure_and_record(
-            products.db, science, pipeline.reference_sources(),
+            products.db, science, reference,
             lambda s: stage.execute_observation(files["image"], files["residual"], files["pb"], s, psf=files["psf"]),
             obs.group_id, "observation", context.partition_key, files["image"], obs.mid_unix,
             rms_over_thermal=imaged.get("rms_over_thermal"))
+        m = replace(m, backfilled=_backfill(products, science, reference, m.created, obs.mid_unix))
         context.log.info(f"{obs.group_id}: {len(m.result.forced())} forced, {len(m.result.blind())} blind, "
-                         f"{len(m.new)} new in {time.perf_counter() - t:.1f} s; errors scaled by "
+                         f"{len(m.created)} uncatalogued source(s) begun ({len(m.new)} new, {m.backfilled} earlier "
+                         f"measurements) in {time.perf_counter() - t:.1f} s; errors scaled by "
                          f"{m.result.error_scale:.2f} (blank sky)")
         if m.problems:
             context.log.warning(f"{obs.group_id}: kept out of light curves: {'; '.join(m.problems)}")
@@ -126,8 +175,10 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
             "n_forced": sum(len(r.forced()) for r in results),
             "n_blind": sum(len(r.blind()) for r in results),
             "n_matched": sum(sum(1 for m in r.blind() if m.matched) for r in results),
+            "n_uncatalogued_begun": sum(len(m.created) for m in done.values()),
+            "n_backfilled": sum(m.backfilled for m in done.values()),
             "n_blended": sum(sum(1 for m in r.forced() if "blend" in m.flags) for r in results),
-            "new_sources": dg.MetadataValue.json([s.source for m in done.values() for s in m.new]),
+            "new_sources": dg.MetadataValue.json([name for m in done.values() for name in m.new]),
             "median_noise_mjy": round(results[0].rms_jy * 1e3, 4),
             "error_scale": round(max(r.error_scale for r in results), 3),
             "photometry_s": round(sum(sum(r.timings_s.values()) for r in results), 2),
@@ -214,7 +265,7 @@ def mosaic_photometry(context: dg.AssetExecutionContext, pipeline: PipelineResou
     image_id = f"mosaic:{context.partition_key}"
     return dg.MaterializeResult(metadata={
         "n_forced": len(m.result.forced()), "n_blind": len(m.result.blind()),
-        "new_sources": dg.MetadataValue.json([s.source for s in m.new]),
+        "new_sources": dg.MetadataValue.json(m.new),
         "median_noise_mjy": round(m.result.rms_jy * 1e3, 4),
         "error_scale": round(m.result.error_scale, 3),
         **_catalogue_metadata({image_id: m}),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.coordinates import SkyCoord
 
+from .. import catalogue
 from ..truth import REFERENCE_FREQ_HZ, Corruptions, PointSource, Truth
 
 __all__ = ["Corruptions", "PointSource", "REFERENCE_FREQ_HZ", "Truth"]
@@ -59,17 +60,8 @@ def sky_strip(
     flux = np.exp(rng.uniform(np.log(flux_range_jy[0]), np.log(flux_range_jy[1]), n))
     alpha = rng.normal(-0.7, 0.2, n)
     order = np.argsort(ra)
-    return [PointSource(_iau_name(ra[i], dec[i]), float(ra[i]), float(dec[i]), float(flux[i]), float(alpha[i]))
+    return [PointSource(catalogue.iau_name(ra[i], dec[i], "SIM"), float(ra[i]), float(dec[i]), float(flux[i]), float(alpha[i]))
             for i in order]
-
-
-def _iau_name(ra_deg: float, dec_deg: float) -> str:
-    """``SIM Jhhmmss.s+ddmmss`` (truncated, IAU style)."""
-    t = int(ra_deg / 15.0 * 36000.0)
-    h, m, ds = t // 36000, (t // 600) % 60, t % 600
-    a = int(abs(dec_deg) * 3600.0)
-    sign = "-" if dec_deg < 0 else "+"
-    return f"SIM J{h:02d}{m:02d}{ds // 10:02d}.{ds % 10}{sign}{a // 3600:02d}{(a // 60) % 60:02d}{a % 60:02d}"
 
 
 @dataclass(frozen=True)

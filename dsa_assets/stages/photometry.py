@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import catalogue
 from ..exceptions import PhotometryError
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
@@ -61,6 +62,11 @@ class PhotometryConfig:
     """Pixels within this many beam FWHM (major axis) of a position enter its forced fit."""
     blank_fits: int = 200
     """Forced fits at random source-free positions that calibrate the errors (0: off)."""
+    position_systematic_beams: float = 0.1
+    """Systematic position error of a detection (calibration phases, astrometric offsets), as a
+    fraction of the restoring beam's FWHM along each axis; added in quadrature to the fit's."""
+    catalogue_position_error_arcsec: float = 2.0
+    """1-sigma position error (arcsec) of reference-catalogue sources that carry none."""
     systematic_fraction: float = 0.03
     """Fraction of the flux added in quadrature to every error, for what the image noise does
     not hold: calibration and deconvolution errors, which scale with the flux. Measured after
@@ -82,8 +88,13 @@ class Measurement:
     kind: str
     """"forced" (at a catalogue position) or "blind" (a detection, matched or not)."""
     matched: str | None = None
-    """For blind detections: the catalogue source within half a beam, if any."""
+    """For blind detections: the known source it is associated with (:mod:`dsa_assets.association`), if any."""
     flags: str = ""
+    ra_err_arcsec: float = 0.0
+    """Blind detections: 1-sigma position errors (arcsec on the sky), fit and systematic."""
+    dec_err_arcsec: float = 0.0
+    de_ruiter: float | None = None
+    """Blind detections: de Ruiter radius to the source it was associated with."""
 
     @property
     def snr(self) -> float:
@@ -328,9 +339,12 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_
     return fits, blended
 
 
-def measure(planes: ImagePlanes, catalogue_sources, config: PhotometryConfig = PhotometryConfig()) -> PhotometryResult:
+def measure(planes: ImagePlanes, catalogue_sources, config: PhotometryConfig = PhotometryConfig(),
+            only: set[str] | None = None) -> PhotometryResult:
     """Blind detections, then forced photometry at every catalogue position on the image, each
-    fitted jointly with its neighbours (:func:`forced_measurements`)."""
+    fitted jointly with its neighbours (:func:`forced_measurements`). With ``only`` (source
+    names), no blind detection: forced fits at those sources alone, the other catalogue
+    sources fitted beside them as neighbours (sources found after the image was measured)."""
     from astropy.wcs import WCS
 
     t0 = time.perf_counter()
@@ -338,12 +352,18 @@ def measure(planes: ImagePlanes, catalogue_sources, config: PhotometryConfig = P
     wcs = WCS(header).celestial
     radius = config.fit_radius_beams * header["BMAJ"] / abs(header["CDELT1"])
     sources = list(catalogue_sources)
-    blind = blind_detections(planes, wcs, sources, config)
+    if only is None:
+        blind = blind_detections(planes, wcs, sources, config)
+        targets, others = sources, [m for m in blind if m.matched is None]
+    else:
+        blind = []
+        targets, others = [s for s in sources if s.name in only], [s for s in sources if s.name not in only]
     t1 = time.perf_counter()
-    out = forced_measurements(planes, wcs, sources, [m for m in blind if m.matched is None], radius)
+    out = forced_measurements(planes, wcs, targets, others, radius)
     t2 = time.perf_counter()
+    placed = out + blind if only is None else sources
     occupied = [(float(x), float(y)) for x, y in zip(*wcs.world_to_pixel_values(
-        [m.ra_deg for m in out + blind], [m.dec_deg for m in out + blind]))] if out or blind else []
+        [m.ra_deg for m in placed], [m.dec_deg for m in placed]))] if placed else []
     scale = blank_sky_error_scale(planes, occupied, radius, config.blank_fits)
     measured = [replace(m, flux_err_jy=float(np.hypot(m.flux_err_jy * scale, config.systematic_fraction * m.flux_jy)))
                 for m in out + blind]
@@ -425,12 +445,16 @@ def blank_sky_error_scale(planes: ImagePlanes, occupied: list[tuple[float, float
 
 def blind_detections(planes: ImagePlanes, wcs, sources, config: PhotometryConfig) -> list[Measurement]:
     """Segments of the signal-to-noise map above ``detect_snr``, each measured by fitting the
-    restoring beam at its centroid (a pixel peak under-reads a beam only ~2 pixels wide), and
-    matched to the nearest catalogue source within half the beam's major axis.
+    restoring beam at its centroid (a pixel peak under-reads a beam only ~2 pixels wide), with
+    Condon's position errors, and associated with the known ``sources`` by the de Ruiter radius
+    (:mod:`dsa_assets.association`; a source without ``position_error_arcsec`` has the
+    catalogue's ``catalogue_position_error_arcsec``).
 
     A segment needs half the pixels inside the beam's half-power contour: a larger minimum
     (photutils' usual 5) drops 10-sigma sources when the beam spans two pixels."""
     from photutils.segmentation import SourceCatalog, detect_sources
+
+    from .. import association
 
     header = planes.header
     cell = abs(header["CDELT1"])
@@ -440,25 +464,30 @@ def blind_detections(planes: ImagePlanes, wcs, sources, config: PhotometryConfig
     if segments is None:
         return []
     cat = SourceCatalog(np.nan_to_num(planes.data), segments)
-    radius_deg = 0.5 * header["BMAJ"]
     fit_radius = config.fit_radius_beams * header["BMAJ"] / cell
-    found = []
+    beam = (header["BMAJ"] * 3600, header["BMIN"] * 3600, header.get("BPA", 0.0))
+    fwhm_ra, fwhm_dec = association.beam_axis_fwhm(*beam)
+    fitted = []
     for row in cat:
         x, y = float(row.x_centroid), float(row.y_centroid)
         fit = forced_fit(planes, x, y, fit_radius)
-        if fit is None:
-            continue
-        ra, dec = (float(v) for v in wcs.pixel_to_world_values(x, y))
-        match = None
-        if sources:
-            from .. import catalogue
-
-            sep = catalogue.separation_deg(sources, ra, dec)
-            if sep.min() <= radius_deg:
-                match = sources[int(np.argmin(sep))].name
-        found.append(Measurement(match or f"DET J{ra:.4f}{dec:+.4f}", ra, dec, fit[0], fit[1], fit[2], "blind",
-                                 matched=match))
-    return found
+        if fit is not None:
+            ra, dec = (float(v) for v in wcs.pixel_to_world_values(x, y))
+            fitted.append((ra, dec, fit))
+    if not fitted:
+        return []
+    fit_snr = np.array([f[0] / f[1] if f[1] > 0 else 0.0 for _, _, f in fitted])
+    ra_err, dec_err = association.position_errors(fit_snr, beam, 0.0)
+    ra_err = np.hypot(ra_err, config.position_systematic_beams * fwhm_ra)
+    dec_err = np.hypot(dec_err, config.position_systematic_beams * fwhm_dec)
+    detections = [association.Position("", ra, dec, float(e_ra), float(e_dec))
+                  for (ra, dec, _), e_ra, e_dec in zip(fitted, ra_err, dec_err)]
+    matches = association.associate(detections, association.known_positions(sources, config.catalogue_position_error_arcsec),
+                                    association.MAX_SEPARATION_BEAMS * beam[0])
+    return [Measurement(match or catalogue.iau_name(d.ra_deg, d.dec_deg, "DET"), d.ra_deg, d.dec_deg, fit[0], fit[1],
+                        fit[2], "blind", matched=match, ra_err_arcsec=d.ra_err_arcsec, dec_err_arcsec=d.dec_err_arcsec,
+                        de_ruiter=r if match else None)
+            for d, (_, _, fit), (match, r) in zip(detections, fitted, matches)]
 
 
 def new_source_candidates(result: PhotometryResult, earlier_images: list[dict], factor: float = 5.0) -> list[Measurement]:
@@ -466,7 +495,7 @@ def new_source_candidates(result: PhotometryResult, earlier_images: list[dict], 
     noise an earlier image had at their position (observation images: the image's rms over
     the primary-beam response at that offset from its centre). With no earlier image covering
     the position there is nothing to compare with, and the detection is not called new."""
-    from .. import catalogue, geometry
+    from .. import geometry
     from ..variability import is_new_source
 
     found = []
@@ -507,12 +536,13 @@ class PhotometryStage:
             raise PhotometryError(f"{paths[0]} has no restoring beam in its header")
 
     def execute_observation(self, image: Path, residual: Path, pb: Path, catalogue_sources,
-                            psf: Path | None = None) -> PhotometryResult:
+                            psf: Path | None = None, only: set[str] | None = None) -> PhotometryResult:
         """Measure an observation's image: beam-corrected, noise from the residual; with its dirty
-        beam ``psf`` (the imaging stage's ``psf`` product), the residual is fitted with it."""
+        beam ``psf`` (the imaging stage's ``psf`` product), the residual is fitted with it. With
+        ``only``, forced fits at those sources alone (:func:`measure`)."""
         self.validate(image, residual, pb)
         return measure(ImagePlanes.from_observation(image, residual, pb, self.config, psf), catalogue_sources,
-                       self.config)
+                       self.config, only)
 
     def execute_mosaic(self, image: Path, noise: Path, catalogue_sources, residual: Path | None = None,
                        psf: Path | None = None) -> PhotometryResult:
