@@ -118,9 +118,13 @@ def separation_deg(sources, ra_deg: float, dec_deg: float) -> np.ndarray:
     """Angular distance (deg) of each source from (ra_deg, dec_deg)."""
     if not len(sources):
         return np.zeros(0)
-    ra = np.radians([s.ra_deg for s in sources])
-    dec = np.radians([s.dec_deg for s in sources])
-    r0, d0 = np.radians(ra_deg), np.radians(dec_deg)
+    return angular_distance_deg([s.ra_deg for s in sources], [s.dec_deg for s in sources], ra_deg, dec_deg)
+
+
+def angular_distance_deg(ra_deg, dec_deg, ra0_deg: float, dec0_deg: float) -> np.ndarray:
+    """Angular distance (deg) of positions (arrays, degrees) from (ra0_deg, dec0_deg)."""
+    ra, dec = np.radians(np.asarray(ra_deg, float)), np.radians(np.asarray(dec_deg, float))
+    r0, d0 = np.radians(ra0_deg), np.radians(dec0_deg)
     c = np.sin(dec) * np.sin(d0) + np.cos(dec) * np.cos(d0) * np.cos(ra - r0)
     return np.degrees(np.arccos(np.clip(c, -1.0, 1.0)))
 

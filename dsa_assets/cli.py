@@ -3,12 +3,13 @@
     dsa110 lightcurve --products-db out/state/products.sqlite3 --source "SIM J133931.6+304059"
     dsa110 lightcurve ... --csv lc.csv --png lc.png
     dsa110 variables --products-db ... [--all] [--csv table.csv]
+    dsa110 sources --products-db ... --votable sources.vot
+    dsa110 explore --products-db ... [--port 3001]      (the source explorer and cone search)
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     var.add_argument("--all", action="store_true", help="every source, not only those flagged variable")
     var.add_argument("--csv", type=Path, help="write the table as CSV")
     var.add_argument("--votable", type=Path, help="write the table as a VOTable")
+    src = sub.add_parser("sources", help="every source with its variability and ESE statistics")
+    src.add_argument("--products-db", required=True)
+    src.add_argument("--csv", type=Path, help="write the table as CSV")
+    src.add_argument("--votable", type=Path, help="write the table as a VOTable")
+    web = sub.add_parser("explore", help="serve the source explorer (read-only web pages and a cone search)")
+    web.add_argument("--products-db", required=True)
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=3001)
     return p
 
 
@@ -94,19 +103,37 @@ def variables(args) -> int:
 def _write_tables(args, columns: list[str], rows: list[list], units: dict[str, str], description: str) -> None:
     """The table as CSV (``--csv``) and as a VOTable (``--votable``, astropy; units on the
     columns)."""
-    if args.csv:
-        with open(args.csv, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(columns)
-            w.writerows(rows)
-    if args.votable:
-        from astropy.table import Table
+    from . import exports
 
-        t = Table(rows=rows or None, names=columns)
-        for name, unit in units.items():
-            t[name].unit = unit
-        t.meta["description"] = description
-        t.write(args.votable, format="votable", overwrite=True)
+    data = exports.table(columns, rows, units, description)
+    _write(args, data)
+
+
+def _write(args, data) -> None:
+    from . import exports
+
+    for path, fmt in ((args.csv, "csv"), (args.votable, "vot")):
+        if path:
+            Path(path).write_bytes(exports.serialise(data, fmt))
+
+
+def sources(args) -> int:
+    from . import exports
+    from .products import ProductsDB
+
+    db = ProductsDB(args.products_db, must_exist=True)
+    data = exports.source_table(db)
+    print(f"{len(data)} sources ({int((~data['in_catalogue']).sum())} uncatalogued), "
+          f"{int(data['variable'].sum())} variable, {int(data['ese_candidate'].sum())} ESE candidate(s)")
+    _write(args, data)
+    return 0
+
+
+def explore(args) -> int:
+    from .service import explorer
+
+    explorer.serve(args.products_db, args.host, args.port)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     from .exceptions import ProductsError
 
     try:
-        return {"lightcurve": lightcurve, "variables": variables}[args.command](args)
+        return {"lightcurve": lightcurve, "variables": variables, "sources": sources,
+                "explore": explore}[args.command](args)
     except ProductsError as exc:
         print(f"dsa110: error: --products-db {exc}", file=sys.stderr)
         return 2

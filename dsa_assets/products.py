@@ -45,7 +45,7 @@ SCHEMA_VERSION = 8
 5: observation_images: every published observation image, recorded by the image asset.
 6: purges: products removed by the retention policies.
 7: image_quality: each measured image against the reference catalogue.
-8: detections and uncatalogued: blind detections associated across epochs."""
+8: detections and uncatalogued: blind detections associated across epochs; source_statistics."""
 
 metadata = MetaData()
 
@@ -215,6 +215,30 @@ uncatalogued = Table(
     Column("new", Boolean, nullable=False, doc="when first detected, brighter than earlier images could have missed"),
 )
 
+source_statistics = Table(
+    "source_statistics",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("n", Integer, doc="measurements counted (flagged ones left out)"),
+    Column("mean_flux_jy", Float),
+    Column("weighted_mean_jy", Float),
+    Column("v", Float, doc="coefficient of variation"),
+    Column("eta", Float, doc="weighted reduced chi^2 about the weighted mean"),
+    Column("eta_threshold", Float, doc="eta of chi^2 tail probability 0.001 for n"),
+    Column("vs", Float),
+    Column("m", Float),
+    Column("variable", Boolean),
+    Column("ese_score", Float, doc="dsa_assets.ese: best dip-and-caustic template's improvement"),
+    Column("ese_t0_unix", Float),
+    Column("ese_width_days", Float),
+    Column("ese_depth", Float, doc="fraction of the mean flux"),
+    Column("ese_candidate", Boolean),
+    Column("trend_score", Float),
+    Column("trend_per_year", Float, doc="fraction of the mean flux per year"),
+    Column("trend", Boolean),
+    Column("updated_at", DateTime(timezone=True)),
+)
+
 purges = Table(
     "purges",
     metadata,
@@ -261,6 +285,15 @@ def database_url(target: str | Path) -> str:
     SQLite files."""
     text = str(target)
     return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
+
+
+def _read_only_engine(url: str) -> Engine:
+    """An engine whose connections the database itself keeps from writing."""
+    if url.startswith("sqlite:///"):
+        return create_engine(f"sqlite:///file:{url[len('sqlite:///'):]}?mode=ro&uri=true", future=True)
+    if url.startswith("postgresql"):
+        return create_engine(url, future=True, connect_args={"options": "-c default_transaction_read_only=on"})
+    raise ProductsError(f"{url.split('://')[0]}: read-only access is implemented for SQLite and PostgreSQL")
 
 
 def _needs_clustering(conn) -> bool:
@@ -320,17 +353,22 @@ def _cluster_measurements(engine: Engine) -> None:
 class ProductsDB:
     """Handle on the products database; creates the schema on first use."""
 
-    def __init__(self, target: str | Path, must_exist: bool = False):
+    def __init__(self, target: str | Path, must_exist: bool = False, read_only: bool = False):
         """``must_exist``: refuse (ProductsError) an SQLite file that is not there instead of
-        creating it, for readers."""
+        creating it, for readers. ``read_only``: the database itself refuses every write (SQLite
+        opened with mode=ro, PostgreSQL sessions with default_transaction_read_only); the
+        schema must already be there, and is neither created nor upgraded."""
         self.url = database_url(target)
+        self.read_only = read_only
         if self.url.startswith("sqlite:///"):
             path = Path(self.url[len("sqlite:///") :])
-            if must_exist and not path.is_file():
+            if (must_exist or read_only) and not path.is_file():
                 raise ProductsError(f"{path}: no products database there")
             path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(self.url, future=True)
+        self.engine: Engine = _read_only_engine(self.url) if read_only else create_engine(self.url, future=True)
         self._immediate: Engine | None = None
+        if read_only:
+            return
         _cluster_measurements(self.engine)
         metadata.create_all(self.engine)
         with self.engine.begin() as conn:
@@ -610,6 +648,74 @@ class ProductsDB:
         with self.engine.connect() as conn:
             q = select(detections).where(detections.c.source_name == name).order_by(detections.c.epoch_unix)
             return [dict(r._mapping) for r in conn.execute(q)]
+
+    def record_source_statistics(self, rows: list[dict]) -> None:
+        """Replace every source's statistics (the variability table) in one transaction."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            conn.execute(source_statistics.delete())
+            if rows:
+                conn.execute(source_statistics.insert(), [{**r, "updated_at": now} for r in rows])
+
+    def source_statistics(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(source_statistics).order_by(source_statistics.c.name))]
+
+    def source(self, name: str) -> dict | None:
+        """One source: its catalogue row, its statistics (None until the variability table
+        counts it) and, if uncatalogued, its measured position and errors."""
+        u, st = uncatalogued.c, source_statistics.c
+        q = (select(sources, u.ra_err_arcsec, u.dec_err_arcsec, u.n_detections, u.first_epoch_unix, u.new,
+                    *[c for c in source_statistics.columns if c.name != "name"])
+             .select_from(sources.outerjoin(uncatalogued, u.name == sources.c.name)
+                          .outerjoin(source_statistics, st.name == sources.c.name))
+             .where(sources.c.name == name))
+        with self.engine.connect() as conn:
+            r = conn.execute(q).first()
+        return dict(r._mapping) if r else None
+
+    def latest_image_epoch(self) -> float | None:
+        """The epoch (Unix s) of the latest image measured, or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(images.c.epoch_unix))).scalar()
+
+    def counts(self) -> dict[str, int]:
+        """How many sources, uncatalogued sources and images are recorded."""
+        with self.engine.connect() as conn:
+            def count(table, *where):
+                return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar())
+
+            return {"sources": count(sources), "uncatalogued": count(sources, sources.c.in_catalogue.is_(False)),
+                    "images": count(images)}
+
+    def sources(self) -> list[dict]:
+        """Every source (catalogue and uncatalogued), by name."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(sources).order_by(sources.c.name))]
+
+    def find_sources(self, text: str, limit: int = 50) -> list[dict]:
+        """Sources whose name contains ``text`` (case-insensitive), at most ``limit``."""
+        with self.engine.connect() as conn:
+            q = select(sources).where(sources.c.name.ilike(f"%{text}%")).order_by(sources.c.name).limit(limit)
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def sources_within(self, ra_deg: float, dec_deg: float, radius_deg: float) -> list[dict]:
+        """Sources within ``radius_deg`` of a position (degrees), nearest first, each with its
+        distance ``separation_deg`` and statistics where there are some."""
+        from . import catalogue
+
+        st = source_statistics.c
+        q = (select(sources, *[c for c in source_statistics.columns if c.name != "name"])
+             .select_from(sources.outerjoin(source_statistics, st.name == sources.c.name))
+             .where(sources.c.dec_deg.between(dec_deg - radius_deg, dec_deg + radius_deg)))
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(q)]
+        if not rows:
+            return []
+
+        sep = catalogue.angular_distance_deg([r["ra_deg"] for r in rows], [r["dec_deg"] for r in rows], ra_deg, dec_deg)
+        return sorted(({**r, "separation_deg": float(d)} for r, d in zip(rows, sep) if d <= radius_deg),
+                      key=lambda r: r["separation_deg"])
 
     def image_quality(self, image_id: str) -> dict | None:
         with self.engine.connect() as conn:

@@ -278,8 +278,10 @@ def mosaic_photometry(context: dg.AssetExecutionContext, pipeline: PipelineResou
     kinds={"python", "csv"},
     description=(
         "Every source's light curve from the observation images' forced photometry, with the VAST "
-        "variability statistics (V, eta, and Vs, m of the most significant pair); variable sources get "
-        "a PNG light curve. Written to <output>/variability/."
+        "variability statistics (V, eta, and Vs, m of the most significant pair) and the ESE and trend "
+        "search scores; variable sources and ESE candidates get a PNG light curve. Written to "
+        "<output>/variability/ and to the products database (source_statistics), where the source "
+        "explorer reads them."
     ),
 )
 def variability(context: dg.AssetExecutionContext, pipeline: PipelineResource):
@@ -288,11 +290,14 @@ def variability(context: dg.AssetExecutionContext, pipeline: PipelineResource):
     db = pipeline.products()
     with step(context, "variability"):
         result = VariabilityStage(VariabilityConfig(pipeline.output_path, pipeline.scratch_path)).execute(db)
-    context.log.info(f"light curves of {len(result.rows)} source(s), {len(result.variable)} variable")
+    db.record_source_statistics(result.statistics_rows())
+    context.log.info(f"light curves of {len(result.rows)} source(s), {len(result.variable)} variable, "
+                     f"{len(result.ese_candidates)} ESE candidate(s)")
     metadata = {
         "n_sources": len(result.rows),
         "n_variable": len(result.variable),
         "variable_sources": dg.MetadataValue.json([v.name for v in result.variable]),
+        "ese_candidates": dg.MetadataValue.json(result.ese_candidates),
         "new_sources": dg.MetadataValue.json([s["name"] for s in db.new_sources()]),
         "table": dg.MetadataValue.md(result.markdown()),
         "path": dg.MetadataValue.path(str(result.table)),

@@ -1,6 +1,7 @@
 """The variability stage: every source's light curve from the products database, its VAST
-variability statistics (:mod:`dsa_assets.variability`), and the published table with a PNG
-light curve for each variable source.
+variability statistics (:mod:`dsa_assets.variability`), its ESE and trend search
+(:mod:`dsa_assets.ese`), and the published table with a PNG light curve for each variable
+source and each ESE candidate.
 
 Plain Python: ``VariabilityStage(config).execute(db)`` works in a notebook as in the asset.
 """
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .. import fsutil
+from .. import ese, fsutil
 from .. import variability as stats
 
 
@@ -39,15 +40,23 @@ class VariabilityResult:
 
     table: Path
     rows: list[dict]
+    """Per source: ``source``, the :class:`Metrics` fields but ``pair``, ``eta_threshold``, and
+    the :class:`dsa_assets.ese.Search` fields but ``n_days``."""
     variable: list[VariableSource]
+    ese_candidates: list[str]
+
+    def statistics_rows(self) -> list[dict]:
+        """The rows as the products database's ``source_statistics`` holds them."""
+        return [{"name": r["source"], **{k: v for k, v in r.items() if k != "source"}} for r in self.rows]
 
     def markdown(self, top: int = 15) -> str:
         """The ``top`` sources by eta as a markdown table (fluxes in mJy)."""
         best = sorted(self.rows, key=lambda r: -r["eta"])[:top]
-        head = "| source | n | mean mJy | V | eta | Vs | m | variable |\n|---|---|---|---|---|---|---|---|\n"
+        head = "| source | n | mean mJy | V | eta | Vs | m | variable | ESE score |\n|---|---|---|---|---|---|---|---|---|\n"
         return head + "\n".join(
             f"| {r['source']} | {r['n']} | {r['mean_flux_jy'] * 1e3:.2f} | {r['v']:.3f} | {r['eta']:.2f} | "
-            f"{r['vs']:.1f} | {r['m']:.2f} | {'yes' if r['variable'] else ''} |" for r in best)
+            f"{r['vs']:.1f} | {r['m']:.2f} | {'yes' if r['variable'] else ''} | "
+            f"{r['ese_score']:.1f}{' candidate' if r['ese_candidate'] else ''} |" for r in best)
 
 
 class VariabilityStage:
@@ -67,15 +76,21 @@ class VariabilityStage:
     def execute(self, db) -> VariabilityResult:
         """Compute every light curve's statistics from ``db`` (a ProductsDB) and publish the
         table with its light curves as one directory (built in scratch, renamed into place)."""
-        rows, flagged = [], []
+        rows, flagged, candidates = [], [], []
         for name in db.measured_sources():
             lc = db.light_curve(name, usable_only=True)
             if len(lc) < 2:
                 continue
-            m = stats.metrics([r["flux_jy"] for r in lc], [r["flux_err_jy"] for r in lc])
-            rows.append({"source": name, **{k: v for k, v in m.as_dict().items() if k != "pair"}})
-            if m.variable:
+            t, flux, err = ([r[k] for r in lc] for k in ("epoch_unix", "flux_jy", "flux_err_jy"))
+            m = stats.metrics(flux, err)
+            search = ese.search(t, flux, err)
+            rows.append({"source": name, **{k: v for k, v in m.as_dict().items() if k != "pair"},
+                         "eta_threshold": stats.eta_threshold(m.n),
+                         **{k: v for k, v in search.as_dict().items() if k != "n_days"}})
+            if m.variable or search.ese_candidate:
                 flagged.append((name, lc, m))
+            if search.ese_candidate:
+                candidates.append(name)
         with fsutil.scratch_directory(self.config.scratch_dir, "variability-") as tmp:
             bundle = tmp / "publish"
             bundle.mkdir()
@@ -84,8 +99,8 @@ class VariabilityStage:
                 plot_light_curve(bundle / "lightcurves" / f"{safe_name(name)}.png", name, lc, m)
             fsutil.publish(bundle, self.directory)
         variable = [VariableSource(name, lc, m, self.directory / "lightcurves" / f"{safe_name(name)}.png")
-                    for name, lc, m in flagged]
-        return VariabilityResult(self.directory / "variability.csv", rows, variable)
+                    for name, lc, m in flagged if m.variable]
+        return VariabilityResult(self.directory / "variability.csv", rows, variable, candidates)
 
     def cleanup(self) -> list[Path]:
         """Remove the scratch directories of interrupted runs (a publish is one rename: the

@@ -29,6 +29,7 @@ PLACES = {
     "dsa_assets.products": "science",
     "dsa_assets.product_catalogue": "science",
     "dsa_assets.retention": "science",
+    "dsa_assets.exports": "science",
     "dsa_assets.partitions": "dagster",
     "dsa_assets.assets": "dagster",
     "dsa_assets.definitions": "dagster",
