@@ -32,6 +32,9 @@ class ScienceResource(dg.ConfigurableResource):
     """Keep an observation image's measurements out of light curves when its residual rms
     exceeds the thermal expectation by more than this factor (0: not applied; images held to
     the reference catalogue regardless)."""
+    explorer_url: str = "http://127.0.0.1:3001"
+    """Where scientists reach the source explorer (``--explorer-port`` serves it beside the
+    Dagster UI); asset metadata links to its pages (empty: no links)."""
     variability_interval_s: float = option(600.0, metavar="SECONDS")
     """The variability table is recomputed at most this often (s) while new photometry arrives."""
 
@@ -44,6 +47,14 @@ class ScienceResource(dg.ConfigurableResource):
                                            position_error_arcsec=max(s["ra_err_arcsec"] or 0, s["dec_err_arcsec"] or 0) or None)
                  for s in db.uncatalogued_sources()]
         return list(reference) + found
+
+    def explorer_link(self, name: str | None = None) -> str | None:
+        """The explorer's page of source ``name`` (its home page without one), or None."""
+        from urllib.parse import quote
+
+        if not self.explorer_url:
+            return None
+        return self.explorer_url.rstrip("/") + ("/source/" + quote(name, safe="") if name else "/")
 
     def photometry_stage(self):
         from dsa_assets.stages.photometry import PhotometryConfig, PhotometryStage

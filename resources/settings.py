@@ -46,6 +46,9 @@ class ServiceSettings(BaseModel):
     """Address the webserver and the metrics endpoint listen on."""
     port: int = 3000
     """Webserver port."""
+    explorer_port: int = 3001
+    """Serve the source explorer (read-only pages, exports, cone search) beside the webserver on
+    this port (0: not served; ``dsa110 explore`` serves it anywhere)."""
     metrics_port: int = 0
     """Serve Prometheus metrics at http://HOST:PORT/metrics (0: off)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

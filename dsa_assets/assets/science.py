@@ -179,12 +179,25 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
             "n_backfilled": sum(m.backfilled for m in done.values()),
             "n_blended": sum(sum(1 for m in r.forced() if "blend" in m.flags) for r in results),
             "new_sources": dg.MetadataValue.json([name for m in done.values() for name in m.new]),
+            **_explorer_links(science, [name for m in done.values() for name in m.new]),
             "median_noise_mjy": round(results[0].rms_jy * 1e3, 4),
             "error_scale": round(max(r.error_scale for r in results), 3),
             "photometry_s": round(sum(sum(r.timings_s.values()) for r in results), 2),
             **_catalogue_metadata(done),
         })
     return dg.MaterializeResult(metadata=metadata, check_results=[catalogue_check(CATALOGUE_CHECK, done)])
+
+
+def _explorer_links(science, names: list[str], label: str = "new_source_pages") -> dict:
+    """Links to the source explorer: its home page, and the pages of ``names`` (markdown,
+    under ``label``)."""
+    home = science.explorer_link()
+    if home is None:
+        return {}
+    links = {"source_explorer": dg.MetadataValue.url(home)}
+    if names:
+        links[label] = dg.MetadataValue.md("\n".join(f"- [{n}]({science.explorer_link(n)})" for n in names[:50]))
+    return links
 
 
 def _catalogue_metadata(done: dict) -> dict:
@@ -266,6 +279,7 @@ def mosaic_photometry(context: dg.AssetExecutionContext, pipeline: PipelineResou
     return dg.MaterializeResult(metadata={
         "n_forced": len(m.result.forced()), "n_blind": len(m.result.blind()),
         "new_sources": dg.MetadataValue.json(m.new),
+        **_explorer_links(science, m.new),
         "median_noise_mjy": round(m.result.rms_jy * 1e3, 4),
         "error_scale": round(m.result.error_scale, 3),
         **_catalogue_metadata({image_id: m}),
@@ -284,7 +298,7 @@ def mosaic_photometry(context: dg.AssetExecutionContext, pipeline: PipelineResou
         "explorer reads them."
     ),
 )
-def variability(context: dg.AssetExecutionContext, pipeline: PipelineResource):
+def variability(context: dg.AssetExecutionContext, pipeline: PipelineResource, science: ScienceResource):
     from ..stages.variability import VariabilityConfig, VariabilityStage
 
     db = pipeline.products()
@@ -298,6 +312,7 @@ def variability(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         "n_variable": len(result.variable),
         "variable_sources": dg.MetadataValue.json([v.name for v in result.variable]),
         "ese_candidates": dg.MetadataValue.json(result.ese_candidates),
+        **_explorer_links(science, result.ese_candidates, "ese_candidate_pages"),
         "new_sources": dg.MetadataValue.json([s["name"] for s in db.new_sources()]),
         "table": dg.MetadataValue.md(result.markdown()),
         "path": dg.MetadataValue.path(str(result.table)),

@@ -95,6 +95,7 @@ class StreamingWorker:
         s, p = self.settings, self.settings.pipeline
         for d in (Path(p.input_dir), p.output_path, p.scratch_path, s.dagster_home):
             d.mkdir(parents=True, exist_ok=True)
+        p.products()  # created (or upgraded) now: the source explorer opens it read-only
         target = s.dagster_home / "dagster.yaml"
         template = instance_config_template()
         if not target.exists() or target.read_text() != template.read_text():
@@ -130,8 +131,12 @@ class StreamingWorker:
         bin_dir = Path(sys.executable).parent
         target = ["-m", "dsa_assets.definitions", "-a", "defs"]
         if service.webserver:
-            return [[str(bin_dir / "dagster"), "dev", *target, "-h", service.host, "-p", str(service.port),
-                     "--log-level", service.log_level.lower()]]
+            ui = [[str(bin_dir / "dagster"), "dev", *target, "-h", service.host, "-p", str(service.port),
+                   "--log-level", service.log_level.lower()]]
+            if service.explorer_port:
+                ui.append([str(bin_dir / "dsa110"), "explore", "--products-db", self.settings.pipeline.products_target,
+                           "--host", service.host, "--port", str(service.explorer_port)])
+            return ui
         return [[str(bin_dir / "dagster-daemon"), "run", *target, "--log-level", service.log_level.lower()]]
 
     def start_metrics(self) -> None:

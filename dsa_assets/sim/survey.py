@@ -88,7 +88,7 @@ def write_survey(directory: Path, days: int = 365, n_sources: int = 40, per_day:
     for k, t in enumerate(times):
         bad = k % 37 == 36
         rows = []
-        for i, s in enumerate(sources):
+        for s in sources:
             factor = 1.0
             if s.name == flaring:
                 factor += 2.0 * np.exp(-0.5 * ((t - t_flare) / (3 * DAY_S)) ** 2)

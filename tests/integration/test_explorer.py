@@ -183,6 +183,5 @@ def test_nothing_on_the_explorer_writes(server, survey):
     from dsa_assets.products import ProductsDB, sources
 
     reader = ProductsDB(survey.db_path, read_only=True)
-    with pytest.raises(OperationalError, match="readonly"):
-        with reader.engine.begin() as conn:
-            conn.execute(sources.delete())
+    with pytest.raises(OperationalError, match="readonly"), reader.engine.begin() as conn:
+        conn.execute(sources.delete())

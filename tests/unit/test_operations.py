@@ -112,7 +112,10 @@ def test_worker_commands_and_environment(tmp_path):
     assert env["DSA110_SETTINGS"] == str(tmp_path / "out" / "state" / "settings.yaml")
     assert worker.queue.db_path == tmp_path / "out" / "state" / "queue.sqlite3"
     with_ui = StreamingWorker(WorkerConfig(input_dir=tmp_path / "in", output_dir=tmp_path / "out", port=3456))
-    assert "dev" in with_ui.command()[0] and "3456" in with_ui.command()[0]
+    ui, explorer = with_ui.command()
+    assert "dev" in ui and "3456" in ui
+    assert explorer[1:3] == ["explore", "--products-db"] and explorer[-1] == "3001"
+    assert explorer[3] == str(tmp_path / "out" / "state" / "products.sqlite3")
 
 
 def test_run_logs_are_json_lines_with_partition_run_and_observation(group_copy, tmp_path, monkeypatch):

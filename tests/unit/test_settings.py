@@ -70,7 +70,8 @@ def test_one_default_everywhere(tmp_path, monkeypatch):
     # the resources build the stages from their fields: same names, same defaults
     pairs = [(ImagingResource, ImagingConfig, set()), (resources_science(), PhotometryConfig, {
         "enable_photometry", "enable_mosaic_creation", "new_source_factor", "mosaic_inputs", "mosaic_timeout_s",
-        "max_rms_over_thermal", "variability_interval_s", "backfill_days"})]
+        "max_rms_over_thermal", "variability_interval_s", "backfill_days",
+        "explorer_url"})]
     for resource, config, elsewhere in pairs:
         defaults = {f.name: f.default for f in dataclasses.fields(config)}
         assert set(resource.model_fields) - elsewhere <= set(defaults), resource.__name__
