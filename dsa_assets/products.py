@@ -727,15 +727,27 @@ class ProductsDB:
             r = conn.execute(select(images).where(images.c.image_id == image_id)).first()
         return dict(r._mapping) if r else None
 
-    def images_before(self, epoch_unix: float, kind: str = "observation", since_unix: float | None = None) -> list[dict]:
+    def images_before(self, epoch_unix: float, kind: str = "observation", since_unix: float | None = None,
+                      near: tuple[float, float, float] | None = None) -> list[dict]:
         """Images of ``kind`` whose epoch (Unix s) is before ``epoch_unix`` (and not before
-        ``since_unix``), oldest first."""
-        q = select(images).where(images.c.epoch_unix < epoch_unix, images.c.kind == kind).order_by(images.c.epoch_unix)
+        ``since_unix``), oldest first; with ``near`` (ra_deg, dec_deg, radius_deg), only those
+        whose centre is within ``radius_deg`` of that position (a year holds about 2,500
+        images of one part of the sky among 100,000)."""
+        c = images.c
+        q = select(images).where(c.epoch_unix < epoch_unix, c.kind == kind).order_by(c.epoch_unix)
         if since_unix is not None:
-            q = q.where(images.c.epoch_unix >= since_unix)
+            q = q.where(c.epoch_unix >= since_unix)
+        if near is not None:
+            q = q.where(c.centre_dec_deg.between(near[1] - near[2], near[1] + near[2]))
         with self.engine.connect() as conn:
-            rows = conn.execute(q)
-            return [dict(r._mapping) for r in rows]
+            rows = [dict(r._mapping) for r in conn.execute(q)]
+        if near is None or not rows:
+            return rows
+        from . import catalogue
+
+        sep = catalogue.angular_distance_deg([r["centre_ra_deg"] for r in rows], [r["centre_dec_deg"] for r in rows],
+                                             near[0], near[1])
+        return [r for r, d in zip(rows, sep) if d <= near[2]]
 
     def light_curve(self, source_name: str, kind: str = "forced", image_kind: str | None = "observation",
                     usable_only: bool = False) -> list[dict]:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The embedded default: simulate DSA-110 observations and run the platform on them, with the
-# Dagster UI at http://127.0.0.1:3000 (DSA110_PORT to change). Twelve observations of one hour
+# Dagster UI at http://127.0.0.1:3000 (DSA110_PORT to change) and the source explorer at
+# http://127.0.0.1:3001. Twelve observations of one hour
 # of sky are written at ten times real time (one every ~31 s), the first one as 3C286 drifts
 # through the beam: the platform solves its calibration there and carries it to the others,
 # images and measures every observation, and mosaics each hour.
@@ -18,7 +19,7 @@ SIM=$!
 trap 'kill $SIM 2>/dev/null || true' EXIT
 # the platform checks its reference catalogue before starting: the simulator writes it first
 for _ in $(seq 120); do [ -s "$DEMO/incoming/sky_catalogue.csv" ] && break; sleep 0.5; done
-echo "Dagster UI: http://127.0.0.1:${DSA110_PORT:-3000}"
+echo "Dagster UI: http://127.0.0.1:${DSA110_PORT:-3000}   source explorer: http://127.0.0.1:3001"
 dsa110-stream --input-dir "$DEMO/incoming" --output-dir "$DEMO/output" \
   --port "${DSA110_PORT:-3000}" --stable-seconds 2 --enable-calibration-solving \
   --enable-photometry --enable-mosaic-creation --mosaic-timeout 120 \

@@ -90,7 +90,10 @@ def _measure_and_record(db, science, reference, stage_call, image_id, kind, part
     problems = comparison.problems(result.beam_arcsec[1])
     if science.max_rms_over_thermal and rms_over_thermal and rms_over_thermal > science.max_rms_over_thermal:
         problems.append(f"rms {rms_over_thermal:.1f} x the thermal expectation")
-    new = {id(m) for m in new_source_candidates(result, db.images_before(epoch_unix, kind), science.new_source_factor)}
+    # earlier images that can cover a detection (within radius x sqrt 2 of this centre): theirs
+    # within their radius of it, so centres within 2.5 radii
+    earlier = db.images_before(epoch_unix, kind, near=(row["centre_ra_deg"], row["centre_dec_deg"], 2.5 * row["radius_deg"]))
+    new = {id(m) for m in new_source_candidates(result, earlier, science.new_source_factor)}
     associated = db.record_photometry(row, _forced_rows(result, epoch_unix, bool(problems)),
                                       _detection_rows(result, new, bool(problems)),
                                       quality={**comparison.as_dict(), "problems": "; ".join(problems)},
@@ -112,7 +115,9 @@ def _backfill(products, science, reference, created: list[str], before_unix: flo
     known = science.catalogue_sources(reference, db)
     targets = [s for s in known if s.name in set(created)]
     stage, added = science.photometry_stage(), 0
-    for img in db.images_before(before_unix, "observation", since_unix=before_unix - science.backfill_days * 86400.0):
+    centre = targets[0]  # a coarse first cut (10 deg); each image's coverage is checked below
+    for img in db.images_before(before_unix, "observation", since_unix=before_unix - science.backfill_days * 86400.0,
+                                near=(centre.ra_deg, centre.dec_deg, 10.0)):
         reach = (img["radius_deg"] or 0.0) * np.sqrt(2)
         covering = {t.name for t, sep in zip(targets, catalogue.separation_deg(targets, img["centre_ra_deg"],
                                                                              img["centre_dec_deg"])) if sep <= reach}

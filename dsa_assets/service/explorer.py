@@ -67,7 +67,7 @@ Promise.all(Object.entries(items).map(([id, item]) => Bokeh.embed.embed_item(ite
   window.explorerViews = Object.fromEntries(Object.keys(items).map((id, k) => [id, views[k]]));
   (function idle() {
     if (Bokeh.documents.length >= Object.keys(items).length && Bokeh.documents.every(d => d.is_idle)) {
-      requestAnimationFrame(() => { document.body.dataset.rendered = "yes"; });
+      requestAnimationFrame(() => { window.renderedAt = performance.now(); document.body.dataset.rendered = "yes"; });
     } else { requestAnimationFrame(idle); }
   })();
 });

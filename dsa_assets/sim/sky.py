@@ -68,7 +68,7 @@ def sky_strip(
 class Variation:
     """A light curve imposed on a sky source, as a factor on its flux density at time t (Unix s):
     "flare": 1 + amplitude * exp(-(t - t0)^2 / (2 width_s^2)); "step": 1 before t0, 1 + amplitude
-    after."""
+    after; "on": 0 before t0, 1 after (a source that appears)."""
 
     source: str
     kind: str
@@ -81,6 +81,8 @@ class Variation:
             return 1.0 + self.amplitude * float(np.exp(-0.5 * ((t_unix - self.t0_unix) / self.width_s) ** 2))
         if self.kind == "step":
             return 1.0 + (self.amplitude if t_unix >= self.t0_unix else 0.0)
+        if self.kind == "on":
+            return 1.0 if t_unix >= self.t0_unix else 0.0
         raise ValueError(f"unknown variation kind {self.kind!r}")
 
 

@@ -15,7 +15,7 @@ from dsa_assets import catalogue, naming, partitions, qa, variability
 from dsa_assets.definitions import build_definitions
 from dsa_assets.products import ProductsDB
 from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator_field
-from dsa_assets.sim.sky import SKY_CATALOGUE, Variation
+from dsa_assets.sim.sky import Variation
 from resources.calibration import CalibrationResource
 from resources.imaging import ImagingResource
 from resources.science import ScienceResource
@@ -33,7 +33,8 @@ FLARE_DAY = 3
 @pytest.fixture(scope="module")
 def field(tmp_path_factory):
     """Day 0: a 3C286 transit, then the field 20 minutes later; days 1-5: that field again at the
-    same sidereal time. Returns (incoming, [target groups], variations, calibrator group)."""
+    same sidereal time; a reference catalogue without the source that appears. Returns
+    (incoming, [target groups], variations, calibrator group)."""
     incoming = tmp_path_factory.mktemp("days") / "in"
     base, start = calibrator_field(
         SimConfig(n_antennas=24, n_integrations=4, channels_per_subband=4, n_sources=14, seed=21, gains=True,
@@ -50,10 +51,13 @@ def field(tmp_path_factory):
     visible = sorted(near, key=lambda s: -s.flux_jy)
     t_flare = (first + timedelta(seconds=FLARE_DAY * SIDEREAL_DAY_S)).timestamp()
     variations = (Variation(visible[1].name, "flare", t_flare, 1.0, width_s=0.3 * 86400),
-                  Variation(visible[2].name, "step", t_flare - 3600, 0.6))
+                  Variation(visible[2].name, "step", t_flare - 3600, 0.6),
+                  # absent from the reference catalogue, appears on the flare's day
+                  Variation(visible[3].name, "on", t_flare - 3600, 1.0))
     sim = CorrelatorSimulator(replace(base, variations=variations))
     targets = [sim.write_observation(incoming, first + timedelta(seconds=d * SIDEREAL_DAY_S), seed=100 + d)
                for d in range(N_DAYS)]
+    catalogue.write(incoming / "reference.csv", [s for s in sim.sky() if s.name != variations[2].source])
     settle(incoming)
     return incoming, targets, variations, cal_group
 
@@ -62,7 +66,7 @@ def test_photometry_mosaic_and_variability_through_the_platform(field, tmp_path)
     incoming, targets, variations, cal_group = field
     settings = Settings(
         input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0, simulated=True,
-        reference_catalogue=str(incoming / SKY_CATALOGUE), imaging=ImagingResource(size=1280, cell_arcsec=8, niter=500),
+        reference_catalogue=str(incoming / "reference.csv"), imaging=ImagingResource(size=1280, cell_arcsec=8, niter=500),
         calibration=CalibrationResource(enable_solving=True, validity_hours=24 * N_DAYS),
         science=ScienceResource(mosaic_inputs=1, enable_photometry=True, enable_mosaic_creation=True))
     pipeline = settings.pipeline
@@ -89,8 +93,21 @@ def test_photometry_mosaic_and_variability_through_the_platform(field, tmp_path)
     assert len(db.light_curve(flare)) == N_DAYS
     flagged = set(var_meta["variable_sources"].value)
     assert {flare, step} <= flagged, var_meta["table"].value
+    # the source absent from the catalogue: one identity from its first detection (the flare's
+    # day), later detections joined to it, measured (forced) in the three earlier images too
+    (found,) = [s for s in db.uncatalogued_sources() if s["n_detections"] >= 2]
+    assert found["new"] and found["n_detections"] == N_DAYS - FLARE_DAY
+    assert found["first_epoch_unix"] == pytest.approx(targets[FLARE_DAY].data_start.timestamp(), abs=600)
+    assert var_meta["new_sources"].value == [found["name"]]
+    lc = db.light_curve(found["name"])
+    assert len(lc) == N_DAYS, "forced at its position before and after its first detection"
+    before = [r["flux_jy"] / r["flux_err_jy"] for r in lc[:FLARE_DAY]]
+    assert all(abs(p) < 5 for p in before), f"absent before it appeared: {before}"
+    assert all(r["snr"] > 10 for r in lc[FLARE_DAY:])
+    assert len(db.uncatalogued_sources()) <= 3, "no identity split from a real source"
     # every constant source measured in the target field on every day: not flagged
-    constant = [n for n in db.measured_sources() if n not in (flare, step) and len(db.light_curve(n)) == N_DAYS]
+    constant = [n for n in db.measured_sources() if n not in (flare, step, found["name"])
+                and len(db.light_curve(n)) == N_DAYS]
     assert len(constant) >= 5
     false_positives = [n for n in constant if n in flagged]
     assert len(false_positives) <= 1, false_positives

@@ -160,6 +160,17 @@ def test_vast_definitions():
     assert m == pytest.approx(2 * (1.0 - 3.0) / 4.0)
 
 
+def test_the_most_significant_pair_of_a_year_is_found_among_candidates(monkeypatch):
+    rng = np.random.default_rng(3)
+    for trial in range(5):
+        flux = 1 + rng.normal(0, 0.03, 2500)
+        err = 0.03 * rng.uniform(0.7, 1.3, 2500)
+        fast = variability.most_significant_pair(flux, err)
+        with monkeypatch.context() as m:
+            m.setattr(variability, "PAIR_CANDIDATES", 10**6)   # every pair
+            assert variability.most_significant_pair(flux, err) == fast, trial
+
+
 def test_flare_and_step_flagged_constant_sources_rarely():
     rng = np.random.default_rng(9)
     n, err = 30, 0.01
