@@ -341,7 +341,10 @@ def build_app(products_db: str, dagster_url: str | None = None):
         q = (request.query_params.get("q") or "").strip()
         position = parse_position(q) if q else None
         if position:
-            radius = float(request.query_params.get("r", SEARCH_RADIUS_ARCMIN)) / 60.0
+            try:
+                radius = min(float(request.query_params.get("r", SEARCH_RADIUS_ARCMIN)), 600.0) / 60.0
+            except ValueError:
+                radius = SEARCH_RADIUS_ARCMIN / 60.0
             rows = db.sources_within(position[0], position[1], radius)
             heading = f"Within {radius * 60:.1f} arcmin of {position[0]:.5f} {position[1]:+.5f}"
         else:
