@@ -513,7 +513,9 @@ class ProductsDB:
             conn.execute(images.insert().values(**image))
             if quality is not None:
                 conn.execute(image_quality.insert().values(image_id=image_id, **quality))
-            # a detection associated with a source this image began is associated afresh
+            # a source this image began is begun afresh by its detection: as the first time, this
+            # image holds no forced measurement of it, and the detection is associated anew
+            rows = [r for r in rows if r["source_name"] not in gone]
             named = [{**d, "source_name": None if d.get("source_name") in gone else d.get("source_name")} for d in detected]
             loose = [d for d in named if not d.get("source_name")]
             known = self._uncatalogued_near(conn, image["centre_ra_deg"], image["centre_dec_deg"],
@@ -575,6 +577,8 @@ class ProductsDB:
         from . import association, catalogue
 
         u = uncatalogued.c
+        # plain floats: psycopg2 does not adapt numpy scalars
+        ra_deg, dec_deg, radius_deg = float(ra_deg), float(dec_deg), float(radius_deg)
         rows = conn.execute(select(uncatalogued).where(u.dec_deg.between(dec_deg - radius_deg, dec_deg + radius_deg)))
         near = [association.Position(r.name, r.ra_deg, r.dec_deg, r.ra_err_arcsec, r.dec_err_arcsec) for r in rows]
         if not near:
@@ -705,6 +709,7 @@ class ProductsDB:
         from . import catalogue
 
         st = source_statistics.c
+        ra_deg, dec_deg, radius_deg = float(ra_deg), float(dec_deg), float(radius_deg)
         q = (select(sources, *[c for c in source_statistics.columns if c.name != "name"])
              .select_from(sources.outerjoin(source_statistics, st.name == sources.c.name))
              .where(sources.c.dec_deg.between(dec_deg - radius_deg, dec_deg + radius_deg)))
@@ -738,6 +743,7 @@ class ProductsDB:
         if since_unix is not None:
             q = q.where(c.epoch_unix >= since_unix)
         if near is not None:
+            near = tuple(float(v) for v in near)  # psycopg2 does not adapt numpy scalars
             q = q.where(c.centre_dec_deg.between(near[1] - near[2], near[1] + near[2]))
         with self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(q)]

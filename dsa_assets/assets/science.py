@@ -23,7 +23,7 @@ def _image_row(image_id: str, kind: str, partition_key: str, path, epoch_unix: f
     # plain floats: database drivers such as psycopg2 do not adapt numpy scalars
     return {
         "image_id": image_id, "kind": kind, "partition_key": partition_key, "path": str(path),
-        "epoch_unix": float(epoch_unix), "centre_ra_deg": ra, "centre_dec_deg": dec,
+        "epoch_unix": float(epoch_unix), "centre_ra_deg": float(ra), "centre_dec_deg": float(dec),
         "radius_deg": float(half_diagonal / np.sqrt(2)), "rms_jy": float(result.rms_jy),
         "beam_major_arcsec": float(result.beam_arcsec[0]), "beam_minor_arcsec": float(result.beam_arcsec[1]),
         "beam_pa_deg": float(result.beam_arcsec[2]), "n_inputs": int(n_inputs),

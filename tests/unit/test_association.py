@@ -95,7 +95,9 @@ def test_remeasuring_an_epoch_replaces_its_detections_and_the_sources_it_began(a
     db = ProductsDB(tmp_path / "products.sqlite")
     simulated.associate_epochs(db, truth, epochs[:3])
     before = {s["name"]: s for s in db.uncatalogued_sources()}
+    n_measurements = db.count_measurements()
     simulated.associate_epochs(db, truth, epochs[2:3])   # the third epoch again
+    assert db.count_measurements() == n_measurements
     after = {s["name"]: s for s in db.uncatalogued_sources()}
     assert set(after) == set(before)
     assert [after[n]["n_detections"] for n in sorted(after)] == [before[n]["n_detections"] for n in sorted(before)]
