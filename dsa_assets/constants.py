@@ -57,8 +57,11 @@ POLARIZATIONS = (-5, -6)
 DEFAULT_POINTING_DEC_RAD = 0.9525
 """Pointing declination (radians, apparent/topocentric) of the published file layout."""
 
-SEFD_JY = 400.0
-"""System equivalent flux density per antenna (Jy) at 1.4 GHz; 300-500 Jy measured."""
+SEFD_JY = 6500.0
+"""System equivalent flux density per antenna (Jy) at 1.4 GHz: 2 k Tsys / A_eff for a 4.65 m
+dish (17.0 m^2, aperture efficiency ~0.7, Tsys ~25-28 K), as the instrument team's utilities
+use. A visibility's noise is then 2.6 Jy per channel and integration, a full-scale
+observation's Stokes I image 0.2 mJy/beam (natural weighting)."""
 
 GROUP_TOLERANCE_S = 120.0
 """Subband files of one observation open within this many seconds of the earliest one."""

@@ -7,6 +7,7 @@ from typing import Literal
 
 import dagster as dg
 
+from dsa_assets import constants as C
 from dsa_assets.stages.imaging import ImagingConfig, ImagingStage
 
 from .options import option
@@ -48,6 +49,10 @@ class ImagingResource(dg.ConfigurableResource):
     """Column imaged; "auto" takes CORRECTED_DATA where present (calibrated data), else DATA."""
     pb_cutoff: float = 0.1
     """The beam-corrected image is blank where the beam falls below this fraction of its peak."""
+    sefd_jy: float = option(C.SEFD_JY, metavar="JY")
+    """System equivalent flux density per antenna (Jy) behind each image's thermal-noise
+    expectation (rms_over_thermal); ~6,500 Jy for DSA-110's 4.65 m dishes. Simulations made
+    with another ``dsa110-sim --sefd-jy`` need the same value here."""
 
     def stage(self, output_dir: Path, scratch_dir: Path) -> ImagingStage:
         """The stage with these settings."""

@@ -12,16 +12,29 @@ import pytest
 
 from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator_field
 from resources.calibration import CalibrationResource
+from resources.imaging import ImagingResource
+
+SCALED_SEFD_JY = 400.0
+"""The SEFD (Jy) the tests simulate with. At DSA-110's 6,500 Jy a scaled-down array is far
+noisier than the full one (the 24-antenna, 4-integration, 64-channel array has 1/1,190 of the
+full observation's visibilities: 34.5 times its image noise); at 400 Jy its images have about
+twice the noise of a full-scale observation at 6,500 Jy, the full array's signal-to-noise.
+Imaging is told the same SEFD, so its thermal-noise expectation holds."""
 
 SMALL, START = calibrator_field(
     SimConfig(n_antennas=24, n_integrations=4, channels_per_subband=4, n_sources=4, gains=False,
-              timestamp_jitter=True, seed=7),
+              timestamp_jitter=True, seed=7, sefd_jy=SCALED_SEFD_JY),
     "3C286",
     datetime(2026, 1, 15, tzinfo=UTC),
 )
 """Small enough to simulate and convert in seconds; long baselines kept for astrometry. The
 array points at 3C286's declination and START puts its transit mid-observation, so the whole
 observation job (calibration included) runs on the session's observation."""
+
+
+def scaled_imaging(**fields) -> ImagingResource:
+    """Imaging settings for the tests' simulations: their SEFD behind the thermal expectation."""
+    return ImagingResource(sefd_jy=SCALED_SEFD_JY, **fields)
 
 
 SOLVING = CalibrationResource(enable_solving=True)

@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-per-subband", type=int, help="channels per subband (a divisor of 48)")
     p.add_argument("--sources", type=int, help="random point sources in the primary beam")
     p.add_argument("--no-noise", action="store_true")
+    p.add_argument("--sefd-jy", type=float, default=C.SEFD_JY,
+                   help="system equivalent flux density per antenna behind the noise (Jy, default %(default)s; "
+                        "the platform's --sefd-jy must match for its thermal-noise expectation)")
     p.add_argument("--no-gains", action="store_true", help="no antenna gains or bandpasses")
     p.add_argument("--calibrator", metavar="NAME",
                    help="point at this VLA calibrator's declination (3C286, J1331+3030, 1331+305) and let "
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_sources": args.sources,
     }
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    cfg = replace(cfg, noise=not args.no_noise, gains=not args.no_gains, seed=args.seed)
+    cfg = replace(cfg, noise=not args.no_noise, sefd_jy=args.sefd_jy, gains=not args.no_gains, seed=args.seed)
     start = (
         datetime.strptime(args.start, C.FILE_NAME_TIME_FORMAT).replace(tzinfo=UTC)
         if args.start

@@ -84,7 +84,8 @@ class ImagingConfig:
     pb_cutoff: float = 0.1
     """The corrected image is blank where the beam falls below this fraction of its peak."""
     sefd_jy: float = C.SEFD_JY
-    """For the thermal-noise expectation of the image (Jy)."""
+    """System equivalent flux density per antenna (Jy) for the thermal-noise expectation of the
+    image: the SEFD the data were taken (or simulated) with."""
 
     def __post_init__(self):
         object.__setattr__(self, "output_dir", Path(self.output_dir))

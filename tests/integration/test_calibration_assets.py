@@ -16,11 +16,10 @@ from dsa_assets.definitions import build_definitions
 from dsa_assets.products import ProductsDB
 from dsa_assets.sim.correlator import CorrelatorSimulator
 from resources.calibration import CalibrationResource
-from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 from resources.settings import Settings
 
-from ..conftest import settle
+from ..conftest import scaled_imaging, settle
 from ..unit.test_calibration import PASS_CONFIG, PASS_START
 
 TABLES = dg.AssetKey("calibration_tables")
@@ -58,7 +57,7 @@ def run(defs, instance, window):
 def test_solution_solved_on_transit_and_carried_to_the_next_window(two_windows, tmp_path):
     incoming, cal, target = two_windows
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0, simulated=True)
-    defs = build_definitions(Settings(pipeline=pipeline, imaging=ImagingResource(size=512, cell_arcsec=16, niter=300),
+    defs = build_definitions(Settings(pipeline=pipeline, imaging=scaled_imaging(size=512, cell_arcsec=16, niter=300),
                                       calibration=CalibrationResource(enable_solving=True)))
     w_cal, w_target = partitions.window_key(cal.data_start), partitions.window_key(target.data_start)
     with dg.instance_for_test() as instance:
@@ -129,7 +128,7 @@ def test_wait_policy_retries_then_gives_up(two_windows, tmp_path):
 def test_corrupted_solution_table_fails_the_apply_and_keeps_earlier_products(two_windows, tmp_path):
     incoming, cal, target = two_windows
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0)
-    defs = build_definitions(Settings(pipeline=pipeline, imaging=ImagingResource(size=256, cell_arcsec=30, niter=50),
+    defs = build_definitions(Settings(pipeline=pipeline, imaging=scaled_imaging(size=256, cell_arcsec=30, niter=50),
                                       calibration=CalibrationResource(enable_solving=True)))
     with dg.instance_for_test() as instance:
         assert run(defs, instance, partitions.window_key(cal.data_start)).success

@@ -10,12 +10,11 @@ import numpy as np
 from dsa_assets import partitions
 from dsa_assets.definitions import build_definitions
 from dsa_assets.products import ProductsDB
-from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 from resources.settings import Settings
 from sensors.subband_arrival import subband_arrival_sensor
 
-from ..conftest import SOLVING, settle
+from ..conftest import SOLVING, scaled_imaging, settle
 from ..sky_fit import fit_sources
 
 MS = dg.AssetKey("measurement_set")
@@ -27,7 +26,7 @@ def test_sensor_to_materialized_partition_with_lineage(group_copy, tmp_path):
     group, incoming, _ = group_copy
     settle(incoming)
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1, simulated=True)
-    defs = build_definitions(Settings(pipeline=pipeline, imaging=ImagingResource(size=512, cell_arcsec=16, niter=500),
+    defs = build_definitions(Settings(pipeline=pipeline, imaging=scaled_imaging(size=512, cell_arcsec=16, niter=500),
                                       calibration=SOLVING))
     job = defs.resolve_job_def("observation_job")
     window = partitions.window_key(group.data_start)

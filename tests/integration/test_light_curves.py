@@ -17,11 +17,10 @@ from dsa_assets.products import ProductsDB
 from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator_field
 from dsa_assets.sim.sky import Variation
 from resources.calibration import CalibrationResource
-from resources.imaging import ImagingResource
 from resources.science import ScienceResource
 from resources.settings import Settings
 
-from ..conftest import settle
+from ..conftest import SCALED_SEFD_JY, scaled_imaging, settle
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +37,7 @@ def field(tmp_path_factory):
     incoming = tmp_path_factory.mktemp("days") / "in"
     base, start = calibrator_field(
         SimConfig(n_antennas=24, n_integrations=4, channels_per_subband=4, n_sources=14, seed=21, gains=True,
-                  flux_range_jy=(0.02, 0.3), timestamp_jitter=False),
+                  sefd_jy=SCALED_SEFD_JY, flux_range_jy=(0.02, 0.3), timestamp_jitter=False),
         "3C286", datetime(2026, 4, 1, tzinfo=UTC))
     cal_group = CorrelatorSimulator(base).write_observation(incoming, start)
     first = start + timedelta(minutes=20)
@@ -66,7 +65,7 @@ def test_photometry_mosaic_and_variability_through_the_platform(field, tmp_path)
     incoming, targets, variations, cal_group = field
     settings = Settings(
         input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0, simulated=True,
-        reference_catalogue=str(incoming / "reference.csv"), imaging=ImagingResource(size=1280, cell_arcsec=8, niter=500),
+        reference_catalogue=str(incoming / "reference.csv"), imaging=scaled_imaging(size=1280, cell_arcsec=8, niter=500),
         calibration=CalibrationResource(enable_solving=True, validity_hours=24 * N_DAYS),
         science=ScienceResource(mosaic_inputs=1, enable_photometry=True, enable_mosaic_creation=True))
     pipeline = settings.pipeline

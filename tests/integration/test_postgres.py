@@ -15,12 +15,11 @@ from dsa_assets import partitions
 from dsa_assets.definitions import build_definitions
 from dsa_assets.products import ProductsDB
 from dsa_assets.sim.sky import SKY_CATALOGUE
-from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 from resources.science import ScienceResource
 from resources.settings import Settings
 
-from ..conftest import SOLVING, settle
+from ..conftest import SOLVING, scaled_imaging, settle
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
@@ -79,7 +78,7 @@ def test_production_instance_and_products_on_postgres(postgres, group_copy, tmp_
                                 products_db=products_url, reference_catalogue=str(incoming / SKY_CATALOGUE))
     science = ScienceResource(enable_photometry=True)
     # 4 deg across, so that forced photometry finds catalogue sources
-    defs = build_definitions(Settings(pipeline=pipeline, imaging=ImagingResource(size=512, cell_arcsec=30, niter=100),
+    defs = build_definitions(Settings(pipeline=pipeline, imaging=scaled_imaging(size=512, cell_arcsec=30, niter=100),
                                       calibration=SOLVING, science=science))
     window = partitions.window_key(group.data_start)
     with dg.DagsterInstance.from_config(str(home)) as instance:

@@ -36,7 +36,8 @@ from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator
 
 out, minutes, cadence = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 config, start = calibrator_field(
-    SimConfig(n_antennas=16, n_integrations=4, channels_per_subband=4, n_sources=6, seed=3),
+    # sefd_jy: tests.conftest.SCALED_SEFD_JY
+    SimConfig(n_antennas=16, n_integrations=4, channels_per_subband=4, n_sources=6, seed=3, sefd_jy=400.0),
     "3C286", datetime.now(timezone.utc) - timedelta(days=2))
 sim = CorrelatorSimulator(config)
 rng = random.Random(7)  # which subband a fault hits

@@ -18,11 +18,10 @@ import pytest
 from dsa_assets import partitions
 from dsa_assets.definitions import build_definitions
 from dsa_assets.streaming.worker import instance_config_template
-from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 from resources.settings import Settings
 
-from ..conftest import SOLVING, settle
+from ..conftest import SOLVING, scaled_imaging, settle
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium")
@@ -46,7 +45,7 @@ def test_asset_graph_and_partition_metadata_in_the_ui(group_copy, tmp_path):
     shutil.copy(instance_config_template(), home / "dagster.yaml")
     window = partitions.window_key(group.data_start)
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=1)
-    settings = Settings(pipeline=pipeline, imaging=ImagingResource(size=512, cell_arcsec=16, niter=300),
+    settings = Settings(pipeline=pipeline, imaging=scaled_imaging(size=512, cell_arcsec=16, niter=300),
                         calibration=SOLVING)
     defs = build_definitions(settings)
     env = {**os.environ, "DAGSTER_HOME": str(home), "DSA110_SETTINGS": str(settings.write(tmp_path / "settings.yaml"))}

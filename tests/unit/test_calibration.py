@@ -18,10 +18,11 @@ from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
 from dsa_assets.stages.flagging import FlaggingConfig, FlaggingStage
 from dsa_assets.stages.gain_solutions import CALIBRATED_KEYWORD
 
+from ..conftest import SCALED_SEFD_JY
 from ..sky_fit import fit_sources
 
 PASS_CONFIG, PASS_START = calibrator_field(
-    SimConfig(n_antennas=24, n_integrations=6, channels_per_subband=4, n_sources=0, gains=True, seed=11,
+    SimConfig(n_antennas=24, n_integrations=6, channels_per_subband=4, n_sources=0, gains=True, seed=11, sefd_jy=SCALED_SEFD_JY,
               timestamp_jitter=False),
     "3C286",
     datetime(2026, 3, 2, tzinfo=UTC),

@@ -16,6 +16,8 @@ from dsa_assets.stages.imaging import (
     wsclean_command,
 )
 
+from ..conftest import SCALED_SEFD_JY
+
 pytestmark = pytest.mark.slow
 
 
@@ -67,7 +69,7 @@ def faint_sky_ms(tmp_path_factory):
 def image_with(imager, faint_sky_ms, out):
     group, ms_path = faint_sky_ms
     stage = ImagingStage(ImagingConfig(output_dir=out, scratch_dir=out / "scratch", imager=imager, size=1024,
-                                       cell_arcsec=10, niter=5000))
+                                       cell_arcsec=10, niter=5000, sefd_jy=SCALED_SEFD_JY))
     return group, stage.execute(group_id=group.stamp, ms_path=ms_path)
 
 

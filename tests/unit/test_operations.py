@@ -18,7 +18,7 @@ from dsa_assets.streaming import SubbandQueue
 from resources.pipeline import PipelineResource
 from sensors.subband_arrival import evaluate
 
-from ..conftest import SOLVING, settle
+from ..conftest import SOLVING, scaled_imaging, settle
 
 
 def free_port() -> int:
@@ -124,7 +124,6 @@ def test_run_logs_are_json_lines_with_partition_run_and_observation(group_copy, 
 
     from dsa_assets import partitions
     from dsa_assets.definitions import build_definitions
-    from resources.imaging import ImagingResource
     from resources.settings import Settings
 
     group, incoming, _ = group_copy
@@ -132,7 +131,7 @@ def test_run_logs_are_json_lines_with_partition_run_and_observation(group_copy, 
     log_file = tmp_path / "logs" / "dsa110.jsonl"
     monkeypatch.setenv("DSA110_LOG_FILE", str(log_file))
     defs = build_definitions(Settings(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0,
-                                      imaging=ImagingResource(size=256, cell_arcsec=30, niter=50), calibration=SOLVING))
+                                      imaging=scaled_imaging(size=256, cell_arcsec=30, niter=50), calibration=SOLVING))
     window = partitions.window_key(group.data_start)
     overrides = {"python_logs": {"managed_python_loggers": ["dsa_assets"], "python_log_level": "INFO"}}
     with dg.instance_for_test(overrides=overrides) as instance:

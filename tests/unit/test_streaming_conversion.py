@@ -15,6 +15,7 @@ from dsa_assets.stages import ConversionStage
 from dsa_assets.stages.conversion import ConversionConfig
 from dsa_assets.stages.ms_inspect import inspect_ms
 
+from ..conftest import SMALL
 from ..sky_fit import fit_sources, read_ms
 
 
@@ -63,7 +64,7 @@ def test_visibilities_reproduce_true_sky(converted_ms):
     true = np.array([s.flux_jy for s in group.truth.sources])
     assert n > 10_000
     np.testing.assert_allclose(fitted, true, rtol=0.01)
-    sigma_i = C.SEFD_JY / np.sqrt(2 * C.CHANNEL_WIDTH_HZ * C.INTEGRATION_TIME_S) / np.sqrt(2)
+    sigma_i = SMALL.sefd_jy / np.sqrt(2 * C.CHANNEL_WIDTH_HZ * C.INTEGRATION_TIME_S) / np.sqrt(2)
     assert resid == pytest.approx(sigma_i, rel=0.05)
 
 
