@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -41,11 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _utc(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
 def lightcurve(args) -> int:
+    from . import exports
     from .products import ProductsDB
     from .qa import excluded_from_statistics
     from .variability import metrics
@@ -57,19 +53,15 @@ def lightcurve(args) -> int:
         return 1
     print(f"{'utc':20s} {'flux_mJy':>10s} {'err_mJy':>8s} {'snr':>7s}  {'image':24s} flags")
     for r in rows:
-        print(f"{_utc(r['epoch_unix']):20s} {r['flux_jy'] * 1e3:10.3f} {r['flux_err_jy'] * 1e3:8.3f} "
+        print(f"{exports.utc(r['epoch_unix']):20s} {r['flux_jy'] * 1e3:10.3f} {r['flux_err_jy'] * 1e3:8.3f} "
               f"{(r['snr'] or 0):7.1f}  {r['image_id']:24s} {r['flags'] or ''}")
     usable = [r for r in rows if not excluded_from_statistics(r["flags"])]
     if len(usable) > 1:
         m = metrics([r["flux_jy"] for r in usable], [r["flux_err_jy"] for r in usable])
         print(f"n={m.n} V={m.v:.3f} eta={m.eta:.2f} Vs={m.vs:.1f} m={m.m:.2f} variable={'yes' if m.variable else 'no'}"
               + (f" ({len(rows) - len(usable)} flagged point(s) left out)" if len(usable) < len(rows) else ""))
-    columns = ["utc", "epoch_unix", "flux_jy", "flux_err_jy", "local_rms_jy", "image_id", "flags"]
-    table = [[_utc(r["epoch_unix"]), r["epoch_unix"], r["flux_jy"], r["flux_err_jy"],
-              float("nan") if r["local_rms_jy"] is None else r["local_rms_jy"], r["image_id"], r["flags"] or ""]
-             for r in rows]
-    _write_tables(args, columns, table, {"flux_jy": "Jy", "flux_err_jy": "Jy", "local_rms_jy": "Jy/beam",
-                                         "epoch_unix": "s"}, f"light curve of {args.source}")
+    # the exports hold the blind detections too, marked by their kind (as the explorer's)
+    _write(args, exports.light_curve_table(db, args.source, image_kind="mosaic" if args.mosaics else "observation"))
     if args.png:
         from .stages.variability import plot_light_curve
 

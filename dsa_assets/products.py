@@ -642,6 +642,15 @@ class ProductsDB:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
+    def uncatalogued_positions(self) -> list:
+        """The uncatalogued sources as catalogue entries (flux 0) carrying their measured position
+        error (the larger axis, arcsec), for forced photometry and association."""
+        from .catalogue import CatalogueSource
+
+        return [CatalogueSource(s["name"], s["ra_deg"], s["dec_deg"], 0.0,
+                                position_error_arcsec=max(s["ra_err_arcsec"] or 0, s["dec_err_arcsec"] or 0) or None)
+                for s in self.uncatalogued_sources()]
+
     def new_sources(self) -> list[dict]:
         """Uncatalogued sources that were new when first seen: brighter than earlier images at
         their position could have missed."""

@@ -22,8 +22,9 @@ class ScienceResource(dg.ConfigurableResource):
     new_source_factor: float = 5.0
     """A detection absent from the catalogue is new above this many times the lowest earlier rms."""
     backfill_days: float = option(3.0, metavar="DAYS")
-    """A source found in an image is also measured (forced) in the observation images of this
-    many days (d) before it, so its light curve starts before its first detection (0: off)."""
+    """A source found in an image is measured (forced) there and in the observation images of
+    this many days (d) before it, so its light curve starts before its first detection (0: only
+    the image that found it)."""
     mosaic_inputs: int = option(12, flag="--mosaic-observations", metavar="N")
     """Imaged observation windows that complete an hour's mosaic."""
     mosaic_timeout_s: float = option(1800.0, flag="--mosaic-timeout", metavar="SECONDS")
@@ -41,12 +42,7 @@ class ScienceResource(dg.ConfigurableResource):
     def catalogue_sources(self, reference: list, db) -> list:
         """The ``reference`` catalogue's sources plus the uncatalogued sources found so far (from
         ``db``), with their measured position errors."""
-        from dsa_assets import catalogue
-
-        found = [catalogue.CatalogueSource(s["name"], s["ra_deg"], s["dec_deg"], 0.0,
-                                           position_error_arcsec=max(s["ra_err_arcsec"] or 0, s["dec_err_arcsec"] or 0) or None)
-                 for s in db.uncatalogued_sources()]
-        return list(reference) + found
+        return list(reference) + db.uncatalogued_positions()
 
     def explorer_link(self, name: str | None = None) -> str | None:
         """The explorer's page of source ``name`` (its home page without one), or None."""

@@ -103,21 +103,23 @@ def _measure_and_record(db, science, reference, stage_call, image_id, kind, part
 
 
 def _backfill(products, science, reference, created: list[str], before_unix: float) -> int:
-    """Forced measurements of the sources just found (``created``) in the observation images of
-    the ``science.backfill_days`` before ``before_unix`` that cover them, so that their light
-    curves start before their first detection. Images whose files retention removed are
-    skipped. Returns the number of measurements added."""
+    """Forced measurements of the sources just found (``created``) in the image that found them
+    (measured before they existed) and in the observation images of the
+    ``science.backfill_days`` before it (``before_unix``, its epoch) that cover them, so that
+    their light curves start before their first detection. Images whose files retention
+    removed are skipped. Returns the number of measurements added."""
     from .. import catalogue
 
     db = products.db
-    if not created or science.backfill_days <= 0:
+    if not created:
         return 0
     known = science.catalogue_sources(reference, db)
     targets = [s for s in known if s.name in set(created)]
     stage, added = science.photometry_stage(), 0
     centre = targets[0]  # a coarse first cut (10 deg); each image's coverage is checked below
-    for img in db.images_before(before_unix, "observation", since_unix=before_unix - science.backfill_days * 86400.0,
-                                near=(centre.ra_deg, centre.dec_deg, 10.0)):
+    # up to a second after its epoch: the finding image itself (the next is 309 s later)
+    since = before_unix - science.backfill_days * 86400.0
+    for img in db.images_before(before_unix + 1.0, "observation", since_unix=since, near=(centre.ra_deg, centre.dec_deg, 10.0)):
         reach = (img["radius_deg"] or 0.0) * np.sqrt(2)
         covering = {t.name for t, sep in zip(targets, catalogue.separation_deg(targets, img["centre_ra_deg"],
                                                                              img["centre_dec_deg"])) if sep <= reach}

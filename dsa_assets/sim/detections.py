@@ -117,10 +117,7 @@ def associate_epochs(db, truth: DetectionSky, all_epochs: list[Epoch], beam_arcs
     radius = float(np.max(catalogue.separation_deg(cat, centre_ra, centre_dec))) if cat else 1.0
     limit = association.MAX_SEPARATION_BEAMS * beam_arcsec
     for epoch in all_epochs:
-        found = [catalogue.CatalogueSource(s["name"], s["ra_deg"], s["dec_deg"], 0.0,
-                                           position_error_arcsec=max(s["ra_err_arcsec"] or 0, s["dec_err_arcsec"] or 0) or None)
-                 for s in db.uncatalogued_sources()]
-        known = association.known_positions(cat + found, catalogue_error_arcsec)
+        known = association.known_positions(cat + db.uncatalogued_positions(), catalogue_error_arcsec)
         positions = [association.Position("", d["ra_deg"], d["dec_deg"], d["ra_err_arcsec"], d["dec_err_arcsec"])
                      for d in epoch.detections]
         rows = []
