@@ -32,6 +32,7 @@ from jinja2 import Environment
 
 from .. import exports
 from ..products import ProductsDB
+from ..variability import Thresholds
 
 CUTOUTS_SHOWN = 48
 """Cut-outs on a source page (the latest epochs; all with ?cutouts=all)."""
@@ -176,7 +177,8 @@ def eta_v_plot(stats: list[dict]):
     if thresholds:
         fig.add_layout(Span(location=math.log10(float(np.median(thresholds))), dimension="height",
                             line_color="#d62728", line_dash="dashed"))
-    fig.add_layout(Span(location=math.log10(0.1), dimension="width", line_color="#d62728", line_dash="dashed"))
+    fig.add_layout(Span(location=math.log10(Thresholds().v), dimension="width", line_color="#d62728",
+                        line_dash="dashed"))
     # OpenURL encodes what it substitutes (encodeURIComponent): give it the plain name
     fig.select_one(TapTool).callback = OpenURL(url="/source/@name", same_tab=True)
     fig.add_tools(HoverTool(tooltips=[("source", "@name"), ("log eta", "@x{0.00}"), ("log V", "@y{0.00}"),
@@ -256,7 +258,7 @@ def cutout_png(image_path: Path, ra_deg: float, dec_deg: float, half: int = CUTO
     return out.getvalue()
 
 
-def build_app(products_db: str, dagster_url: str | None = None):
+def build_app(products_db: str):
     """The explorer as an ASGI application over ``products_db`` (a URL or SQLite path), opened
     read-only."""
     from bokeh.embed import json_item
@@ -292,7 +294,7 @@ def build_app(products_db: str, dagster_url: str | None = None):
         counts = db.counts()
         body = HOME.render(
             n_sources=counts["sources"], n_uncatalogued=counts["uncatalogued"], n_images=counts["images"],
-            latest=exports.utc(latest) if latest else None, v_threshold=0.1, new=new,
+            latest=exports.utc(latest) if latest else None, v_threshold=Thresholds().v, new=new,
             ese_table=listing(["source", "ESE score", "depth", "duration (d)", "centred (UTC)"],
                               [(source_url(r["name"]), r["name"], f"{r['ese_score']:.1f}", f"{r['ese_depth']:.2f}",
                                 f"{r['ese_width_days']:.0f}", exports.utc(r["ese_t0_unix"])) for r in candidates]),
