@@ -22,8 +22,8 @@ class ScienceResource(dg.ConfigurableResource):
     new_source_factor: float = 5.0
     """A detection absent from the catalogue is new above this many times the lowest earlier rms."""
     backfill_days: float = option(3.0, metavar="DAYS")
-    """A source found in an image is measured (forced) there and in the observation images of
-    this many days (d) before it, so its light curve starts before its first detection (0: only
+    """A source found in an image is measured (forced) there and, when new, in the observation
+    images of this many days (d) before it, so its light curve shows it absent before (0: only
     the image that found it)."""
     mosaic_inputs: int = option(12, flag="--mosaic-observations", metavar="N")
     """Imaged observation windows that complete an hour's mosaic."""

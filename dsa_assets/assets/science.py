@@ -102,28 +102,35 @@ def _measure_and_record(db, science, reference, stage_call, image_id, kind, part
                     comparison, problems)
 
 
-def _backfill(products, science, reference, created: list[str], before_unix: float) -> int:
-    """Forced measurements of the sources just found (``created``) in the image that found them
-    (measured before they existed) and in the observation images of the
-    ``science.backfill_days`` before it (``before_unix``, its epoch) that cover them, so that
-    their light curves start before their first detection. Images whose files retention
-    removed are skipped. Returns the number of measurements added."""
+def _backfill(products, science, reference, measured: Measured, before_unix: float) -> int:
+    """Forced measurements of the sources an image began (``measured.created``) in that image,
+    whose forced fits ran before they existed, and of the new ones among them in the
+    observation images of the ``science.backfill_days`` before it (``before_unix``: its epoch)
+    that cover them, so that a new source's light curve shows it absent before. (The others
+    were too faint for those images: their forced values there would be noise.) Images whose
+    files retention removed are skipped. Returns the number of measurements added."""
     from .. import catalogue
+    from ..exceptions import ProductsError
 
     db = products.db
-    if not created:
+    if not measured.created:
         return 0
     known = science.catalogue_sources(reference, db)
-    targets = [s for s in known if s.name in set(created)]
+    targets = [s for s in known if s.name in set(measured.created)]
     stage, added = science.photometry_stage(), 0
     centre = targets[0]  # a coarse first cut (10 deg); each image's coverage is checked below
-    # up to a second after its epoch: the finding image itself (the next is 309 s later)
     since = before_unix - science.backfill_days * 86400.0
+    # up to a second after the epoch: the finding image itself (the next is 309 s later)
     for img in db.images_before(before_unix + 1.0, "observation", since_unix=since, near=(centre.ra_deg, centre.dec_deg, 10.0)):
+        finding = img["epoch_unix"] >= before_unix
         reach = (img["radius_deg"] or 0.0) * np.sqrt(2)
         covering = {t.name for t, sep in zip(targets, catalogue.separation_deg(targets, img["centre_ra_deg"],
-                                                                             img["centre_dec_deg"])) if sep <= reach}
-        files = products.observation(img["image_id"]).images if covering else None
+                                                                             img["centre_dec_deg"]))
+                    if sep <= reach and (finding or t.name in measured.new)}
+        try:
+            files = products.observation(img["image_id"]).images if covering else None
+        except ProductsError:
+            files = None
         if not files or not all(files[k].exists() for k in ("image", "residual", "pb", "psf")):
             continue
         result = stage.execute_observation(files["image"], files["residual"], files["pb"], known, psf=files["psf"],
@@ -162,7 +169,7 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
             lambda s: stage.execute_observation(files["image"], files["residual"], files["pb"], s, psf=files["psf"]),
             obs.group_id, "observation", context.partition_key, files["image"], obs.mid_unix,
             rms_over_thermal=imaged.get("rms_over_thermal"))
-        m = replace(m, backfilled=_backfill(products, science, reference, m.created, obs.mid_unix))
+        m = replace(m, backfilled=_backfill(products, science, reference, m, obs.mid_unix))
         context.log.info(f"{obs.group_id}: {len(m.result.forced())} forced, {len(m.result.blind())} blind, "
                          f"{len(m.created)} uncatalogued source(s) begun ({len(m.new)} new, {m.backfilled} earlier "
                          f"measurements) in {time.perf_counter() - t:.1f} s; errors scaled by "
