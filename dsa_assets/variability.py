@@ -11,7 +11,12 @@ For a source with flux densities I_i and errors sigma_i (Jy), weights w_i = 1 / 
 
 A source is flagged variable when eta and V both exceed their thresholds (VAST-style: eta
 above its chi^2 tail probability, and a fractional variability worth looking at), or when the
-most significant pair has |Vs| >= vs_threshold and |m| >= m_threshold.
+most significant pair has |Vs| >= its threshold and |m| >= m_threshold. Mooley et al.'s 4.3
+is a two-epoch threshold; the most significant of a light curve's N(N-1)/2 pairs is the
+largest of many, so its threshold rises with N to the |Vs| a constant source's largest pair
+exceeds with probability 0.001 (Bonferroni): 4.3 up to 11 epochs, 4.7 at 30, 5.9 at 700.
+Without that, a year of a constant source's epochs (300,000 pairs) would reach 4.3 by chance,
+and every faint source would be flagged.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ class Thresholds:
     """eta above which a source can be variable; None: the chi^2 p = 0.001 point for its N."""
     v: float = 0.1
     vs: float = 4.3
-    """|Vs| of 4.3 is the two-epoch threshold of Mooley et al. (2016) used by VAST."""
+    """|Vs| of 4.3 is the two-epoch threshold of Mooley et al. (2016) used by VAST; with more
+    epochs the most significant pair must reach :func:`pair_threshold`."""
     m: float = 0.26
 
 
@@ -97,6 +103,16 @@ def eta_threshold(n: int, p: float = 1e-3) -> float:
     return float(chi2.isf(p, n - 1) / (n - 1)) if n > 1 else np.inf
 
 
+def pair_threshold(n: int, vs: float = Thresholds.vs, p: float = 1e-3) -> float:
+    """|Vs| the most significant of ``n`` epochs' pairs must reach: ``vs``, or the |Vs| that the
+    largest of a constant source's n(n-1)/2 pairs exceeds with probability ``p`` (Gaussian
+    errors, Bonferroni over the pairs), whichever is larger."""
+    from scipy.stats import norm
+
+    pairs = n * (n - 1) / 2
+    return max(vs, float(norm.isf(p / (2 * pairs)))) if pairs >= 1 else vs
+
+
 def metrics(flux, err, thresholds: Thresholds = Thresholds()) -> Metrics:
     flux, err = np.asarray(flux, float), np.asarray(err, float)
     n = len(flux)
@@ -104,7 +120,8 @@ def metrics(flux, err, thresholds: Thresholds = Thresholds()) -> Metrics:
     e, v = eta(flux, err), coefficient_of_variation(flux)
     vs, m, pair = most_significant_pair(flux, err)
     eta_cut = thresholds.eta if thresholds.eta is not None else eta_threshold(n)
-    variable = n >= 2 and ((e > eta_cut and v > thresholds.v) or (abs(vs) >= thresholds.vs and abs(m) >= thresholds.m))
+    variable = n >= 2 and ((e > eta_cut and v > thresholds.v)
+                           or (abs(vs) >= pair_threshold(n, thresholds.vs) and abs(m) >= thresholds.m))
     return Metrics(n, float(np.mean(flux)) if n else 0.0, float(np.sum(w * flux) / np.sum(w)) if n else 0.0,
                    v, e, vs, m, pair, bool(variable))
 

@@ -171,6 +171,20 @@ def test_the_most_significant_pair_of_a_year_is_found_among_candidates(monkeypat
             assert variability.most_significant_pair(flux, err) == fast, trial
 
 
+def test_a_long_constant_light_curve_is_not_variable_by_its_luckiest_pair():
+    rng = np.random.default_rng(5)
+    n, err = 700, 0.001   # 100 days of 7 epochs: 244,650 pairs
+    flagged, by_fixed_pair = 0, 0
+    for _ in range(100):
+        flux = 0.01 + err * rng.standard_normal(n)   # a faint constant source, errors right
+        m = variability.metrics(flux, np.full(n, err))
+        flagged += m.variable
+        by_fixed_pair += abs(m.vs) >= variability.Thresholds().vs and abs(m.m) >= variability.Thresholds().m
+    assert variability.pair_threshold(6) == 4.3 and variability.pair_threshold(n) == pytest.approx(5.88, abs=0.01)
+    assert flagged <= 1, flagged
+    assert by_fixed_pair >= 50, "the two-epoch threshold alone would flag most of them"
+
+
 def test_flare_and_step_flagged_constant_sources_rarely():
     rng = np.random.default_rng(9)
     n, err = 30, 0.01
