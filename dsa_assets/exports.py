@@ -38,12 +38,12 @@ def table(columns, rows: list[list], units: dict[str, str], description: str):
         mask = [v is None or (isinstance(v, float) and np.isnan(v)) for v in values]
         if name in BOOLEAN_COLUMNS:
             data = np.array([bool(v) for v in values], dtype=bool)
+        elif name == "n":
+            data = np.array([0 if m else int(v) for v, m in zip(values, mask)], dtype=np.int64)
         elif all(isinstance(v, str) or v is None for v in values) and any(isinstance(v, str) for v in values):
             data = np.array(["" if v is None else v for v in values], dtype=str)
         else:
             data = np.array([np.nan if m else float(v) for v, m in zip(values, mask)], dtype=float)
-            if name == "n":
-                data = np.array([0 if m else int(v) for v, m in zip(values, mask)], dtype=np.int64)
         out[name] = MaskedColumn(data, mask=mask if any(mask) else None, unit=units.get(name))
     return out
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     event,
     func,
     inspect,
+    or_,
     select,
     text,
     update,
@@ -359,7 +360,6 @@ class ProductsDB:
         opened with mode=ro, PostgreSQL sessions with default_transaction_read_only); the
         schema must already be there, and is neither created nor upgraded."""
         self.url = database_url(target)
-        self.read_only = read_only
         if self.url.startswith("sqlite:///"):
             path = Path(self.url[len("sqlite:///") :])
             if (must_exist or read_only) and not path.is_file():
@@ -525,10 +525,14 @@ class ProductsDB:
                                                                 d["dec_err_arcsec"]) for d in loose],
                                           known, max_separation_arcsec)
             created = []
-            taken = {r.name for r in conn.execute(select(sources.c.name))} if loose else set()
-            for d, (name, r) in zip(loose, found):
+            bases = {i: catalogue.iau_name(d["ra_deg"], d["dec_deg"], "DSA") for i, (d, (name, _)) in
+                     enumerate(zip(loose, found)) if name is None}
+            # the names already given near these positions (a name and its -2, -3, ... variants)
+            taken = set(conn.execute(select(sources.c.name).where(
+                or_(*[sources.c.name.like(f"{b}%") for b in set(bases.values())]))).scalars()) if bases else set()
+            for i, (d, (name, r)) in enumerate(zip(loose, found)):
                 if name is None:
-                    name = _unused(catalogue.iau_name(d["ra_deg"], d["dec_deg"], "DSA"), taken)
+                    name = _unused(bases[i], taken)
                     taken.add(name)
                     created.append({"name": name, "ra_deg": float(d["ra_deg"]) % 360.0, "dec_deg": float(d["dec_deg"]),
                                     "new": bool(d.get("new"))})
