@@ -43,7 +43,7 @@ def write(path: Path | str, sources) -> None:
         w = csv.writer(fh)
         w.writerow(COLUMNS)
         for s in sources:
-            w.writerow([s.name, f"{s.ra_deg:.6f}", f"{s.dec_deg:.6f}", f"{s.flux_jy:.5f}", f"{s.spectral_index:.4f}"])
+            w.writerow([s.name, f"{s.ra_deg:.6f}", f"{s.dec_deg:.6f}", f"{s.flux_jy:.6g}", f"{s.spectral_index:.4f}"])
     tmp.replace(path)
 
 

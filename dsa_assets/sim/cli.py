@@ -28,7 +28,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--antennas", type=int, help="active antennas (default 20 scaled down, 96 full scale)")
     p.add_argument("--integrations", type=int, help="integrations per observation")
     p.add_argument("--channels-per-subband", type=int, help="channels per subband (a divisor of 48)")
-    p.add_argument("--sources", type=int, help="random point sources in the primary beam")
+    p.add_argument("--sky", choices=("realistic", "uniform"), default="realistic",
+                   help="realistic (default): the real sky's source counts (50 per square degree above 2.5 mJy, "
+                        "N(>S) ~ S^-0.9) out to the far sidelobes, down to --apparent-floor-mjy, and the A-team; "
+                        "uniform: --sources log-uniform 0.2-3 Jy sources within 2 deg of the beam centre, "
+                        "nothing beyond (an idealised sky)")
+    p.add_argument("--apparent-floor-mjy", type=float, default=1.0,
+                   help="realistic sky: leave out sources that put less than this into the data anywhere in "
+                        "the beam (mJy, default %(default)s)")
+    p.add_argument("--no-a-team", action="store_true",
+                   help="realistic sky without Cas A, Cyg A, Tau A and Vir A")
+    p.add_argument("--no-smearing", action="store_true",
+                   help="evaluate each visibility at its integration's middle and channel's centre "
+                        "(default: averaged over both, as the correlator does)")
+    p.add_argument("--sources", type=int, help="uniform sky: mean number of sources within 1.2 deg of the beam centre")
     p.add_argument("--no-noise", action="store_true")
     p.add_argument("--sefd-jy", type=float, default=C.SEFD_JY,
                    help="system equivalent flux density per antenna behind the noise (Jy, default %(default)s; "
@@ -55,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         "n_sources": args.sources,
     }
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    cfg = replace(cfg, noise=not args.no_noise, sefd_jy=args.sefd_jy, gains=not args.no_gains, seed=args.seed)
+    cfg = replace(cfg, noise=not args.no_noise, sefd_jy=args.sefd_jy, gains=not args.no_gains, seed=args.seed,
+                  sky=args.sky, a_team=args.sky == "realistic" and not args.no_a_team,
+                  apparent_floor_jy=args.apparent_floor_mjy * 1e-3, smearing=not args.no_smearing)
     start = (
         datetime.strptime(args.start, C.FILE_NAME_TIME_FORMAT).replace(tzinfo=UTC)
         if args.start

@@ -11,7 +11,12 @@ to the meridian at the pointing declination, with time-invariant float32 meridia
 The sky is a list of point sources seen through the Airy primary beam of a 4.65 m dish
 pointed at (hour angle 0, pointing declination); directions come from astropy's rigorous
 transforms (:mod:`dsa_assets.geometry`), so every source images at its true ICRS position.
-Thermal noise follows the SEFD; gains and bandpasses corrupt ``V_ij -> g_i conj(g_j) V_ij``.
+Each visibility is the average over its 12.88 s integration and its 244 kHz channel: the
+source's delay drifts linearly across the integration (the phase centre is fixed on the
+meridian while the sky turns), which multiplies it by ``sinc(nu dtau)``, and it spans the
+channel, ``sinc(dnu tau)``: the time and bandwidth smearing real data have, largest for the
+far sidelobe sources. Thermal noise follows the SEFD; gains and bandpasses corrupt
+``V_ij -> g_i conj(g_j) V_ij``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time as _time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import astropy.units as u
 import h5py
@@ -29,7 +35,20 @@ from astropy.time import Time
 
 from .. import catalogue, geometry, naming
 from .. import constants as C
-from .sky import SKY_CATALOGUE, Corruptions, PointSource, Truth, Variation, apply_variations, sky_strip
+from .predict import point_source_visibilities
+from .sky import (
+    A_TEAM,
+    REFERENCE_FREQ_HZ,
+    SKY_CATALOGUE,
+    Corruptions,
+    PointSource,
+    Truth,
+    Variation,
+    apply_variations,
+    beam_envelope,
+    realistic_strip,
+    sky_strip,
+)
 
 
 @dataclass(frozen=True)
@@ -44,10 +63,22 @@ class SimConfig:
     """Channels kept per subband (a divisor of 48): every (48 / n)-th grid channel."""
     subbands: tuple[int, ...] = tuple(range(C.N_SUBBANDS))
     """Subbands written; the others are missing, as when a correlator node drops out."""
+    sky: Literal["uniform", "realistic"] = "uniform"
+    """"uniform": ``n_sources`` per beam with log-uniform fluxes, none beyond ``SKY_RADIUS_DEG``
+    (an idealised sky for tests); "realistic": the real sky's source counts down to
+    ``apparent_floor_jy`` of response anywhere in the beam, sidelobes included
+    (:func:`sky.realistic_strip`). Either is a fixed random strip around the pointing
+    declination, seeded by ``seed``. Ignored when ``sources`` is given."""
     n_sources: float = 8
-    """Mean number of sky sources within 1.2 deg of the beam centre: the sky is a fixed random
-    strip around the pointing declination (:func:`sky.sky_strip`, seeded by ``seed``), and an
-    observation sees its sources within ``SKY_RADIUS_DEG``. Ignored when ``sources`` is given."""
+    """Uniform sky: mean number of sources within 1.2 deg of the beam centre."""
+    apparent_floor_jy: float = 1e-3
+    """Realistic sky: sources whose response anywhere in the beam stays below this (Jy) are
+    left out, of the sky and of an observation."""
+    a_team: bool = False
+    """Add Cas A, Cyg A, Tau A and Vir A (:data:`sky.A_TEAM`) whenever they are above the horizon."""
+    smearing: bool = True
+    """Average each visibility over its integration and channel (time and bandwidth smearing);
+    off: evaluated at the integration's midpoint and the channel's centre."""
     sources: tuple[PointSource, ...] | None = None
     variations: tuple[Variation, ...] = ()
     """Light curves imposed on named sky sources (flares, steps); the truth file records the
@@ -80,8 +111,12 @@ class SimConfig:
 
 
 SKY_RADIUS_DEG = 2.0
-"""Sky sources further than this from the beam centre (the beam's response there < ~25%) are
-left out of an observation."""
+"""Uniform sky: sources further than this from the beam centre (the beam's response there
+< ~25%) are left out of an observation."""
+
+REALISTIC_MAX_OFFSET_DEG = 30.0
+"""Realistic sky: declinations this far from the pointing at most (the sidelobes' envelope
+there is 7e-5: a 15 Jy source puts the 1 mJy floor into the data; the A-team are added apart)."""
 
 SCALED_DOWN = SimConfig(n_antennas=20, n_integrations=4, channels_per_subband=4, n_sources=5)
 """A group that simulates and converts in seconds, for tests and the demo."""
@@ -177,9 +212,14 @@ class CorrelatorSimulator:
             sources = list(cfg.sources)
         else:
             sky = self.sky()
-            sources = catalogue.within(sky, mid.ra.deg, mid.dec.deg, SKY_RADIUS_DEG)
+            if cfg.sky == "uniform":
+                sources = catalogue.within(sky, mid.ra.deg, mid.dec.deg, SKY_RADIUS_DEG)
+            else:
+                sources = self._seen(sky, times)
             if not (out / SKY_CATALOGUE).exists():
-                catalogue.write(out / SKY_CATALOGUE, sky)
+                catalogue.write(out / SKY_CATALOGUE, sky + (list(A_TEAM) if cfg.a_team else []))
+        if cfg.a_team:
+            sources += self._seen(list(A_TEAM), times)
         if cfg.calibrator:
             sources.append(calibrator_source(cfg.calibrator))
         if cfg.variations:
@@ -195,17 +235,20 @@ class CorrelatorSimulator:
         stamps = [naming.format_time(data_start + timedelta(seconds=float(o))) for o in offsets]
         group_stamp = min(stamps)
 
-        geometry_terms = self._geometry(sources, times, s0)
+        sources = [src for src in sources if src.flux_jy > 0]
+        sky_vis = self._sky_visibilities(sources, times, s0)
+        n_ch = len(self.channels)
         written = []
         skip = set(missing) | (set(range(C.N_SUBBANDS)) - set(cfg.subbands))
         for sb in range(C.N_SUBBANDS):
             if sb in skip:
                 continue
             final = out / naming.subband_file_name(stamps[sb], sb)
-            vis = self._visibilities(sb, sources, geometry_terms, corruptions, rng)
+            vis = self._corrupt(sb, sky_vis[:, sb * n_ch:(sb + 1) * n_ch], corruptions, rng)
             self._write_file(final, sb, times, vis, truncate=sb in interrupted)
             if sb not in interrupted:
                 written.append(final)
+        del sky_vis
 
         truth = Truth(
             group_stamp=group_stamp,
@@ -224,40 +267,75 @@ class CorrelatorSimulator:
 
     def sky(self) -> list[PointSource]:
         """This configuration's fixed sky (the strip around its pointing declination)."""
+        cfg = self.config
         if self._sky is None:
-            self._sky = sky_strip(np.degrees(self.config.pointing_dec_rad), self.config.seed, self.config.n_sources,
-                                  flux_range_jy=self.config.flux_range_jy)
+            dec = np.degrees(cfg.pointing_dec_rad)
+            self._sky = (sky_strip(dec, cfg.seed, cfg.n_sources, flux_range_jy=cfg.flux_range_jy) if cfg.sky == "uniform"
+                         else realistic_strip(dec, cfg.seed, cfg.apparent_floor_jy, max_offset_deg=REALISTIC_MAX_OFFSET_DEG))
         return self._sky
 
-    # -- physics -----------------------------------------------------------------------
-    def _geometry(self, sources: list[PointSource], times: Time, s0: np.ndarray) -> dict:
-        """Delays (s) of each source on each blt relative to the fringe-stopping centre, and
-        the cosine of each source's offset from the pointing centre per time."""
-        n_bls = len(self.ant1)
-        b = geometry.baseline_vectors(self.ecef, self.ant1, self.ant2)  # (Nbls, 3)
+    def _seen(self, sources: list[PointSource], times: Time) -> list[PointSource]:
+        """The ``sources`` that put more than the apparent floor into the data at some time of
+        the observation (beam envelope at the closest of its start, middle and end) and are
+        above the horizon then."""
         if not sources:
-            return {"delay": np.zeros((0, len(times) * n_bls)), "cos": np.zeros((0, len(times)))}
-        ra = np.radians([s.ra_deg for s in sources])
-        dec = np.radians([s.dec_deg for s in sources])
-        s = geometry.icrs_unit_vectors(ra, dec, times, self.location)  # (Nsrc, Nt, 3)
-        ds = s - s0[None]
-        delay = np.einsum("ktx,bx->ktb", ds, b) / geometry.SPEED_OF_LIGHT_M_S
-        cos = np.einsum("ktx,tx->kt", s, s0)
-        return {"delay": delay.reshape(len(sources), -1), "cos": cos}
+            return []
+        ra = np.array([src.ra_deg for src in sources])
+        dec = np.array([src.dec_deg for src in sources])
+        flux = np.array([src.flux_jy for src in sources])
+        closest = np.full(len(sources), 180.0)
+        for t in (times[0], times[len(times) // 2], times[-1]):
+            centre = geometry.meridian_icrs(self.config.pointing_dec_rad, t, self.location)
+            closest = np.minimum(closest, catalogue.angular_distance_deg(ra, dec, centre.ra.deg, centre.dec.deg))
+        keep = (flux * beam_envelope(closest) >= self.config.apparent_floor_jy) & (closest < 90.0)
+        if not keep.any():
+            return []
+        picked = [src for src, k in zip(sources, keep) if k]
+        up = self.site_ecef / np.linalg.norm(self.site_ecef)
+        s = geometry.icrs_unit_vectors(np.radians(ra[keep]), np.radians(dec[keep]), times[[len(times) // 2]], self.location)
+        return [src for src, above in zip(picked, s[:, 0] @ up > 0) if above]
 
-    def _visibilities(self, sb, sources, terms, corruptions, rng) -> np.ndarray:
-        """Visibilities of one subband in file order, shape (Nblts, Nfreqs, 2), complex128."""
+    # -- physics -----------------------------------------------------------------------
+    def _sky_visibilities(self, sources: list[PointSource], times: Time, s0: np.ndarray) -> np.ndarray:
+        """The sky's visibilities over the whole band, rows in file order (Nt x Nbls), columns
+        the kept channels of sb00, sb01, ... in file order (descending frequency), complex64:
+        each source's apparent flux (beam x spectrum) times its fringe, averaged over the
+        integration and the channel (:mod:`dsa_assets.sim.predict`)."""
+        cfg = self.config
+        n_t = len(times)
+        n_bls = len(self.ant1)
+        freqs = np.concatenate([C.subband_frequencies_hz(sb, self.channels) for sb in range(C.N_SUBBANDS)])
+        if not sources:
+            return np.zeros((n_t * n_bls, len(freqs)), dtype=np.complex64)
+        # directions at each integration's middle and edges (ITRF axes); the phase centre s0,
+        # the meridian at the pointing declination, is fixed on the Earth
+        half = 0.5 * C.INTEGRATION_TIME_S * u.s
+        ra = np.radians([src.ra_deg for src in sources])
+        dec = np.radians([src.dec_deg for src in sources])
+        edges = Time(np.concatenate([times.jd, (times - half).jd, (times + half).jd]), format="jd", scale=times.scale)
+        s = geometry.icrs_unit_vectors(ra, dec, edges, self.location)
+        mid, drift = s[:, :n_t], s[:, 2 * n_t:] - s[:, n_t:2 * n_t]
+        cos = np.einsum("ktx,tx->kt", mid, s0)
+        flux = np.array([src.flux_jy for src in sources])
+        index = np.array([src.spectral_index for src in sources])
+        spectrum = flux[:, None] * (freqs[None, :] / REFERENCE_FREQ_HZ) ** index[:, None]  # (Nsrc, Nch)
+
+        def amplitude(k0: int, k1: int) -> np.ndarray:
+            beam = geometry.airy_power_beam(cos[k0:k1, :, None], freqs[None, None, :])
+            return beam * spectrum[k0:k1, None, :]
+
+        baselines = geometry.baseline_vectors(self.ecef, self.ant1, self.ant2) / geometry.SPEED_OF_LIGHT_M_S
+        vis = point_source_visibilities(mid - s0[None], drift, baselines, amplitude, freqs[0], freqs[1] - freqs[0],
+                                        len(freqs), C.CHANNEL_WIDTH_HZ, cfg.smearing)
+        return vis
+
+    def _corrupt(self, sb: int, sky_vis: np.ndarray, corruptions: Corruptions, rng) -> np.ndarray:
+        """File-order visibilities of one subband, shape (Nblts, Nfreqs, 2), complex128: the
+        sky's plus thermal noise and the autocorrelations' system power, times the gains."""
         cfg = self.config
         freqs = C.subband_frequencies_hz(sb, self.channels)
         n_t = cfg.n_integrations
-        n_bls = len(self.ant1)
-        vis = np.zeros((n_t * n_bls, len(freqs)), dtype=np.complex128)
-        for k, src in enumerate(sources):
-            beam = geometry.airy_power_beam(terms["cos"][k][:, None], freqs[None, :])  # (Nt, Nf)
-            amp = (beam * src.flux_at(freqs)[None, :]).repeat(n_bls, axis=0)  # (Nblts, Nf)
-            phase = (2 * np.pi * terms["delay"][k])[:, None] * freqs[None, :]
-            vis += amp * np.exp(1j * phase)
-        vis = np.repeat(vis[:, :, None], 2, axis=2)
+        vis = np.repeat(sky_vis[:, :, None].astype(np.complex128), 2, axis=2)
         autos = np.tile(self.ant1 == self.ant2, n_t)
         if cfg.noise:
             sigma = cfg.sefd_jy / np.sqrt(2 * C.CHANNEL_WIDTH_HZ * C.INTEGRATION_TIME_S)
@@ -267,9 +345,7 @@ class CorrelatorSimulator:
         a1 = np.tile(self.ant1, n_t)
         a2 = np.tile(self.ant2, n_t)
         total = corruptions.total(freqs)  # (Nants, Nf, 2)
-        gi = total[a1]
-        gj = total[a2]
-        return vis * gi * np.conj(gj)
+        return vis * total[a1] * np.conj(total[a2])
 
     # -- file layout -------------------------------------------------------------------
     def _meridian_uvw(self) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""The simulated sky: random and catalogue-matched point sources and their variations. The
-truth file, and the corruptions it records, are in :mod:`dsa_assets.truth`."""
+"""The simulated sky: random and catalogue-matched point sources, the realistic L-band sky
+(source counts out to the far sidelobes, the A-team) and light-curve variations. The truth
+file, and the corruptions it records, are in :mod:`dsa_assets.truth`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ from astropy.coordinates import SkyCoord
 from .. import catalogue
 from ..truth import REFERENCE_FREQ_HZ, Corruptions, PointSource, Truth
 
-__all__ = ["Corruptions", "PointSource", "REFERENCE_FREQ_HZ", "Truth"]
+__all__ = ["A_TEAM", "Corruptions", "PointSource", "REFERENCE_FREQ_HZ", "SourceCounts", "Truth", "realistic_strip"]
+
+A_TEAM = (
+    PointSource("CasA", 350.850, 58.8150, 1600.0, -0.77),
+    PointSource("CygA", 299.868, 40.7339, 1590.0, -0.78),
+    PointSource("TauA", 83.633, 22.0144, 875.0, -0.30),
+    PointSource("VirA", 187.704, 12.3911, 220.0, -0.86),
+)
+"""The four brightest radio sources of the northern sky at 1.4 GHz (ICRS; Jy; spectral index),
+as points: Cas A 23h23m24s +58d48m54s, Cyg A 19h59m28s +40d44m02s, Tau A 05h34m32s +22d00m52s,
+Vir A 12h30m49s +12d23m28s (``docs/instrument.md``). Real ones are arcminutes across, resolved
+by the longest baselines; as points they are what the sidelobes of a 4.65 m dish pass."""
 
 
 def random_sources(
@@ -93,3 +105,77 @@ def apply_variations(sources: list[PointSource], variations, t_unix: float) -> l
     by_name = {v.source: v for v in variations}
     return [replace(s, flux_jy=s.flux_jy * by_name[s.name].factor(t_unix)) if s.name in by_name else s
             for s in sources]
+
+
+@dataclass(frozen=True)
+class SourceCounts:
+    """Integral source counts N(>S) = ``density_per_deg2`` (S / ``reference_flux_jy``)^-``slope``
+    per square degree, truncated at ``max_flux_jy``: NVSS at 1.4 GHz, about 50 sources per square
+    degree above 2.5 mJy with N(>S) ~ S^-0.9 between 5 mJy and 1 Jy."""
+
+    density_per_deg2: float = 50.0
+    reference_flux_jy: float = 2.5e-3
+    slope: float = 0.9
+    max_flux_jy: float = 50.0
+
+    def above(self, flux_jy: np.ndarray) -> np.ndarray:
+        """Sources per square degree with flux density between ``flux_jy`` and the maximum."""
+        f = np.minimum(np.asarray(flux_jy, float), self.max_flux_jy)
+        return self.density_per_deg2 * ((f / self.reference_flux_jy) ** -self.slope
+                                         - (self.max_flux_jy / self.reference_flux_jy) ** -self.slope)
+
+    def draw(self, minimum_jy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Flux densities (Jy) drawn from the counts above each ``minimum_jy``."""
+        lo = np.asarray(minimum_jy, float)
+        top = (self.max_flux_jy / lo) ** -self.slope
+        return lo * (1.0 - rng.uniform(0.0, 1.0, lo.shape) * (1.0 - top)) ** (-1.0 / self.slope)
+
+
+def beam_envelope(offset_deg: np.ndarray, freqs_hz=(1.31e9, 1.50e9)) -> np.ndarray:
+    """The largest power response (4.65 m Airy beam) at ``offset_deg`` or further from the beam
+    centre, at any of ``freqs_hz``: the sidelobes' envelope, falling monotonically (fraction)."""
+    from ..geometry import airy_power_beam
+
+    grid = np.linspace(0.0, 90.0, 90_001)
+    power = np.max([airy_power_beam(np.cos(np.radians(grid)), f) for f in freqs_hz], axis=0)
+    envelope = np.maximum.accumulate(power[::-1])[::-1]
+    return np.interp(np.asarray(offset_deg, float), grid, envelope)
+
+
+def realistic_strip(dec_deg: float, seed: int, floor_jy: float = 1e-3, counts: SourceCounts = SourceCounts(),
+                    max_offset_deg: float = 30.0, band_deg: float = 0.05) -> list[PointSource]:
+    """A fixed random sky, all right ascensions, with the counts of the real sky down to the
+    flux density whose response anywhere in the beam (its sidelobes' envelope, at the
+    declination's closest approach to the pointing ``dec_deg``) is ``floor_jy`` (Jy, apparent):
+    complete to 1 mJy/beam-response near the pointing, to the brighter sources further out, up
+    to ``max_offset_deg`` away in declination. The same (dec, seed) gives the same sky."""
+    rng = np.random.default_rng([seed, int(round(dec_deg * 1000)), 2])
+    edges = np.arange(max(-90.0, dec_deg - max_offset_deg), min(90.0, dec_deg + max_offset_deg) + band_deg, band_deg)
+    edges = np.clip(edges, -90.0, 90.0)
+    lo, hi = edges[:-1], edges[1:]
+    closest = np.where((lo <= dec_deg) & (dec_deg <= hi), 0.0, np.minimum(abs(lo - dec_deg), abs(hi - dec_deg)))
+    minimum = np.minimum(floor_jy / beam_envelope(closest), counts.max_flux_jy)
+    area = 2 * np.pi * (np.sin(np.radians(hi)) - np.sin(np.radians(lo))) * (180 / np.pi) ** 2
+    n = rng.poisson(area * counts.above(minimum))
+    band = np.repeat(np.arange(len(n)), n)
+    sin_dec = rng.uniform(np.sin(np.radians(lo[band])), np.sin(np.radians(hi[band])))
+    dec = np.degrees(np.arcsin(sin_dec))
+    ra = rng.uniform(0.0, 360.0, len(band))
+    flux = counts.draw(minimum[band], rng)
+    alpha = rng.normal(-0.7, 0.2, len(band))
+    order = np.argsort(ra)
+    names = unique_names([catalogue.iau_name(ra[i], dec[i], "SIM") for i in order])
+    return [PointSource(name, float(ra[i]), float(dec[i]), float(flux[i]), float(alpha[i]))
+            for name, i in zip(names, order)]
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """``names`` with a letter appended to repeats (two sources within the truncation of an
+    IAU name: a catalogue's names must be unique)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        out.append(name if k == 0 else f"{name}{chr(ord('a') + k)}")
+    return out

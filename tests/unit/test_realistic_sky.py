@@ -1,0 +1,125 @@
+"""The simulator's realistic sky: the real source counts out to the sidelobes, the A-team, and
+visibilities averaged over each integration and channel."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import astropy.units as u
+import h5py
+import numpy as np
+from astropy.time import Time
+
+from dsa_assets import catalogue, geometry
+from dsa_assets import constants as C
+from dsa_assets.calibrators import transit_start
+from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig
+from dsa_assets.sim.predict import point_source_visibilities
+from dsa_assets.sim.sky import A_TEAM, SKY_CATALOGUE, PointSource, SourceCounts, beam_envelope, realistic_strip
+
+
+def test_counts_follow_the_real_sky_and_thin_out_with_the_beam():
+    sky = realistic_strip(55.0, seed=3)
+    ra = np.array([s.ra_deg for s in sky])
+    dec = np.array([s.dec_deg for s in sky])
+    flux = np.array([s.flux_jy for s in sky])
+    assert len({s.name for s in sky}) == len(sky), "names are unique (a catalogue refuses repeats)"
+    # near the pointing declination: NVSS's 50 per square degree above 2.5 mJy, N(>S) ~ S^-0.9
+    area = 2 * np.pi * (np.sin(np.radians(56.0)) - np.sin(np.radians(54.0))) * (180 / np.pi) ** 2
+    near = abs(dec - 55.0) < 1.0
+    expected = area * SourceCounts().above(2.5e-3)
+    assert abs((near & (flux > 2.5e-3)).sum() - expected) < 4 * np.sqrt(expected)
+    ratio = (near & (flux > 25e-3)).sum() / (near & (flux > 2.5e-3)).sum()
+    assert abs(ratio - 10**-0.9) < 0.02
+    # every source puts at least the 1 mJy floor into the data at its closest approach (within
+    # its 0.05 deg declination band), and far from the pointing only the bright ones remain
+    assert np.all(flux * beam_envelope(np.maximum(abs(dec - 55.0) - 0.05, 0.0)) >= 1e-3 * 0.999)
+    far = abs(dec - 55.0) > 10.0
+    assert far.any() and flux[far].min() > 0.5 and flux[~far].min() < 1.1e-3
+    assert ra.min() < 1.0 and ra.max() > 359.0, "all right ascensions"
+    assert sky == realistic_strip(55.0, seed=3), "the same seed gives the same sky"
+
+
+def _sim(**changes) -> CorrelatorSimulator:
+    config = SimConfig(n_antennas=24, n_integrations=2, channels_per_subband=1, subbands=(7,), noise=False,
+                       gains=False, timestamp_jitter=False)
+    return CorrelatorSimulator(replace(config, **changes))
+
+
+def test_a_team_in_the_sidelobes_and_only_above_the_horizon(tmp_path):
+    cas_a = A_TEAM[0]
+    dec = np.radians(cas_a.dec_deg - 3.3)
+    start = transit_start(cas_a, datetime(2026, 3, 1, tzinfo=UTC), dec, 2 * C.INTEGRATION_TIME_S)
+    sim = _sim(sources=(), a_team=True, pointing_dec_rad=dec)
+    at_transit = sim.write_observation(tmp_path / "transit", start)
+    names = {s.name for s in at_transit.truth.sources}
+    assert "CasA" in names
+    # Tau A (Dec +22) culminates below the horizon at OVRO (latitude +37) twelve hours later
+    taua = A_TEAM[2]
+    lower = transit_start(taua, datetime(2026, 3, 1, tzinfo=UTC), dec, 2 * C.INTEGRATION_TIME_S) + timedelta(hours=11.967)
+    assert "TauA" not in {s.name for s in sim.write_observation(tmp_path / "lower", lower).truth.sources}
+    # Cas A, 3.3 deg from the beam centre, smeared across its integration: the long baselines
+    # see less of it than its beam-weighted flux
+    unsmeared = _sim(sources=(), a_team=True, pointing_dec_rad=dec, smearing=False)
+    smeared_vis = _cross(at_transit.files[0])
+    plain = _cross(unsmeared.write_observation(tmp_path / "plain", start).files[0])
+    assert np.median(np.abs(smeared_vis)) < 0.95 * np.median(np.abs(plain))
+
+
+def _cross(path) -> np.ndarray:
+    with h5py.File(path, "r") as f:
+        a1, a2 = f["Header/ant_1_array"][()], f["Header/ant_2_array"][()]
+        return f["Data/visdata"][()][a1 != a2, 0, 0, 0]
+
+
+def test_reference_catalogue_holds_every_simulated_source(tmp_path):
+    sim = _sim(sky="realistic", a_team=True, apparent_floor_jy=0.02)
+    group = sim.write_observation(tmp_path, datetime(2026, 3, 1, 12, tzinfo=UTC))
+    names = {s.name for s in catalogue.read(tmp_path / SKY_CATALOGUE)}
+    seen = {s.name for s in group.truth.sources}
+    assert len(seen) > 20 and seen <= names
+    assert {"CasA", "CygA"} <= names
+    # the observation's sources are those above the floor somewhere in the beam
+    centre = geometry.meridian_icrs(sim.config.pointing_dec_rad, Time(group.data_start), sim.location)
+    offsets = catalogue.separation_deg(group.truth.sources, centre.ra.deg, centre.dec.deg)
+    flux = np.array([s.flux_jy for s in group.truth.sources])
+    assert np.all(flux * beam_envelope(np.maximum(offsets - 1.0, 0.0)) >= 0.02)
+
+
+def test_visibilities_are_averages_over_the_integration_and_the_channel():
+    """Against brute force: the fringe evaluated at 64 times within the integration and 32
+    frequencies within the channel, from astropy's directions at each time."""
+    site = geometry.default_site()
+    dec = np.radians(50.0)
+    mid = Time(datetime(2026, 3, 1, 12, tzinfo=UTC))
+    centre = geometry.meridian_icrs(dec, mid, site)
+    sources = [PointSource("near", centre.ra.deg + 2.0, centre.dec.deg + 0.5, 1.0),
+               PointSource("sidelobe", centre.ra.deg - 9.0, centre.dec.deg - 3.0, 1.0)]
+    ecef = geometry.station_positions_ecef()
+    ant1, ant2 = np.array([0, 5, 40, 100]), np.array([116, 90, 60, 101])
+    baselines = geometry.baseline_vectors(ecef, ant1, ant2) / geometry.SPEED_OF_LIGHT_M_S
+    s0 = geometry.meridian_unit_vectors(dec, mid.reshape(1), site)[0]
+    ra = np.radians([s.ra_deg for s in sources])
+    de = np.radians([s.dec_deg for s in sources])
+
+    def directions(t: Time) -> np.ndarray:
+        return geometry.icrs_unit_vectors(ra, de, t, site)  # (Nsrc, Nt, 3)
+
+    half = 0.5 * C.INTEGRATION_TIME_S * u.s
+    d_mid = directions(mid.reshape(1)) - s0
+    drift = directions((mid + half).reshape(1)) - directions((mid - half).reshape(1))
+    f0, step = 1.40e9, -4 * C.CHANNEL_WIDTH_HZ
+    model = point_source_visibilities(d_mid, drift, baselines, lambda k0, k1: np.ones((k1 - k0, 1, 3)),
+                                      f0, step, 3, C.CHANNEL_WIDTH_HZ)
+    sub_t = mid + (np.arange(64) + 0.5 - 32) / 64 * C.INTEGRATION_TIME_S * u.s
+    d_sub = directions(sub_t) - s0  # (Nsrc, 64, 3)
+    tau = np.einsum("kix,bx->kib", d_sub, baselines)
+    for c in range(3):
+        f_sub = f0 + c * step + (np.arange(32) + 0.5 - 16) / 32 * C.CHANNEL_WIDTH_HZ
+        brute = np.exp(2j * np.pi * tau[..., None] * f_sub).mean(axis=(1, 3)).sum(axis=0)
+        assert np.allclose(model[:, c], brute, atol=2e-3), (c, model[:, c], brute)
+    # the sidelobe source is smeared out on the longest baseline, the near one barely
+    single = point_source_visibilities(d_mid[1:], drift[1:], baselines[:1], lambda k0, k1: np.ones((k1 - k0, 1, 1)),
+                                       f0, step, 1, C.CHANNEL_WIDTH_HZ)
+    assert abs(single[0, 0]) < 0.9
