@@ -11,11 +11,12 @@ to the meridian at the pointing declination, with time-invariant float32 meridia
 The sky is a list of point sources seen through the Airy primary beam of a 4.65 m dish
 pointed at (hour angle 0, pointing declination); directions come from astropy's rigorous
 transforms (:mod:`dsa_assets.geometry`), so every source images at its true ICRS position.
-Each visibility is the average over its 12.88 s integration and its 244 kHz channel: the
-source's delay drifts linearly across the integration (the phase centre is fixed on the
-meridian while the sky turns), which multiplies it by ``sinc(nu dtau)``, and it spans the
-channel, ``sinc(dnu tau)``: the time and bandwidth smearing real data have, largest for the
-far sidelobe sources. Thermal noise follows the SEFD; gains and bandpasses corrupt
+Each visibility is the average over its 12.88 s integration and its 244 kHz channel: within
+an integration the correlator tracks the meridian's ICRS position at the integration's middle,
+so a source away from it drifts in delay as the sky turns (its offset's direction changes),
+which multiplies it by ``sinc(nu dtau)``, and it spans the channel, ``sinc(dnu tau)``: the time
+and bandwidth smearing real data have, nothing at the phase centre, most for the far
+sidelobe sources. Thermal noise follows the SEFD; gains and bandpasses corrupt
 ``V_ij -> g_i conj(g_j) V_ij``.
 """
 
@@ -307,14 +308,20 @@ class CorrelatorSimulator:
         freqs = np.concatenate([C.subband_frequencies_hz(sb, self.channels) for sb in range(C.N_SUBBANDS)])
         if not sources:
             return np.zeros((n_t * n_bls, len(freqs)), dtype=np.complex64)
-        # directions at each integration's middle and edges (ITRF axes); the phase centre s0,
-        # the meridian at the pointing declination, is fixed on the Earth
+        # directions at each integration's middle and edges (ITRF axes). Within an integration
+        # the correlator tracks its phase centre, the ICRS position on the meridian at the
+        # integration's middle: a source's delay drifts by the change of its offset from that
+        # centre, nothing for a source on it
         half = 0.5 * C.INTEGRATION_TIME_S * u.s
         ra = np.radians([src.ra_deg for src in sources])
         dec = np.radians([src.dec_deg for src in sources])
         edges = Time(np.concatenate([times.jd, (times - half).jd, (times + half).jd]), format="jd", scale=times.scale)
         s = geometry.icrs_unit_vectors(ra, dec, edges, self.location)
-        mid, drift = s[:, :n_t], s[:, 2 * n_t:] - s[:, n_t:2 * n_t]
+        centres = geometry.meridian_icrs(cfg.pointing_dec_rad, times, self.location)
+        c = geometry.icrs_unit_vectors(centres.ra.rad, centres.dec.rad, edges, self.location)  # (Nt, 3 Nt, 3)
+        k = np.arange(n_t)
+        centre_drift = c[k, 2 * n_t + k] - c[k, n_t + k]  # (Nt, 3)
+        mid, drift = s[:, :n_t], s[:, 2 * n_t:] - s[:, n_t:2 * n_t] - centre_drift[None]
         cos = np.einsum("ktx,tx->kt", mid, s0)
         flux = np.array([src.flux_jy for src in sources])
         index = np.array([src.spectral_index for src in sources])
