@@ -22,7 +22,7 @@ import astropy.units as u
 import numpy as np
 
 from . import constants as C
-from .catalogue import separation_deg
+from .catalogue import CatalogueSource, separation_deg
 
 CATALOGUE = "vlacalibrators.txt"
 CODE_RANK = {"P": 0, "S": 1}
@@ -30,6 +30,19 @@ CODE_RANK = {"P": 0, "S": 1}
 PRIMARY_CALIBRATORS = ("3C48", "3C138", "3C147", "3C196", "3C286", "3C295")
 REFERENCE_FREQ_HZ = 1.4e9
 SIDEREAL_RATE_DEG_PER_S = 360.0 / 86164.0905
+
+A_TEAM = (
+    CatalogueSource("CasA", 350.850, 58.8150, 1600.0, -0.77),
+    CatalogueSource("CygA", 299.868, 40.7339, 1590.0, -0.78),
+    CatalogueSource("TauA", 83.633, 22.0144, 875.0, -0.30),
+    CatalogueSource("VirA", 187.704, 12.3911, 220.0, -0.86),
+)
+"""The four brightest radio sources of the northern sky at 1.4 GHz (ICRS deg; Jy; spectral
+index), as points: Cas A 23h23m24s +58d48m54s (fading ~0.7%/yr), Cyg A 19h59m28s +40d44m02s,
+Tau A 05h34m32s +22d00m52s, Vir A 12h30m49s +12d23m28s (``docs/instrument.md``). Real ones are
+arcminutes across, resolved by the longest baselines; as points they are what the sidelobes
+of a 4.65 m dish pass. Their sidelobes cross every DSA-110 declination strip daily: the
+pipeline peels them (:mod:`dsa_assets.stages.peeling`) and the simulator can add them."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import dagster as dg
 
 from dsa_assets.stages.calibration import CalibrationConfig, CalibrationStage, SolveOptions
 from dsa_assets.stages.flagging import FlaggingConfig
+from dsa_assets.stages.peeling import PeelingConfig
 
 from .options import option
 
@@ -51,11 +52,24 @@ class CalibrationResource(dg.ConfigurableResource):
     """The calibrated Measurement Set keeps the raw visibilities (DATA) beside CORRECTED_DATA,
     twice the bytes; otherwise its DATA are the calibrated visibilities alone."""
 
+    peeling: bool = option(True, flag="--no-peeling")
+    """Peel bright sources beyond the imaged field from each calibrated observation, each with
+    its own antenna gains: the A-team, and VLA calibrators and reference-catalogue sources above
+    --peel-above-jy (--no-peeling: subtract nothing)."""
+    peel_a_team_above_jy: float = option(0.5, metavar="JY")
+    """An A-team source is peeled when its apparent flux density (flux x beam response at
+    mid-observation, Jy) exceeds this."""
+    peel_above_jy: float = option(1.0, metavar="JY")
+    """Another source beyond the imaged field is peeled when its apparent flux density (Jy)
+    exceeds this."""
+
     def stage(self, output_dir: Path, scratch_dir: Path) -> CalibrationStage:
         return CalibrationStage(CalibrationConfig(
             output_dir=output_dir, scratch_dir=scratch_dir,
             flagging=FlaggingConfig(rfi=self.rfi_flagger, workers=self.flag_workers),
             solve=SolveOptions(refant=self.refant or None), keep_raw_data=self.keep_raw_data,
+            peeling=PeelingConfig(a_team_above_jy=self.peel_a_team_above_jy, above_jy=self.peel_above_jy)
+            if self.peeling else None,
         ))
 
     def model(self, calibrator, span, field_sources=()) -> list:

@@ -15,7 +15,7 @@ from resources.pipeline import PipelineResource
 
 from .. import metrics, partitions
 from .checks import FLAGGED_CHECK, QUALITY_CHECK, flagged_check, quality_check
-from .common import for_each_observation, rounded
+from .common import for_each_observation, peeled_markdown, rounded
 from .measurement_sets import measurement_set
 
 
@@ -119,7 +119,8 @@ def calibrated_ms(context: dg.AssetExecutionContext, pipeline: PipelineResource,
         if obs.solution_group_id is None:
             raise dg.Failure(f"{obs.group_id} has no calibration assignment: materialize calibration_tables first")
         solution = products.db.solution(obs.solution_group_id)
-        res = stage.execute_apply(obs.group_id, obs.require("raw_ms"), Path(solution["path"]))
+        res = stage.execute_apply(obs.group_id, obs.require("raw_ms"), Path(solution["path"]),
+                                  pipeline.reference_sources())
         products.db.record_calibrated_ms(group_id=obs.group_id, partition_key=context.partition_key,
                                          path=str(res.ms_path), solution_group_id=solution["group_id"],
                                          flagged_fraction=res.fraction_flagged)
@@ -139,6 +140,7 @@ def calibrated_ms(context: dg.AssetExecutionContext, pipeline: PipelineResource,
             "rfi_fraction": res.flags.rfi_fraction,
             "dead_antennas": dg.MetadataValue.json(res.flags.dead_antennas),
             "timings_s": dg.MetadataValue.json(rounded(res.timings_s)),
+            "peeled": dg.MetadataValue.md(peeled_markdown(res.peeled)),
         })
     check = flagged_check([r.fraction_flagged for r, _ in results])
     return dg.MaterializeResult(metadata=metadata, check_results=[check])

@@ -66,3 +66,16 @@ def thumbnail_markdown(png_path, width: int = 360) -> str:
 
 def rounded(values: dict, digits: int = 2) -> dict:
     return {k: round(v, digits) if isinstance(v, float) else v for k, v in values.items()}
+
+
+def peeled_markdown(peeled) -> str:
+    """What peeling subtracted (:class:`dsa_assets.stages.peeling.PeeledSource` or their dicts),
+    as a table for the UI."""
+    rows = [p if isinstance(p, dict) else p.as_dict() for p in peeled]
+    if not rows:
+        return "nothing peeled"
+    lines = ["| source | offset (deg) | model apparent (Jy) | solved apparent (Jy) | left before -> after "
+             "| gain phase scatter (deg) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['name']} | {r['offset_deg']:.2f} | {r['model_apparent_jy']:.3g} | {r['solved_apparent_jy']:.3g} | "
+              f"{r['remaining_before']:.3f} -> {r['remaining_after']:.4f} | {r['gain_phase_scatter_deg']:.1f} |" for r in rows]
+    return "\n".join(lines)

@@ -9,9 +9,10 @@ from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 
 from .. import metrics, naming, partitions
+from ..stages.peeling import read_record
 from .calibration import calibrated_ms
 from .checks import NOISE_CHECK, SAMPLING_CHECK, noise_check, sampling_check
-from .common import for_each_observation, thumbnail_markdown
+from .common import for_each_observation, peeled_markdown, thumbnail_markdown
 
 
 @dg.asset(
@@ -30,8 +31,12 @@ def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging
     products = pipeline.catalogue()
     stage = imaging.stage(pipeline.output_path, pipeline.scratch_path)
 
+    peeled = {}
+
     def image_one(obs):
-        result = stage.execute(group_id=obs.group_id, ms_path=obs.require("calibrated_ms"))
+        ms_path = obs.require("calibrated_ms")
+        result = stage.execute(group_id=obs.group_id, ms_path=ms_path)
+        peeled[obs.group_id] = read_record(ms_path)
         m = result.metrics
         products.db.record_observation_image(
             group_id=obs.group_id, partition_key=context.partition_key,
@@ -60,5 +65,6 @@ def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging
             "imager": m["imager"],
             "imaging_s": round(sum(r.wall_time_s for r in results), 1),
             "thumbnail": dg.MetadataValue.md(thumbnail_markdown(first.thumbnail)),
+            "peeled": dg.MetadataValue.md(peeled_markdown(peeled[first.group_id])),
         })
     return dg.MaterializeResult(metadata=metadata, check_results=[noise_check(results), sampling_check(results)])

@@ -9,21 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.coordinates import SkyCoord
 
-from .. import catalogue
+from .. import calibrators, catalogue
 from ..truth import REFERENCE_FREQ_HZ, Corruptions, PointSource, Truth
 
 __all__ = ["A_TEAM", "Corruptions", "PointSource", "REFERENCE_FREQ_HZ", "SourceCounts", "Truth", "realistic_strip"]
 
-A_TEAM = (
-    PointSource("CasA", 350.850, 58.8150, 1600.0, -0.77),
-    PointSource("CygA", 299.868, 40.7339, 1590.0, -0.78),
-    PointSource("TauA", 83.633, 22.0144, 875.0, -0.30),
-    PointSource("VirA", 187.704, 12.3911, 220.0, -0.86),
-)
-"""The four brightest radio sources of the northern sky at 1.4 GHz (ICRS; Jy; spectral index),
-as points: Cas A 23h23m24s +58d48m54s, Cyg A 19h59m28s +40d44m02s, Tau A 05h34m32s +22d00m52s,
-Vir A 12h30m49s +12d23m28s (``docs/instrument.md``). Real ones are arcminutes across, resolved
-by the longest baselines; as points they are what the sidelobes of a 4.65 m dish pass."""
+A_TEAM = tuple(PointSource(s.name, s.ra_deg, s.dec_deg, s.flux_jy, s.spectral_index) for s in calibrators.A_TEAM)
+"""Cas A, Cyg A, Tau A and Vir A as simulated point sources (:data:`dsa_assets.calibrators.A_TEAM`)."""
 
 
 def random_sources(

@@ -38,6 +38,7 @@ from .gain_solutions import (
     validate_tables,
 )
 from .ms_inspect import casa_table, channel_frequencies, dish_diameter_m, flag_fraction
+from .peeling import PeeledSource, PeelingConfig, bright_sources, peel, write_record
 from .sky_model import SourceModel, calibrator_model, predict_model, write_component_list
 
 __all__ = [
@@ -74,6 +75,9 @@ class CalibrationConfig:
     ones (CORRECTED_DATA). Otherwise its DATA holds the calibrated visibilities alone (CASA
     split's layout): the raw ones stay in the raw Measurement Set while retention keeps it, and
     the calibrated product takes half the bytes."""
+    peeling: PeelingConfig | None = PeelingConfig()
+    """Bright sources beyond the field peeled from the calibrated visibilities
+    (:mod:`dsa_assets.stages.peeling`); None: nothing subtracted."""
 
     def __post_init__(self):
         object.__setattr__(self, "output_dir", Path(self.output_dir))
@@ -113,6 +117,8 @@ class ApplyResult:
     timings_s: dict = field(default_factory=dict)
     flags_reused: bool = False
     """The flags came from the solve on this observation (a calibrator's: flagged once)."""
+    peeled: tuple[PeeledSource, ...] = ()
+    """Sources subtracted from the calibrated visibilities, brightest first."""
 
 
 class CalibrationStage:
@@ -172,8 +178,11 @@ class CalibrationStage:
         published = {k: dest / Path(p).name for k, p in tables.items()}
         return SolutionResult(group_id, dest, published, solved["refant"], sources, quality, flags, timings)
 
-    def execute_apply(self, group_id: str, ms_path: Path | str, solution: SolutionResult | Path) -> ApplyResult:
-        """Flag a scratch copy of ``ms_path``, apply the solution's tables, and publish it as
+    def execute_apply(self, group_id: str, ms_path: Path | str, solution: SolutionResult | Path,
+                      catalogue_sources=()) -> ApplyResult:
+        """Flag a scratch copy of ``ms_path``, apply the solution's tables, peel the bright
+        sources beyond the field (:func:`peeling.bright_sources`: the A-team, VLA calibrators and
+        ``catalogue_sources``, reference-catalogue entries) and publish it as
         ``<output>/calibrated/<date>/<id>.ms``: calibrated visibilities in DATA (or, with
         ``keep_raw_data``, in CORRECTED_DATA beside the raw DATA)."""
         self.validate(ms_path)
@@ -195,10 +204,20 @@ class CalibrationStage:
             timings["applycal"] = apply(work, tables)
             if not cfg.keep_raw_data:
                 keep_calibrated_only(work, solution_dir)
+            peeled = []
+            bright = bright_sources(work, catalogue_sources, cfg.peeling) if cfg.peeling is not None else []
+            if bright:
+                t = time.perf_counter()
+                peeled = peel(work, bright, "CORRECTED_DATA" if cfg.keep_raw_data else "DATA", cfg.peeling)
+                with casa_table(work, readonly=False) as tb:
+                    tb.removecols(["MODEL_DATA"])
+                write_record(work, peeled)
+                timings["peeling"] = time.perf_counter() - t
             with casa_table(work) as tb:
                 flagged = flag_fraction(tb)
             fsutil.publish(work, dest)
-        return ApplyResult(group_id, dest, solution_dir, flags, round(flagged, 5), timings, flags_reused=bool(reused))
+        return ApplyResult(group_id, dest, solution_dir, flags, round(flagged, 5), timings, flags_reused=bool(reused),
+                           peeled=tuple(peeled))
 
     # -- one flagging pass per calibrator observation ------------------------------------------
     def _flagged_stash(self, group_id: str) -> Path:

@@ -15,7 +15,6 @@ from dsa_assets import catalogue, geometry
 from dsa_assets import constants as C
 from dsa_assets.calibrators import transit_start
 from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig
-from dsa_assets.sim.predict import point_source_visibilities
 from dsa_assets.sim.sky import A_TEAM, SKY_CATALOGUE, PointSource, SourceCounts, beam_envelope, realistic_strip
 
 

@@ -1,0 +1,258 @@
+"""Peeling: bright sources beyond the imaged field subtracted from the visibilities, each with
+its own antenna gains.
+
+A source in the sidelobes is seen through a part of each dish's beam the calibrator never
+probed, and its modelled position and response carry errors the field's calibration cannot
+fix (at 3.3 deg, Cas A sits on the steep side of the first null, where 1 arcsec of position
+changes its response by a percent). So it is subtracted with direction-dependent gains: for
+each source, brightest first, its model (beam, spectrum and the data's time and bandwidth
+smearing, :func:`sky_model.predict_model`) is fitted to the visibilities with one complex gain
+per antenna, polarisation, integration and subband (StEFCal: Salvini & Wijnholds 2014, A&A
+571, A97), and g_i conj(g_j) M_ij is taken away. What is left of each source is measured as the
+projection of the data onto its model before and after (1: all of it, 0: none).
+
+Candidates (:func:`bright_sources`): the A-team (Cas A, Cyg A, Tau A, Vir A) and reference
+catalogue sources beyond the imaged field whose apparent flux density (flux x beam response at
+mid-observation) exceeds the configured levels. Plain Python: casacore tables and numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..calibrators import A_TEAM
+from ..geometry import airy_power_beam
+from .ms_inspect import casa_table, channel_frequencies, observation_span, pointing_directions, radec_unit
+from .sky_model import SourceModel, predict_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PeelingConfig:
+    """What to peel and how. Flux densities apparent (Jy at 1.4 GHz times the beam response at
+    mid-observation); angles in degrees."""
+
+    a_team_above_jy: float = 0.5
+    """An A-team source is peeled when its apparent flux exceeds this."""
+    above_jy: float = 1.0
+    """A reference-catalogue source beyond ``field_radius_deg`` is peeled above this."""
+    field_radius_deg: float = 1.7
+    """Sources nearer the beam centre are in the image, left to deconvolution."""
+    max_sources: int = 8
+    """At most this many (the brightest)."""
+    solution_integrations: int = 1
+    """Integrations per gain solution."""
+    solution_channels: int = 48
+    """Channels per gain solution (48: a subband)."""
+    iterations: int = 60
+    solve_gains: bool = True
+    """False: subtract the model as predicted (unit gains), as a plain model subtraction
+    (CASA ``uvsub``, WSClean ``-predict``) would."""
+
+
+@dataclass(frozen=True)
+class PeeledSource:
+    """One peeled source. Flux densities in Jy (apparent: at mid-observation through the beam,
+    at the band centre); angles in degrees."""
+
+    name: str
+    ra_deg: float
+    dec_deg: float
+    offset_deg: float
+    model_apparent_jy: float
+    solved_apparent_jy: float
+    """The model's apparent flux times the median solved gain power |g|^2."""
+    remaining_before: float
+    """Projection of the data onto the source's model over the model's power: ~1 before."""
+    remaining_after: float
+    """The same after peeling: what is left of the source (0: all of it removed)."""
+    gain_phase_scatter_deg: float
+    """Robust scatter of the solved gain phases: how far the data's source is from the model."""
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def apparent_flux_jy(sources, pointing_unit: np.ndarray, freq_hz: float, diameter_m: float) -> np.ndarray:
+    """Flux density x Airy power response (Jy) of ``sources`` (anything with ra_deg, dec_deg,
+    flux_at) for a beam pointed at ``pointing_unit`` (ICRS unit vector)."""
+    if not len(sources):
+        return np.zeros(0)
+    unit = radec_unit(np.radians([s.ra_deg for s in sources]), np.radians([s.dec_deg for s in sources]))
+    beam = airy_power_beam(np.clip(unit @ pointing_unit, -1, 1), freq_hz, diameter_m)
+    return beam * np.array([float(s.flux_at(freq_hz)) for s in sources])
+
+
+def bright_sources(ms_path: Path | str, catalogue_sources=(), config: PeelingConfig = PeelingConfig()) -> list[SourceModel]:
+    """The sources to peel from ``ms_path``, brightest (apparent) first: the A-team above
+    ``a_team_above_jy`` and above the horizon, and, beyond the field above ``above_jy``, the
+    VLA calibrators (the bright sky, with 1.4 GHz fluxes) and ``catalogue_sources`` (the
+    reference catalogue). A source in several of these counts once (within 1 arcmin)."""
+    from ..calibrators import catalogue as vla_calibrators
+    from .ms_inspect import dish_diameter_m
+
+    span = observation_span(ms_path)
+    freqs = channel_frequencies(ms_path)
+    times = _times(ms_path)
+    pointing = pointing_directions(ms_path, times[[len(times) // 2]])[0]
+    diameter = dish_diameter_m(ms_path)
+    centre = radec_unit(np.radians(span.centre_ra_deg), np.radians(span.centre_dec_deg))
+    a_team = [SourceModel.from_catalogue(s) for s in A_TEAM if _above_horizon(s, span)]
+    others = [SourceModel.from_calibrator(c) for c in vla_calibrators() if c.flux_jy > config.above_jy]
+    others += [SourceModel.from_catalogue(s) for s in catalogue_sources if s.flux_jy > config.above_jy]
+    picked = []
+    for group, level in ((a_team, config.a_team_above_jy), (others, config.above_jy)):
+        apparent = apparent_flux_jy(group, pointing, float(np.mean(freqs)), diameter)
+        for s, a in zip(group, apparent):
+            offset = np.degrees(np.arccos(np.clip(radec_unit(np.radians(s.ra_deg), np.radians(s.dec_deg)) @ centre, -1, 1)))
+            if a > level and (group is a_team or offset > config.field_radius_deg):
+                picked.append((float(a), s))
+    unique: list[tuple[float, SourceModel]] = []
+    for a, s in sorted(picked, key=lambda p: -p[0]):
+        if all(_separation_deg(s, t) > 1 / 60 for _, t in unique):
+            unique.append((a, s))
+    return [s for _, s in unique[: config.max_sources]]
+
+
+def peel(ms_path: Path | str, sources: list[SourceModel], column: str = "DATA",
+         config: PeelingConfig = PeelingConfig()) -> list[PeeledSource]:
+    """Subtract each of ``sources`` (in order) from ``column`` of ``ms_path`` in place, with
+    its own gains; MODEL_DATA is left holding the last source's model. Returns what was done."""
+    ms_path = Path(ms_path)
+    if not sources:
+        return []
+    freqs = channel_frequencies(ms_path)
+    times = _times(ms_path)
+    pointing = pointing_directions(ms_path, times[[len(times) // 2]])[0]
+    span = observation_span(ms_path)
+    centre = radec_unit(np.radians(span.centre_ra_deg), np.radians(span.centre_dec_deg))
+    from .ms_inspect import dish_diameter_m
+
+    diameter = dish_diameter_m(ms_path)
+    done = []
+    for source in sources:
+        t0 = time.perf_counter()
+        predict_model(ms_path, [source], primary_beam=True, smearing=True)
+        before, after, gain_power, phase_scatter = _solve_and_subtract(ms_path, column, config)
+        apparent = float(apparent_flux_jy([source], pointing, float(np.mean(freqs)), diameter)[0])
+        offset = float(np.degrees(np.arccos(np.clip(
+            radec_unit(np.radians(source.ra_deg), np.radians(source.dec_deg)) @ centre, -1, 1))))
+        done.append(PeeledSource(source.name, source.ra_deg, source.dec_deg, offset, apparent,
+                                 apparent * gain_power, before, after, phase_scatter, time.perf_counter() - t0))
+        log.info("peeled %s (%.2f deg out, %.3g Jy apparent, solved %.3g): %.3f of it left", source.name, offset,
+                 apparent, apparent * gain_power, after)
+    return done
+
+
+def _solve_and_subtract(ms_path: Path, column: str, config: PeelingConfig) -> tuple[float, float, float, float]:
+    """Fit MODEL_DATA to ``column`` with per-antenna gains per solution cell and subtract it;
+    returns (remaining before, remaining after, median |g|^2, robust gain-phase scatter in deg)."""
+    projections = np.zeros(3)  # Re<D, M> before, after; <M, M>
+    powers, phases = [], []
+    with casa_table(ms_path, readonly=False) as tb:
+        t = tb.getcol("TIME")
+        breaks = np.flatnonzero(np.diff(t)) + 1
+        starts = np.concatenate([[0], breaks])
+        ends = np.concatenate([breaks, [len(t)]])
+        if np.any(np.diff(t[starts]) <= 0):
+            raise ValueError(f"{ms_path}: rows are not in time order; peeling needs time-major rows")
+        step = max(1, config.solution_integrations)
+        for i in range(0, len(starts), step):
+            first, last = int(starts[i]), int(ends[min(i + step, len(starts)) - 1])
+            n = last - first
+            a1 = tb.getcol("ANTENNA1", startrow=first, nrow=n)
+            a2 = tb.getcol("ANTENNA2", startrow=first, nrow=n)
+            data = tb.getcol(column, startrow=first, nrow=n)  # (rows, chan, pol)
+            model = tb.getcol("MODEL_DATA", startrow=first, nrow=n)
+            weight = ~tb.getcol("FLAG", startrow=first, nrow=n) & (a1 != a2)[:, None, None]
+            projections[0] += np.sum(np.real(data * np.conj(model))[weight])
+            projections[2] += np.sum(np.abs(model[weight]) ** 2)
+            n_ant = int(max(a1.max(), a2.max())) + 1
+            for c0 in range(0, data.shape[1], config.solution_channels):
+                sl = slice(c0, c0 + config.solution_channels)
+                for p in range(data.shape[2]):
+                    d, m, w = data[:, sl, p], model[:, sl, p], weight[:, sl, p]
+                    g = (stefcal(d, m, w, a1, a2, n_ant, config.iterations) if config.solve_gains
+                         else np.ones(n_ant, dtype=np.complex128))
+                    corrupted = g[a1, None] * np.conj(g[a2, None]) * m
+                    data[:, sl, p] = d - corrupted
+                    used = np.unique(np.concatenate([a1[w.any(1)], a2[w.any(1)]]))
+                    powers.append(np.abs(g[used]) ** 2)
+                    phases.append(np.angle(g[used] * np.conj(np.mean(g[used]) / abs(np.mean(g[used]) or 1))))
+            projections[1] += np.sum(np.real(data * np.conj(model))[weight])
+            tb.putcol(column, data, startrow=first, nrow=n)
+    total = projections[2] or 1.0
+    power = float(np.median(np.concatenate(powers))) if powers else float("nan")
+    ph = np.concatenate(phases) if phases else np.zeros(1)
+    scatter = float(np.degrees(1.4826 * np.median(np.abs(ph - np.median(ph)))))
+    return float(projections[0] / total), float(projections[1] / total), power, scatter
+
+
+def stefcal(data: np.ndarray, model: np.ndarray, weight: np.ndarray, ant1: np.ndarray, ant2: np.ndarray,
+            n_ant: int, iterations: int = 60, tolerance: float = 1e-6) -> np.ndarray:
+    """Antenna gains g (n_ant complex) minimising sum w |D_ij - g_i conj(g_j) M_ij|^2 over rows
+    (baselines) and channels; antennas without data get 0. StEFCal: each antenna's gain in turn
+    is the least-squares answer given the others', every second step averaged with the last."""
+    w = weight.astype(float)
+    p = np.sum(w * data * np.conj(model), axis=1)  # (rows,)
+    q = np.sum(w * np.abs(model) ** 2, axis=1)
+    g = np.ones(n_ant, dtype=np.complex128)
+    for it in range(iterations):
+        num = np.bincount(ant1, weights=(g[ant2] * p).real, minlength=n_ant) + 1j * np.bincount(
+            ant1, weights=(g[ant2] * p).imag, minlength=n_ant)
+        num += np.bincount(ant2, weights=(g[ant1] * np.conj(p)).real, minlength=n_ant) + 1j * np.bincount(
+            ant2, weights=(g[ant1] * np.conj(p)).imag, minlength=n_ant)
+        den = np.bincount(ant1, weights=np.abs(g[ant2]) ** 2 * q, minlength=n_ant) + np.bincount(
+            ant2, weights=np.abs(g[ant1]) ** 2 * q, minlength=n_ant)
+        new = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+        if it % 2:
+            new = 0.5 * (new + g)
+        change = np.linalg.norm(new - g) / max(np.linalg.norm(new), 1e-30)
+        g = new
+        if change < tolerance:
+            break
+    return g
+
+
+RECORD = "dsa110-peeled.json"
+"""What peeling subtracted, kept inside the peeled Measurement Set (a list of
+:meth:`PeeledSource.as_dict`)."""
+
+
+def write_record(ms_path: Path | str, peeled: list[PeeledSource]) -> None:
+    (Path(ms_path) / RECORD).write_text(json.dumps([p.as_dict() for p in peeled], indent=1))
+
+
+def read_record(ms_path: Path | str) -> list[dict]:
+    """What was peeled from ``ms_path`` (empty when nothing was, or before peeling existed)."""
+    path = Path(ms_path) / RECORD
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def _times(ms_path: Path) -> np.ndarray:
+    with casa_table(ms_path) as tb:
+        return np.unique(tb.getcol("TIME"))
+
+
+def _above_horizon(source, span) -> bool:
+    from astropy.coordinates import AltAz, SkyCoord
+    from astropy.time import Time
+
+    from ..geometry import default_site
+
+    coord = SkyCoord(source.ra_deg, source.dec_deg, unit="deg")
+    return bool(coord.transform_to(AltAz(obstime=Time(span.mid), location=default_site())).alt.deg > 0)
+
+
+def _separation_deg(a, b) -> float:
+    ua = radec_unit(np.radians(a.ra_deg), np.radians(a.dec_deg))
+    ub = radec_unit(np.radians(b.ra_deg), np.radians(b.dec_deg))
+    return float(np.degrees(np.arccos(np.clip(ua @ ub, -1, 1))))

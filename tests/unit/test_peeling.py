@@ -1,0 +1,110 @@
+"""Peeling: bright sources beyond the field subtracted with their own antenna gains, the field
+left as it was."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from casacore.tables import table
+
+from dsa_assets import constants as C
+from dsa_assets.calibrators import A_TEAM, transit_start
+from dsa_assets.catalogue import CatalogueSource
+from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig
+from dsa_assets.sim.sky import PointSource
+from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
+from dsa_assets.stages.peeling import PeelingConfig, bright_sources, peel, stefcal
+from dsa_assets.stages.sky_model import SourceModel, predict_model
+
+CAS_A = A_TEAM[0]
+DEC = np.radians(CAS_A.dec_deg - 3.3)
+
+
+@pytest.fixture(scope="module")
+def cas_a_field(tmp_path_factory):
+    """Cas A transiting 3.3 deg from the pointing, a 0.5 Jy source in the field, gains on the
+    antennas (the field's calibration is not Cas A's), noise: converted to a Measurement Set."""
+    tmp = tmp_path_factory.mktemp("peel")
+    start = transit_start(CAS_A, datetime(2026, 3, 1, tzinfo=UTC), DEC, 4 * C.INTEGRATION_TIME_S)
+    from astropy.time import Time
+
+    from dsa_assets import geometry
+
+    centre = geometry.meridian_icrs(DEC, Time(start), geometry.default_site())
+    field = PointSource("FIELD", centre.ra.deg + 0.3, centre.dec.deg + 0.2, 0.5)
+    config = SimConfig(n_antennas=24, n_integrations=4, channels_per_subband=2, sefd_jy=400.0, gains=False,
+                       timestamp_jitter=False, sources=(field,), a_team=True, pointing_dec_rad=DEC, seed=3)
+    group = CorrelatorSimulator(config).write_observation(tmp / "in", start)
+    ms = ConversionStage(ConversionConfig(output_dir=tmp / "out")).execute(group_id=group.stamp,
+                                                                         hdf5_files=group.files).ms_path
+    return ms, field
+
+
+def _projection(ms, source) -> float:
+    """Re<DATA, M> / <M, M> for one source's model M: its share of the data (1: all there)."""
+    predict_model(ms, [SourceModel(source.name, source.ra_deg, source.dec_deg, source.flux_jy, 1.4e9,
+                                   source.spectral_index)])
+    with table(str(ms), ack=False) as tb:
+        cross = tb.getcol("ANTENNA1") != tb.getcol("ANTENNA2")
+        d, m = tb.getcol("DATA")[cross], tb.getcol("MODEL_DATA")[cross]
+    return float(np.sum(np.real(d * np.conj(m))) / np.sum(np.abs(m) ** 2))
+
+
+def test_cas_a_is_chosen_and_peeled_leaving_the_field(cas_a_field, tmp_path):
+    ms, field = cas_a_field
+    far = CatalogueSource("FAR", field.ra_deg, field.dec_deg + 2.5, 100.0)  # 2.7 deg out: 2.5 Jy apparent
+    faint = CatalogueSource("FAINT", field.ra_deg, field.dec_deg + 2.5, 0.5)
+    inside = CatalogueSource("FIELD", field.ra_deg, field.dec_deg, 50.0)
+    chosen = bright_sources(ms, [far, faint, inside], PeelingConfig())
+    assert [s.name for s in chosen][:1] == ["CasA"] and "FAR" in {s.name for s in chosen}
+    assert not {"FAINT", "FIELD"} & {s.name for s in chosen}, "faint ones and the field's own are left"
+
+    work = tmp_path / "peeled.ms"
+    shutil.copytree(ms, work)
+    field_before = _projection(work, field)
+    [cas] = peel(work, [s for s in chosen if s.name == "CasA"], "DATA", PeelingConfig())
+    assert cas.remaining_before == pytest.approx(1.0, abs=0.05)
+    assert abs(cas.remaining_after) < 0.005
+    assert cas.model_apparent_jy == pytest.approx(cas.solved_apparent_jy, rel=0.1)
+    assert 2.0 < cas.offset_deg < 4.5
+    assert abs(_projection(work, CAS_A)) < 0.005
+    # the field source reads its own flux after, Cas A's sidelobes through it before
+    field_after = _projection(work, field)
+    assert field_after == pytest.approx(1.0, abs=0.02)
+    assert abs(field_before - 1.0) > 3 * abs(field_after - 1.0)
+
+    # the model subtracted as predicted leaves more of Cas A: its position and beam response
+    # in the sidelobe are only approximately right
+    plain = tmp_path / "plain.ms"
+    shutil.copytree(ms, plain)
+    [unit] = peel(plain, [s for s in chosen if s.name == "CasA"], "DATA", PeelingConfig(solve_gains=False))
+    assert abs(unit.remaining_after) > 3 * abs(cas.remaining_after)
+
+
+def test_stefcal_recovers_antenna_gains():
+    rng = np.random.default_rng(0)
+    n_ant = 12
+    a1, a2 = np.triu_indices(n_ant, 1)
+    g = (1 + 0.2 * rng.standard_normal(n_ant)) * np.exp(1j * rng.uniform(-np.pi, np.pi, n_ant))
+    model = rng.standard_normal((len(a1), 8)) + 1j * rng.standard_normal((len(a1), 8))
+    data = g[a1, None] * np.conj(g[a2, None]) * model
+    solved = stefcal(data, model, np.ones(data.shape, bool), a1, a2, n_ant)
+    # gains are known up to one common phase
+    ratio = solved / g
+    assert np.allclose(np.abs(ratio), 1, atol=1e-6)
+    assert np.allclose(ratio / ratio[0], 1, atol=1e-6)
+    # an antenna with no unflagged data gets no gain (nothing of it is subtracted)
+    weight = np.ones(data.shape, bool)
+    weight[(a1 == 3) | (a2 == 3)] = False
+    assert stefcal(data, model, weight, a1, a2, n_ant)[3] == 0
+
+
+def test_a_team_below_the_horizon_is_not_chosen(cas_a_field):
+    ms, _ = cas_a_field
+    names = {s.name for s in bright_sources(ms, (), replace(PeelingConfig(), a_team_above_jy=0.0))}
+    assert "CasA" in names  # circumpolar at OVRO
+    assert "VirA" not in names  # Dec +12 at RA 12.5 h: 36 deg below the horizon at LST 23.4 h (Cas A transits)
