@@ -54,6 +54,13 @@ class ImagingResource(dg.ConfigurableResource):
     expectation (rms_over_thermal); ~6,500 Jy for DSA-110's 4.65 m dishes. Simulations made
     with another ``dsa110-sim --sefd-jy`` need the same value here."""
 
+    self_calibration: Literal["off", "phase", "phase+amplitude"] = "off"
+    """Self-calibrate each observation against its own CLEAN model: a phase-only round per
+    integration, then (phase+amplitude) one amplitude-and-phase round; a round is kept only
+    when it lowers the residual rms and raises the dynamic range (WSClean only)."""
+    selfcal_min_improvement: float = 0.02
+    """Fraction by which a self-calibration round must lower the residual rms to be kept."""
+
     def stage(self, output_dir: Path, scratch_dir: Path) -> ImagingStage:
         """The stage with these settings."""
         return ImagingStage(ImagingConfig(output_dir=output_dir, scratch_dir=scratch_dir, **self.model_dump()))

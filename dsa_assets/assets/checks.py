@@ -52,6 +52,14 @@ SAMPLING_CHECK = dg.AssetCheckSpec(
         "fitted fluxes by percents depending on where a source falls within its pixel."
     ),
 )
+SELFCAL_CHECK = dg.AssetCheckSpec(
+    name="self_calibration_helped", asset="image",
+    description=(
+        "With --self-calibration, its first (phase-only) round was kept on every image: it lowered the "
+        "residual rms and raised the dynamic range. A round that does not help is undone, so a failure "
+        "costs nothing but says the data could not support it (faint field, bad model). Passes when off."
+    ),
+)
 _CATALOGUE_WORDS = (
     f"Each image against the reference catalogue: the median measured / catalogue flux of the reference "
     f"sources above {qa.CATALOGUE_SNR:g} sigma and unblended within {qa.FLUX_SCALE_TOLERANCE:.0%} of 1, and "
@@ -121,6 +129,14 @@ def sampling_check(results) -> dg.AssetCheckResult:
     return _result(SAMPLING_CHECK, not any(undersampled(r.metrics) for r in results), dg.AssetCheckSeverity.WARN,
                    fewest_pixels_per_beam=round(float(worst_pixels), 2) if results else None,
                    largest_fraction_of_baselines_beyond_grid=round(float(worst_outside), 4))
+
+
+def selfcal_check(results) -> dg.AssetCheckResult:
+    rounds = [r.metrics.get("self_calibration") or [] for r in results]
+    tried = [r for r in rounds if r]
+    unhelped = sum(1 for r in tried if not r[0]["accepted"])
+    return _result(SELFCAL_CHECK, unhelped == 0, dg.AssetCheckSeverity.WARN, images_self_calibrated=len(tried),
+                   images_first_round_not_kept=unhelped)
 
 
 def agreement_check(rows: list[dict], problems: list[str]) -> dg.AssetCheckResult:

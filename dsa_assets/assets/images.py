@@ -11,14 +11,14 @@ from resources.pipeline import PipelineResource
 from .. import metrics, naming, partitions
 from ..stages.peeling import read_record
 from .calibration import calibrated_ms
-from .checks import NOISE_CHECK, SAMPLING_CHECK, noise_check, sampling_check
+from .checks import NOISE_CHECK, SAMPLING_CHECK, SELFCAL_CHECK, noise_check, sampling_check, selfcal_check
 from .common import for_each_observation, peeled_markdown, thumbnail_markdown
 
 
 @dg.asset(
     partitions_def=partitions.OBSERVATION_PARTITIONS,
     deps=[calibrated_ms],
-    check_specs=[NOISE_CHECK, SAMPLING_CHECK],
+    check_specs=[NOISE_CHECK, SAMPLING_CHECK, SELFCAL_CHECK],
     group_name="observations",
     kinds={"wsclean", "fits"},
     tags={"dsa110/heavy": "imaging"},
@@ -66,5 +66,7 @@ def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging
             "imaging_s": round(sum(r.wall_time_s for r in results), 1),
             "thumbnail": dg.MetadataValue.md(thumbnail_markdown(first.thumbnail)),
             "peeled": dg.MetadataValue.md(peeled_markdown(peeled[first.group_id])),
+            "self_calibration": dg.MetadataValue.json(m["self_calibration"]),
         })
-    return dg.MaterializeResult(metadata=metadata, check_results=[noise_check(results), sampling_check(results)])
+    return dg.MaterializeResult(metadata=metadata,
+                                check_results=[noise_check(results), sampling_check(results), selfcal_check(results)])

@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-smearing", action="store_true",
                    help="evaluate each visibility at its integration's middle and channel's centre "
                         "(default: averaged over both, as the correlator does)")
+    p.add_argument("--sidelobe-errors", type=float, default=None, metavar="FRACTION",
+                   help="rms by which each dish's response to a source differs from the Airy beam, scaled by "
+                        "(1 - beam response): the sidelobes differ from dish to dish (default 0.1 with the "
+                        "realistic sky, 0 with the uniform one)")
     p.add_argument("--sources", type=int, help="uniform sky: mean number of sources within 1.2 deg of the beam centre")
     p.add_argument("--no-noise", action="store_true")
     p.add_argument("--sefd-jy", type=float, default=C.SEFD_JY,
@@ -70,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     cfg = replace(cfg, noise=not args.no_noise, sefd_jy=args.sefd_jy, gains=not args.no_gains, seed=args.seed,
                   sky=args.sky, a_team=args.sky == "realistic" and not args.no_a_team,
-                  apparent_floor_jy=args.apparent_floor_mjy * 1e-3, smearing=not args.no_smearing)
+                  apparent_floor_jy=args.apparent_floor_mjy * 1e-3, smearing=not args.no_smearing,
+                  sidelobe_errors=args.sidelobe_errors if args.sidelobe_errors is not None
+                  else (0.1 if args.sky == "realistic" else 0.0))
     start = (
         datetime.strptime(args.start, C.FILE_NAME_TIME_FORMAT).replace(tzinfo=UTC)
         if args.start

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import time as _time
+import zlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -80,6 +81,12 @@ class SimConfig:
     smearing: bool = True
     """Average each visibility over its integration and channel (time and bandwidth smearing);
     off: evaluated at the integration's midpoint and the channel's centre."""
+    sidelobe_errors: float = 0.0
+    """Each antenna sees each source through its own dish: a complex factor 1 + e (per antenna
+    and source, fixed for an observation) with rms |e| = this x (1 - beam response), so the
+    main lobe is as modelled and the sidelobes differ from dish to dish by this fraction (real
+    dishes' sidelobes differ with their surfaces, feeds and blockage). What direction-dependent
+    calibration (peeling) is for; 0: every dish the ideal Airy beam."""
     sources: tuple[PointSource, ...] | None = None
     variations: tuple[Variation, ...] = ()
     """Light curves imposed on named sky sources (flares, steps); the truth file records the
@@ -332,9 +339,16 @@ class CorrelatorSimulator:
             return beam * spectrum[k0:k1, None, :]
 
         baselines = geometry.baseline_vectors(self.ecef, self.ant1, self.ant2) / geometry.SPEED_OF_LIGHT_M_S
-        vis = point_source_visibilities(mid - s0[None], drift, baselines, amplitude, freqs[0], freqs[1] - freqs[0],
-                                        len(freqs), C.CHANNEL_WIDTH_HZ, cfg.smearing)
-        return vis
+        factors = None
+        if cfg.sidelobe_errors:
+            # seeded by the source's name: a source's dishes do not change with the rest of the sky
+            noise = np.array([np.random.default_rng([cfg.seed, 17, zlib.crc32(src.name.encode())])
+                              .standard_normal((2, C.N_STATIONS)) for src in sources])
+            beam = geometry.airy_power_beam(cos[:, n_t // 2], float(np.mean(freqs)))
+            scale = cfg.sidelobe_errors * (1.0 - beam)[:, None] / np.sqrt(2)
+            factors = 1.0 + scale * (noise[:, 0] + 1j * noise[:, 1])
+        return point_source_visibilities(mid - s0[None], drift, baselines, amplitude, freqs[0], freqs[1] - freqs[0],
+                                         len(freqs), C.CHANNEL_WIDTH_HZ, cfg.smearing, factors, self.ant1, self.ant2)
 
     def _corrupt(self, sb: int, sky_vis: np.ndarray, corruptions: Corruptions, rng) -> np.ndarray:
         """File-order visibilities of one subband, shape (Nblts, Nfreqs, 2), complex128: the

@@ -21,7 +21,8 @@ import numpy as np
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _accumulate(vis, direction, drift, baselines, amp, f0, step, channel_width, smearing):  # pragma: no cover
+def _accumulate(vis, direction, drift, baselines, amp, f0, step, channel_width, smearing,
+                factor, ant1, ant2):  # pragma: no cover
     n_src = direction.shape[0]
     n_rows, n_ch = vis.shape
     n_bls = baselines.shape[0]
@@ -40,7 +41,10 @@ def _accumulate(vis, direction, drift, baselines, amp, f0, step, channel_width, 
                 x = np.pi * channel_width * tau
                 if abs(x) > 1e-12:
                     weight = np.sin(x) / x
-            re[k], im[k] = weight * np.cos(2.0 * np.pi * f0 * tau), weight * np.sin(2.0 * np.pi * f0 * tau)
+            # the antennas' own responses to this source: f_i conj(f_j)
+            g = factor[k, ant1[bl]] * np.conj(factor[k, ant2[bl]]) * weight
+            c0, s0 = np.cos(2.0 * np.pi * f0 * tau), np.sin(2.0 * np.pi * f0 * tau)
+            re[k], im[k] = g.real * c0 - g.imag * s0, g.real * s0 + g.imag * c0
             cr[k], ci[k] = np.cos(2.0 * np.pi * step * tau), np.sin(2.0 * np.pi * step * tau)
             # time smearing: sinc(nu dtau) = sin(pi nu dtau) / (pi nu dtau), its sine advanced
             # channel by channel like the phasor (a tiny drift stands for none: the ratio is 1)
@@ -69,7 +73,8 @@ SOURCES_PER_PASS = 64
 
 def point_source_visibilities(direction: np.ndarray, drift: np.ndarray, baselines_s: np.ndarray, amplitude,
                               freq0_hz: float, step_hz: float, n_channels: int, channel_width_hz: float,
-                              smearing: bool = True) -> np.ndarray:
+                              smearing: bool = True, antenna_factors: np.ndarray | None = None,
+                              ant1: np.ndarray | None = None, ant2: np.ndarray | None = None) -> np.ndarray:
     """Sum of point sources' visibilities on the uniform channel grid ``freq0_hz + c step_hz``
     (c < ``n_channels``), rows time-major (Nt x Nbls), shape (Nrows, Nch), complex64 (half the
     memory of a full-scale observation's band in double precision; sums of thousands of sources
@@ -80,8 +85,14 @@ def point_source_visibilities(direction: np.ndarray, drift: np.ndarray, baseline
     ``baselines_s`` (Nbls, 3): baseline vectors over the speed of light (s), on the same axes;
     ``amplitude(k0, k1)``: apparent flux density (beam x spectrum, Jy) of sources k0..k1-1,
     shape (k1 - k0, Nt, Nch). ``smearing`` False evaluates at the integration's middle and the
-    channel's centre."""
+    channel's centre. ``antenna_factors`` (Nsrc, Nant), with the baselines' ``ant1`` and
+    ``ant2``: each antenna's complex response to each source relative to the beam model
+    (direction-dependent gains; default 1)."""
     n_src, n_t, _ = direction.shape
+    n_bls = len(baselines_s)
+    if antenna_factors is None:
+        antenna_factors = np.ones((n_src, 1), dtype=np.complex128)
+        ant1 = ant2 = np.zeros(n_bls, dtype=np.int64)
     out = np.zeros((n_t * len(baselines_s), n_channels), dtype=np.complex64)
     for k0 in range(0, n_src, SOURCES_PER_PASS):
         k1 = min(n_src, k0 + SOURCES_PER_PASS)
@@ -89,6 +100,7 @@ def point_source_visibilities(direction: np.ndarray, drift: np.ndarray, baseline
                     np.ascontiguousarray(drift[k0:k1], dtype=np.float64),
                     np.ascontiguousarray(baselines_s, dtype=np.float64),
                     np.ascontiguousarray(np.moveaxis(amplitude(k0, k1), 0, -1), dtype=np.float64),
-                    float(freq0_hz), float(step_hz),
-                    float(channel_width_hz), bool(smearing))
+                    float(freq0_hz), float(step_hz), float(channel_width_hz), bool(smearing),
+                    np.ascontiguousarray(antenna_factors[k0:k1], dtype=np.complex128),
+                    np.ascontiguousarray(ant1, dtype=np.int64), np.ascontiguousarray(ant2, dtype=np.int64))
     return out

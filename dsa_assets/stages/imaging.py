@@ -28,6 +28,7 @@ from .. import constants as C
 from .. import fsutil, geometry, naming
 from ..exceptions import ImagingError
 from .ms_inspect import pointing_directions, radec_unit
+from .selfcal import ROUNDS, self_calibrate
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,13 @@ class ImagingConfig:
     sefd_jy: float = C.SEFD_JY
     """System equivalent flux density per antenna (Jy) for the thermal-noise expectation of the
     image: the SEFD the data were taken (or simulated) with."""
+    self_calibration: str = "off"
+    """"off", "phase" (one phase-only round per integration) or "phase+amplitude" (then one
+    amplitude-and-phase round over the observation) against the observation's own CLEAN model
+    (:mod:`dsa_assets.stages.selfcal`); WSClean only. A round is kept only if it lowers the
+    residual rms by ``selfcal_min_improvement`` and raises the dynamic range."""
+    selfcal_min_improvement: float = 0.02
+    """Fraction by which a self-calibration round must lower the residual rms to be kept."""
 
     def __post_init__(self):
         object.__setattr__(self, "output_dir", Path(self.output_dir))
@@ -95,6 +103,10 @@ class ImagingConfig:
             raise ValueError(f"imager must be 'wsclean' or 'tclean', got {self.imager!r}")
         if self.gridder not in ("wgridder", "wstacking"):
             raise ValueError(f"gridder must be 'wgridder' or 'wstacking', got {self.gridder!r}")
+        if self.self_calibration not in ("off", *ROUNDS):
+            raise ValueError(f"self_calibration must be 'off', 'phase' or 'phase+amplitude', got {self.self_calibration!r}")
+        if self.self_calibration != "off" and self.imager != "wsclean":
+            raise ValueError("self-calibration needs WSClean (its model visibilities); imager is tclean")
 
 
 @dataclass(frozen=True)
@@ -109,8 +121,10 @@ class ImagingResult:
     timings_s: dict = field(default_factory=dict)
 
 
-def wsclean_command(ms_path: Path, prefix: Path, cfg: ImagingConfig, temp_dir: Path) -> list[str]:
-    """The WSClean argument list (pure)."""
+def wsclean_command(ms_path: Path, prefix: Path, cfg: ImagingConfig, temp_dir: Path,
+                    update_model: bool = False) -> list[str]:
+    """The WSClean argument list (pure); ``update_model`` writes the CLEAN model's visibilities
+    to MODEL_DATA (self-calibration needs them)."""
     argv = [
         "wsclean", "-quiet",
         "-size", str(cfg.size), str(cfg.size),
@@ -122,7 +136,7 @@ def wsclean_command(ms_path: Path, prefix: Path, cfg: ImagingConfig, temp_dir: P
         "-auto-threshold", str(cfg.auto_threshold),
         "-auto-mask", str(cfg.auto_mask),
         "-j", str(cfg.threads),
-        "-no-update-model-required",
+        *([] if update_model else ["-no-update-model-required"]),
         "-temp-dir", str(temp_dir),
         *(["-use-wgridder"] if cfg.gridder == "wgridder" else []),
         "-padding", str(cfg.padding),
@@ -403,9 +417,13 @@ class ImagingStage:
         with fsutil.scratch_directory(cfg.scratch_dir, f"image-{group_id}-") as scratch:
             prefix = scratch / group_id
             t0 = time.perf_counter()
+            selfcal_rounds = []
             if cfg.imager == "wsclean":
                 (scratch / "tmp").mkdir()
-                run_external(wsclean_command(ms_path, prefix, cfg, scratch / "tmp"), scratch / "imager.log")
+                if cfg.self_calibration == "off":
+                    run_external(wsclean_command(ms_path, prefix, cfg, scratch / "tmp"), scratch / "imager.log")
+                else:
+                    selfcal_rounds = self._self_calibrated(ms_path, prefix, cfg, scratch)
             else:
                 _tclean(ms_path, prefix, cfg)
             timings["imager"] = time.perf_counter() - t0
@@ -429,6 +447,7 @@ class ImagingStage:
                          pbcor.reshape(np.shape(fits.getdata(image_path))).astype(np.float32), header, overwrite=True)
             metrics = image_metrics(image, residual, header, self.expected_rms(summary["n_vis_per_pol"]))
             metrics["imager"] = cfg.imager
+            metrics["self_calibration"] = [r.as_dict() for r in selfcal_rounds]
             metrics["uv_outside_grid_fraction"] = uv_outside_grid_fraction(
                 summary["uv_extent_m"], float(np.max(summary["freqs_hz"])), cfg.cell_arcsec)
             if undersampled(metrics):
@@ -455,6 +474,31 @@ class ImagingStage:
         log.info("imaged %s: rms %.3g Jy/beam (%.2f x thermal) in %.1f s", group_id, metrics["rms_jy"],
                  metrics["rms_over_thermal"], wall)
         return ImagingResult(group_id, images, thumbnail, metrics, wall, timings)
+
+    def _self_calibrated(self, ms_path: Path, prefix: Path, cfg: ImagingConfig, scratch: Path) -> list:
+        """Image with self-calibration (:func:`selfcal.self_calibrate`) and leave the kept
+        round's products at ``prefix``; returns the rounds."""
+        from astropy.io import fits
+
+        # WSClean cannot write the model of baseline-averaged data: these images go without
+        # baseline-dependent averaging (slower, and as accurate)
+        selfcal_cfg = replace(cfg, baseline_averaging_wavelengths=0.0)
+
+        def image_into(ms: Path, column: str, name: str) -> dict:
+            out = scratch / name
+            run_external(wsclean_command(ms, out, replace(selfcal_cfg, data_column=column), scratch / "tmp",
+                                         update_model=True), scratch / f"{name}.log")
+            rms = robust_rms(np.squeeze(fits.getdata(f"{out}-residual.fits")))
+            peak = float(np.nanmax(fits.getdata(f"{out}-image.fits")))
+            return {"rms_jy": rms, "dynamic_range": peak / rms if rms > 0 else float("inf")}
+
+        kept, rounds = self_calibrate(ms_path, cfg.data_column, scratch, image_into, cfg.self_calibration,
+                                      cfg.selfcal_min_improvement)
+        for kind in PRODUCTS:
+            src = Path(f"{scratch / kept}-{kind}.fits")
+            if src.exists():
+                src.rename(f"{prefix}-{kind}.fits")
+        return rounds
 
     def cleanup(self) -> list[Path]:
         """Remove scratch directories of interrupted imaging runs and partial publishes."""

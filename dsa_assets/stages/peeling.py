@@ -28,7 +28,7 @@ import numpy as np
 
 from ..calibrators import A_TEAM
 from ..geometry import airy_power_beam
-from .ms_inspect import casa_table, channel_frequencies, observation_span, pointing_directions, radec_unit
+from .ms_inspect import casa_table, channel_frequencies, observation_span, pointing_directions, radec_unit, row_chunks
 from .sky_model import SourceModel, predict_model
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,22 @@ def peel(ms_path: Path | str, sources: list[SourceModel], column: str = "DATA",
         log.info("peeled %s (%.2f deg out, %.3g Jy apparent, solved %.3g): %.3f of it left", source.name, offset,
                  apparent, apparent * gain_power, after)
     return done
+
+
+def remaining_fraction(ms_path: Path | str, source: SourceModel, column: str = "DATA") -> float:
+    """How much of ``source`` ``column`` holds: Re<D, M> / <M, M> over the unflagged
+    cross-correlations, M its model (beam, smearing; left in MODEL_DATA). 1: all of it."""
+    predict_model(ms_path, [source], primary_beam=True, smearing=True)
+    dot = power = 0.0
+    with casa_table(ms_path) as tb:
+        for start, n in row_chunks(tb.nrows()):
+            cross = (tb.getcol("ANTENNA1", startrow=start, nrow=n) != tb.getcol("ANTENNA2", startrow=start, nrow=n))
+            good = ~tb.getcol("FLAG", startrow=start, nrow=n) & cross[:, None, None]
+            d = tb.getcol(column, startrow=start, nrow=n)[good]
+            m = tb.getcol("MODEL_DATA", startrow=start, nrow=n)[good]
+            dot += float(np.sum(np.real(d * np.conj(m))))
+            power += float(np.sum(np.abs(m) ** 2))
+    return dot / power if power else float("nan")
 
 
 def _solve_and_subtract(ms_path: Path, column: str, config: PeelingConfig) -> tuple[float, float, float, float]:

@@ -182,3 +182,60 @@ def test_flux_scale_holds_out_to_the_image_edge(tmp_path):
 def test_missing_ms_is_a_clear_error(tmp_path):
     with pytest.raises(ImagingError, match="not a Measurement Set"):
         ImagingStage(ImagingConfig(output_dir=tmp_path)).execute(group_id="x", ms_path=tmp_path / "none.ms")
+
+
+def test_self_calibration_removes_phase_errors_and_keeps_only_what_helps(tmp_path):
+    """A field with a 2 Jy source whose antennas carry 40 deg (rms) of uncorrected phase: the
+    phase-only round is kept (lower residual rms, higher dynamic range); the metadata records
+    each round; a round that does not help is undone."""
+    import shutil
+    from dataclasses import replace
+
+    from astropy.time import Time
+    from casacore.tables import table
+
+    from dsa_assets import geometry
+    from dsa_assets.sim.correlator import CorrelatorSimulator
+    from dsa_assets.sim.sky import PointSource
+    from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
+    from dsa_assets.stages.selfcal import improved
+    from tests.conftest import SMALL, START
+
+    centre = geometry.meridian_icrs(SMALL.pointing_dec_rad, Time(START) + 26 / 86400, geometry.default_site())
+    sources = (PointSource("BRIGHT", centre.ra.deg + 0.2, centre.dec.deg, 2.0),
+               PointSource("FAINT", centre.ra.deg - 0.3, centre.dec.deg + 0.4, 0.2))
+    group = CorrelatorSimulator(replace(SMALL, sources=sources, calibrator=None)).write_observation(tmp_path / "in", START)
+    ms = ConversionStage(ConversionConfig(output_dir=tmp_path / "ms")).execute(
+        group_id=group.stamp, hdf5_files=group.files).ms_path
+    rng = np.random.default_rng(1)
+    phase = np.exp(1j * np.radians(rng.normal(0, 40, 200)))
+    with table(str(ms), readonly=False, ack=False) as tb:
+        a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
+        tb.putcol("DATA", tb.getcol("DATA") * (phase[a1] * np.conj(phase[a2]))[:, None, None])
+
+    def run(choice, name):
+        cfg = ImagingConfig(output_dir=tmp_path / name, scratch_dir=tmp_path / "scratch", size=1024, cell_arcsec=10,
+                            niter=5000, sefd_jy=SCALED_SEFD_JY, self_calibration=choice)
+        return ImagingStage(cfg).execute(group_id=group.stamp, ms_path=ms)
+
+    plain = run("off", "plain")
+    selfcal = run("phase", "selfcal")
+    [first] = selfcal.metrics["self_calibration"]
+    assert first["mode"] == "p" and first["accepted"]
+    assert first["rms_after_jy"] < 0.7 * first["rms_before_jy"]
+    assert selfcal.metrics["rms_jy"] < 0.7 * plain.metrics["rms_jy"]
+    assert selfcal.metrics["dynamic_range"] > 1.5 * plain.metrics["dynamic_range"]
+    assert plain.metrics["self_calibration"] == []
+    assert not list((tmp_path / "scratch").iterdir()), "the self-calibration copy is gone"
+    # the product is untouched: its DATA still carry the errors
+    shutil.rmtree(tmp_path / "selfcal")
+    assert run("off", "again").metrics["rms_jy"] == pytest.approx(plain.metrics["rms_jy"], rel=1e-3)
+    # the acceptance rule
+    before = {"rms_jy": 1.0, "dynamic_range": 100.0}
+    assert improved(before, {"rms_jy": 0.9, "dynamic_range": 120.0}, 0.02)
+    assert not improved(before, {"rms_jy": 0.99, "dynamic_range": 120.0}, 0.02)
+    assert not improved(before, {"rms_jy": 0.9, "dynamic_range": 90.0}, 0.02)
+    with pytest.raises(ValueError, match="self_calibration"):
+        ImagingConfig(output_dir=tmp_path, self_calibration="amplitude")
+    with pytest.raises(ValueError, match="WSClean"):
+        ImagingConfig(output_dir=tmp_path, imager="tclean", self_calibration="phase")
