@@ -3,11 +3,14 @@
 CASA: V(u, v, w) = sum_k S_k exp(+2 pi i (u l_k + v m_k + w (n_k - 1))), UVW in wavelengths
 from the MS UVW column, (l, m, n) of each source relative to the FIELD PHASE_DIR (J2000).
 Each source's column of the design matrix carries its primary-beam attenuation per
-integration and its spectral shape, so the fitted coefficient is its true flux density.
+integration, its spectral shape and its time and bandwidth smearing (the correlator averages
+each integration about the meridian's position at its middle, each channel over 244 kHz), so
+the fitted coefficient is its true flux density.
 """
 
 from __future__ import annotations
 
+import astropy.units as u
 import numpy as np
 from astropy.time import Time
 
@@ -20,11 +23,15 @@ def read_ms(path, column="DATA"):
 
     tb = casatools.table()
     tb.open(str(path))
-    cols = {c: tb.getcol(c) for c in ("FLAG", "UVW", "TIME", "ANTENNA1", "ANTENNA2")}
+    cols = {c: tb.getcol(c) for c in ("FLAG", "UVW", "TIME", "ANTENNA1", "ANTENNA2", "INTERVAL")}
     cols["DATA"] = tb.getcol(column)
     tb.close()
     tb.open(f"{path}/SPECTRAL_WINDOW")
     cols["FREQ"] = tb.getcol("CHAN_FREQ")[:, 0]
+    cols["CHAN_WIDTH"] = abs(tb.getcol("CHAN_WIDTH")[0, 0])
+    tb.close()
+    tb.open(f"{path}/ANTENNA")
+    cols["POSITION"] = tb.getcol("POSITION").T  # (nant, 3) ITRF metres
     tb.close()
     tb.open(f"{path}/FIELD")
     cols["PHASE_DIR"] = tb.getcol("PHASE_DIR")[:, 0, 0]
@@ -53,6 +60,14 @@ def fit_sources(ms_path, truth: Truth, column="DATA"):
     site = geometry.default_site()
     s0 = geometry.meridian_unit_vectors(truth.pointing_dec_rad, times, site)
     ra0, dec0 = ms["PHASE_DIR"]
+    # smearing: each integration tracked the meridian's ICRS position at its middle
+    half = 0.5 * float(ms["INTERVAL"][0]) * u.s
+    edges = Time(np.concatenate([(times - half).jd, (times + half).jd]), format="jd", scale="utc")
+    centres = geometry.meridian_icrs(truth.pointing_dec_rad, times, site)
+    c = geometry.icrs_unit_vectors(centres.ra.rad, centres.dec.rad, edges, site)
+    k = np.arange(len(times))
+    centre_drift = c[k, len(times) + k] - c[k, k]  # (nt, 3)
+    baseline = (ms["POSITION"][ms["ANTENNA2"]] - ms["POSITION"][ms["ANTENNA1"]])[cross] / 2.99792458e8  # (nrow, 3) s
     columns = []
     for src in truth.sources:
         ra, dec = np.radians(src.ra_deg), np.radians(src.dec_deg)
@@ -61,7 +76,11 @@ def fit_sources(ms_path, truth: Truth, column="DATA"):
         beam = geometry.airy_power_beam(np.sum(s * s0, axis=-1)[:, None], freqs[None, :])  # (nt, nchan)
         phase = 2 * np.pi * (uvw[0] * l + uvw[1] * m + uvw[2] * (n - 1))[None, :] * freqs[:, None] / 2.99792458e8
         spectrum = (freqs / 1.4e9) ** src.spectral_index
-        columns.append((beam[tidx].T * spectrum[:, None] * np.exp(1j * phase))[~flag])
+        s_edges = geometry.icrs_unit_vectors(np.array([ra]), np.array([dec]), edges, site)[0]
+        drift = np.sum(((s_edges[len(times):] - s_edges[:len(times)]) - centre_drift)[tidx] * baseline, axis=1)
+        tau = np.sum((s - s0)[tidx] * baseline, axis=1)
+        smear = np.sinc(drift[None, :] * freqs[:, None]) * np.sinc(ms["CHAN_WIDTH"] * tau)[None, :]
+        columns.append((beam[tidx].T * spectrum[:, None] * smear * np.exp(1j * phase))[~flag])
     a = np.stack(columns, axis=1)
     d = data[~flag]
     design = np.concatenate([a.real, a.imag])

@@ -77,5 +77,8 @@ def peeled_markdown(peeled) -> str:
     lines = ["| source | offset (deg) | model apparent (Jy) | solved apparent (Jy) | left before -> after "
              "| gain phase scatter (deg) |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['name']} | {r['offset_deg']:.2f} | {r['model_apparent_jy']:.3g} | {r['solved_apparent_jy']:.3g} | "
-              f"{r['remaining_before']:.3f} -> {r['remaining_after']:.4f} | {r['gain_phase_scatter_deg']:.1f} |" for r in rows]
+              f"{r['remaining_before']:.3f} -> {r['remaining_after']:.4f} | {r['gain_phase_scatter_deg']:.1f} |"
+              if r.get("subtracted", True) else
+              f"| {r['name']} | {r['offset_deg']:.2f} | {r['model_apparent_jy']:.3g} | not in the data "
+              f"({r['remaining_before']:.2f} of the model, {r['significance']:.1f} sigma): left | | |" for r in rows]
     return "\n".join(lines)

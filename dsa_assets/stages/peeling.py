@@ -55,6 +55,13 @@ class PeelingConfig:
     solve_gains: bool = True
     """False: subtract the model as predicted (unit gains), as a plain model subtraction
     (CASA ``uvsub``, WSClean ``-predict``) would."""
+    min_presence: float = 0.5
+    """A source is subtracted only if the data hold at least this fraction of its model
+    (projection, see :func:`remaining_fraction`) ..."""
+    min_significance: float = 10.0
+    """... at this many times the projection's noise. Gains solved towards a source that is
+    not there (a wrong catalogue entry, a model in a null) would fit the noise and the field's
+    own sources, and take them away."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,10 @@ class PeeledSource:
     gain_phase_scatter_deg: float
     """Robust scatter of the solved gain phases: how far the data's source is from the model."""
     seconds: float
+    subtracted: bool = True
+    """False: not found in the data (presence or significance below the configured levels), left alone."""
+    significance: float = float("nan")
+    """The data's projection onto the model over its noise."""
 
     def as_dict(self) -> dict:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -140,13 +151,21 @@ def peel(ms_path: Path | str, sources: list[SourceModel], column: str = "DATA",
     done = []
     for source in sources:
         t0 = time.perf_counter()
-        predict_model(ms_path, [source], primary_beam=True, smearing=True)
-        before, after, gain_power, phase_scatter = _solve_and_subtract(ms_path, column, config)
+        presence, noise = _projection(ms_path, source, column)
         apparent = float(apparent_flux_jy([source], pointing, float(np.mean(freqs)), diameter)[0])
         offset = float(np.degrees(np.arccos(np.clip(
             radec_unit(np.radians(source.ra_deg), np.radians(source.dec_deg)) @ centre, -1, 1))))
+        significance = presence / noise if noise > 0 else float("inf")
+        if presence < config.min_presence or significance < config.min_significance:
+            done.append(PeeledSource(source.name, source.ra_deg, source.dec_deg, offset, apparent, float("nan"),
+                                     presence, presence, float("nan"), time.perf_counter() - t0, False, significance))
+            log.warning("%s (%.2f deg out, %.3g Jy apparent) not peeled: the data hold %.2f of its model at %.1f "
+                        "sigma", source.name, offset, apparent, presence, significance)
+            continue
+        before, after, gain_power, phase_scatter = _solve_and_subtract(ms_path, column, config)
         done.append(PeeledSource(source.name, source.ra_deg, source.dec_deg, offset, apparent,
-                                 apparent * gain_power, before, after, phase_scatter, time.perf_counter() - t0))
+                                 apparent * gain_power, before, after, phase_scatter, time.perf_counter() - t0,
+                                 True, significance))
         log.info("peeled %s (%.2f deg out, %.3g Jy apparent, solved %.3g): %.3f of it left", source.name, offset,
                  apparent, apparent * gain_power, after)
     return done
@@ -155,8 +174,14 @@ def peel(ms_path: Path | str, sources: list[SourceModel], column: str = "DATA",
 def remaining_fraction(ms_path: Path | str, source: SourceModel, column: str = "DATA") -> float:
     """How much of ``source`` ``column`` holds: Re<D, M> / <M, M> over the unflagged
     cross-correlations, M its model (beam, smearing; left in MODEL_DATA). 1: all of it."""
+    return _projection(ms_path, source, column)[0]
+
+
+def _projection(ms_path: Path | str, source: SourceModel, column: str) -> tuple[float, float]:
+    """(Re<D, M> / <M, M>, its noise): the noise from the scatter of D itself, an upper bound."""
     predict_model(ms_path, [source], primary_beam=True, smearing=True)
-    dot = power = 0.0
+    dot = power = spread = 0.0
+    count = 0
     with casa_table(ms_path) as tb:
         for start, n in row_chunks(tb.nrows()):
             cross = (tb.getcol("ANTENNA1", startrow=start, nrow=n) != tb.getcol("ANTENNA2", startrow=start, nrow=n))
@@ -165,7 +190,12 @@ def remaining_fraction(ms_path: Path | str, source: SourceModel, column: str = "
             m = tb.getcol("MODEL_DATA", startrow=start, nrow=n)[good]
             dot += float(np.sum(np.real(d * np.conj(m))))
             power += float(np.sum(np.abs(m) ** 2))
-    return dot / power if power else float("nan")
+            spread += float(np.sum(d.real**2))
+            count += d.size
+    if not power:
+        return float("nan"), float("nan")
+    sigma = np.sqrt(spread / max(count, 1))  # per real part, Jy
+    return dot / power, float(sigma / np.sqrt(power))
 
 
 def _solve_and_subtract(ms_path: Path, column: str, config: PeelingConfig) -> tuple[float, float, float, float]:

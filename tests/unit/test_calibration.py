@@ -156,12 +156,12 @@ def test_a_calibrator_observation_is_flagged_once(calibrator_pass, solved):
     stage, sol = solved
     assert len(list((root / "scratch").glob("flagged-*"))) == 1, "kept by the solve"
     once = stage.execute_apply(groups[0].stamp, ms[0], sol)
-    assert once.flags_reused and set(once.timings_s) == {"applycal"}
+    assert once.flags_reused and not {"copy", "flagging"} & set(once.timings_s)
     assert once.flags.rfi_fraction == pytest.approx(sol.flags.rfi_fraction, abs=1e-5)
     assert not list((root / "scratch").glob("flagged-*")), "taken"
     with table(str(once.ms_path), ack=False) as tb:
         flags, data, columns = tb.getcol("FLAG"), tb.getcol("DATA"), set(tb.colnames())
-    assert "MODEL_DATA" not in columns and not list(once.ms_path.glob("*.json"))
+    assert "MODEL_DATA" not in columns and not (once.ms_path / cal.FLAGGED_NOTE).exists()
     again = stage.execute_apply(groups[0].stamp, ms[0], sol)
     assert not again.flags_reused and {"copy", "flagging"} <= set(again.timings_s)
     with table(str(again.ms_path), ack=False) as tb:
@@ -218,7 +218,7 @@ def test_model_prediction_matches_casa_ft(calibrator_pass, tmp_path):
     work = tmp_path / "ft.ms"
     shutil.copytree(ms[1], work)
     sources = [cal.SourceModel("a", 202.2, 30.9, 2.0, 1.4e9, -0.7), cal.SourceModel("b", 203.5, 30.1, 1.0, 1.4e9, 0.3)]
-    cal.predict_model(work, sources, primary_beam=False)
+    cal.predict_model(work, sources, primary_beam=False, smearing=False)  # ft evaluates at the middles
     with table(str(work), ack=False) as tb:
         ours = tb.getcol("MODEL_DATA")
     ft(vis=str(work), complist=str(cal.write_component_list(tmp_path / "m.cl", sources)), usescratch=True)

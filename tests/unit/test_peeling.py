@@ -72,6 +72,12 @@ def test_cas_a_is_chosen_and_peeled_leaving_the_field(cas_a_field, tmp_path):
     assert field_after == pytest.approx(1.0, abs=0.02)
     assert abs(field_before - 1.0) > 3 * abs(field_after - 1.0)
 
+    # a catalogue source that is not in the data is left alone: gains solved towards nothing
+    # would fit the noise and the field
+    [absent] = peel(work, [s for s in chosen if s.name == "FAR"], "DATA", PeelingConfig())
+    assert not absent.subtracted and abs(absent.remaining_before) < 0.5
+    assert _projection(work, field) == pytest.approx(field_after, abs=1e-6)
+
     # the model subtracted as predicted leaves more of Cas A: its position and beam response
     # in the sidelobe are only approximately right
     plain = tmp_path / "plain.ms"
