@@ -118,7 +118,7 @@ class ApplyResult:
     flags_reused: bool = False
     """The flags came from the solve on this observation (a calibrator's: flagged once)."""
     peeled: tuple[PeeledSource, ...] = ()
-    """Sources subtracted from the calibrated visibilities, brightest first."""
+    """The bright sources considered, brightest first, each subtracted or (not in the data) left."""
 
 
 class CalibrationStage:
