@@ -231,8 +231,10 @@ def _solve_and_subtract(ms_path: Path, column: str, config: PeelingConfig) -> tu
                     corrupted = g[a1, None] * np.conj(g[a2, None]) * m
                     data[:, sl, p] = d - corrupted
                     used = np.unique(np.concatenate([a1[w.any(1)], a2[w.any(1)]]))
-                    powers.append(np.abs(g[used]) ** 2)
-                    phases.append(np.angle(g[used] * np.conj(np.mean(g[used]) / abs(np.mean(g[used]) or 1))))
+                    if len(used):  # gains' power and phases about their mean, for the record
+                        mean = np.mean(g[used])
+                        powers.append(np.abs(g[used]) ** 2)
+                        phases.append(np.angle(g[used] * np.conj(mean / (abs(mean) or 1.0))))
             projections[1] += np.sum(np.real(data * np.conj(model))[weight])
             tb.putcol(column, data, startrow=first, nrow=n)
     total = projections[2] or 1.0
