@@ -225,7 +225,7 @@ source_statistics = Table(
     Column("weighted_mean_jy", Float),
     Column("v", Float, doc="coefficient of variation"),
     Column("eta", Float, doc="weighted reduced chi^2 about the weighted mean"),
-    Column("eta_threshold", Float, doc="eta of chi^2 tail probability 0.001 for n"),
+    Column("eta_threshold", Float, doc="eta at the table's per-source false-alarm probability for n"),
     Column("vs", Float),
     Column("m", Float),
     Column("variable", Boolean),

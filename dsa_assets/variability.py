@@ -16,7 +16,10 @@ is a two-epoch threshold; the most significant of a light curve's N(N-1)/2 pairs
 largest of many, so its threshold rises with N to the |Vs| a constant source's largest pair
 exceeds with probability 0.001 (Bonferroni): 4.3 up to 11 epochs, 4.7 at 30, 5.9 at 700.
 Without that, a year of a constant source's epochs (300,000 pairs) would reach 4.3 by chance,
-and every faint source would be flagged.
+and every faint source would be flagged. Likewise across sources: at 0.001 per source a table
+of four thousand flags four constant ones every time, so the variability stage sets the
+per-source probability from the number of constant sources it may flag in one table
+(:func:`per_source_false_alarm`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,16 @@ class Thresholds:
     """|Vs| of 4.3 is the two-epoch threshold of Mooley et al. (2016) used by VAST; with more
     epochs the most significant pair must reach :func:`pair_threshold`."""
     m: float = 0.26
+    false_alarm: float = 1e-3
+    """Probability that a constant source with correct errors passes the eta or pair test: the
+    tail probability behind :func:`eta_threshold` and :func:`pair_threshold`."""
+
+
+def per_source_false_alarm(expected_false: float, n_sources: int, ceiling: float = 1e-3) -> float:
+    """The false-alarm probability per source for ``expected_false`` constant sources flagged
+    among ``n_sources`` (at most ``ceiling``): a table of thousands of sources at 1e-3 each flags
+    a few constant ones on every run."""
+    return min(ceiling, expected_false / n_sources) if n_sources > 0 else ceiling
 
 
 @dataclass(frozen=True)
@@ -119,9 +132,10 @@ def metrics(flux, err, thresholds: Thresholds = Thresholds()) -> Metrics:
     w = 1.0 / err**2 if n else np.zeros(0)
     e, v = eta(flux, err), coefficient_of_variation(flux)
     vs, m, pair = most_significant_pair(flux, err)
-    eta_cut = thresholds.eta if thresholds.eta is not None else eta_threshold(n)
+    eta_cut = thresholds.eta if thresholds.eta is not None else eta_threshold(n, thresholds.false_alarm)
     variable = n >= 2 and ((e > eta_cut and v > thresholds.v)
-                           or (abs(vs) >= pair_threshold(n, thresholds.vs) and abs(m) >= thresholds.m))
+                           or (abs(vs) >= pair_threshold(n, thresholds.vs, thresholds.false_alarm)
+                               and abs(m) >= thresholds.m))
     return Metrics(n, float(np.mean(flux)) if n else 0.0, float(np.sum(w * flux) / np.sum(w)) if n else 0.0,
                    v, e, vs, m, pair, bool(variable))
 

@@ -36,6 +36,10 @@ class ScienceResource(dg.ConfigurableResource):
     explorer_url: str = "http://127.0.0.1:3001"
     """Where scientists reach the source explorer (``--explorer-port`` serves it beside the
     Dagster UI); asset metadata links to its pages (empty: no links)."""
+    expected_false_variables: float = 0.1
+    """Constant sources expected to be flagged variable in one variability table (correct
+    errors): each source's false-alarm probability is this over the number of sources, at most
+    1e-3, so a survey of thousands of sources does not flag a few constant ones on every run."""
     variability_interval_s: float = option(600.0, metavar="SECONDS")
     """The variability table is recomputed at most this often (s) while new photometry arrives."""
 

@@ -317,7 +317,8 @@ def variability(context: dg.AssetExecutionContext, pipeline: PipelineResource, s
 
     db = pipeline.products()
     with step(context, "variability"):
-        result = VariabilityStage(VariabilityConfig(pipeline.output_path, pipeline.scratch_path)).execute(db)
+        result = VariabilityStage(VariabilityConfig(pipeline.output_path, pipeline.scratch_path,
+                                                    science.expected_false_variables)).execute(db)
     db.record_source_statistics(result.statistics_rows())
     context.log.info(f"light curves of {len(result.rows)} source(s), {len(result.variable)} variable, "
                      f"{len(result.ese_candidates)} ESE candidate(s)")

@@ -295,3 +295,22 @@ def test_a_bad_epoch_is_kept_out_of_the_light_curve_statistics(tmp_path):
     ungated = [i for i in range(20) if variability.metrics(*zip(*[(r["flux_jy"], r["flux_err_jy"])
                                                                  for r in db.light_curve(f"S{i}")])).variable]
     assert len(ungated) == 20
+
+
+def test_a_survey_of_thousands_flags_no_constant_source():
+    """Five tables of 4,000 constant sources of 12 epochs with correct errors: at 0.001 per
+    source each table flags several; at the survey-wide rate (0.1 expected per table, 0.5 over
+    the five) hardly any, while a 40% flare at per-epoch S/N 20 still is flagged."""
+    rng = np.random.default_rng(11)
+    n_table, n_epochs = 4000, 12
+    err = np.full(n_epochs, 0.01)
+    curves = 0.2 + err * rng.standard_normal((5 * n_table, n_epochs))
+    per_source = variability.Thresholds()
+    survey = variability.Thresholds(false_alarm=variability.per_source_false_alarm(0.1, n_table))
+    assert survey.false_alarm == pytest.approx(2.5e-5)
+    assert variability.per_source_false_alarm(0.1, 30) == 1e-3, "small tables keep the 0.001 ceiling"
+    assert sum(variability.metrics(c, err, per_source).variable for c in curves) >= 10
+    assert sum(variability.metrics(c, err, survey).variable for c in curves) <= 2
+    flare = 0.2 + err * rng.standard_normal(n_epochs)
+    flare[5:7] *= 1.4
+    assert variability.metrics(flare, err, survey).variable

@@ -17,7 +17,9 @@ from dsa_assets.service.cli import main, parse_settings
 from dsa_assets.stages.calibration import CalibrationConfig
 from dsa_assets.stages.flagging import FlaggingConfig
 from dsa_assets.stages.imaging import ImagingConfig
+from dsa_assets.stages.peeling import PeelingConfig
 from dsa_assets.stages.photometry import PhotometryConfig
+from dsa_assets.stages.variability import VariabilityConfig
 from resources.calibration import CalibrationResource
 from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
@@ -71,7 +73,7 @@ def test_one_default_everywhere(tmp_path, monkeypatch):
     pairs = [(ImagingResource, ImagingConfig, set()), (resources_science(), PhotometryConfig, {
         "enable_photometry", "enable_mosaic_creation", "new_source_factor", "mosaic_inputs", "mosaic_timeout_s",
         "max_rms_over_thermal", "variability_interval_s", "backfill_days",
-        "explorer_url"})]
+        "explorer_url", "expected_false_variables"})]
     for resource, config, elsewhere in pairs:
         defaults = {f.name: f.default for f in dataclasses.fields(config)}
         assert set(resource.model_fields) - elsewhere <= set(defaults), resource.__name__
@@ -80,6 +82,10 @@ def test_one_default_everywhere(tmp_path, monkeypatch):
     assert CalibrationResource.model_fields["rfi_flagger"].default == FlaggingConfig.rfi
     assert CalibrationResource.model_fields["flag_workers"].default == FlaggingConfig.workers
     assert CalibrationResource.model_fields["keep_raw_data"].default == CalibrationConfig.keep_raw_data
+    assert CalibrationResource.model_fields["peel_a_team_above_jy"].default == PeelingConfig.a_team_above_jy
+    assert CalibrationResource.model_fields["peel_above_jy"].default == PeelingConfig.above_jy
+    assert resources_science().model_fields["expected_false_variables"].default == \
+        VariabilityConfig.expected_false_variables
 
 
 def resources_science():
