@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--channels-per-subband", type=int, default=8)
     ap.add_argument("--offset-deg", type=float, default=3.3, help="Cas A's distance from the pointing at transit")
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--only", nargs="*", default=(), metavar="WORD",
+                    help="run only the variants whose label holds one of these words (the reference always runs)")
     ap.add_argument("--sidelobe-errors", type=float, default=0.1,
                     help="rms of each dish's own response in the sidelobes (the simulator's sidelobe_errors)")
     args = ap.parse_args()
@@ -96,10 +98,15 @@ def main() -> None:
         variants = {"field without the A-team": (ms["without"], None),
                     "nothing subtracted": (ms["with"], None),
                     "model subtracted (unit gains)": (ms["with"], PeelingConfig(solve_gains=False)),
-                    "peeled (per-antenna gains)": (ms["with"], PeelingConfig()),
+                    "peeled (per-antenna gains per integration over the band)": (ms["with"], PeelingConfig()),
+                    "peeled (per-antenna gains per integration and subband)": (ms["with"],
+                                                                               PeelingConfig(solution_channels=48)),
                     "CASA: gaincal over the band, corrupt, uvsub": (ms["with"], "casa")}
         imaging = ImagingStage(ImagingConfig(output_dir=root / "images", scratch_dir=root / "scratch"))
         rows = []
+        if args.only:
+            variants = {k: v for i, (k, v) in enumerate(variants.items())
+                        if i == 0 or any(word in k for word in args.only)}
         for k, (label, (path, cfg)) in enumerate(variants.items()):
             work = root / f"variant{k}.ms"
             shutil.copytree(path, work)

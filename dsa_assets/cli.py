@@ -44,7 +44,7 @@ def lightcurve(args) -> int:
     from . import exports
     from .products import ProductsDB
     from .qa import excluded_from_statistics
-    from .variability import metrics
+    from .variability import metrics, table_thresholds
 
     db = ProductsDB(args.products_db, must_exist=True)
     rows = db.light_curve(args.source, image_kind="mosaic" if args.mosaics else "observation")
@@ -57,7 +57,9 @@ def lightcurve(args) -> int:
               f"{(r['snr'] or 0):7.1f}  {r['image_id']:24s} {r['flags'] or ''}")
     usable = [r for r in rows if not excluded_from_statistics(r["flags"])]
     if len(usable) > 1:
-        m = metrics([r["flux_jy"] for r in usable], [r["flux_err_jy"] for r in usable])
+        # judged as in the variability table, whose thresholds follow its size
+        m = metrics([r["flux_jy"] for r in usable], [r["flux_err_jy"] for r in usable],
+                    table_thresholds(len(db.measured_sources())))
         print(f"n={m.n} V={m.v:.3f} eta={m.eta:.2f} Vs={m.vs:.1f} m={m.m:.2f} variable={'yes' if m.variable else 'no'}"
               + (f" ({len(rows) - len(usable)} flagged point(s) left out)" if len(usable) < len(rows) else ""))
     # the exports hold the blind detections too, marked by their kind (as the explorer's)
@@ -71,15 +73,17 @@ def lightcurve(args) -> int:
 
 def variables(args) -> int:
     from .products import ProductsDB
-    from .variability import metrics
+    from .variability import metrics, table_thresholds
 
     db = ProductsDB(args.products_db, must_exist=True)
     table = []
-    for name in db.measured_sources():
+    names = db.measured_sources()
+    thresholds = table_thresholds(len(names))
+    for name in names:
         rows = db.light_curve(name, usable_only=True)
         if len(rows) < 2:
             continue
-        m = metrics([r["flux_jy"] for r in rows], [r["flux_err_jy"] for r in rows])
+        m = metrics([r["flux_jy"] for r in rows], [r["flux_err_jy"] for r in rows], thresholds)
         if m.variable or args.all:
             table.append((name, m))
     print(f"{'source':28s} {'n':>3s} {'mean_mJy':>9s} {'V':>6s} {'eta':>8s} {'Vs':>6s} {'m':>6s} variable")

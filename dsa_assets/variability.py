@@ -43,11 +43,21 @@ class Thresholds:
     tail probability behind :func:`eta_threshold` and :func:`pair_threshold`."""
 
 
+EXPECTED_FALSE_VARIABLES = 0.1
+"""Constant sources a variability table may flag, on average (see :func:`per_source_false_alarm`)."""
+
+
 def per_source_false_alarm(expected_false: float, n_sources: int, ceiling: float = 1e-3) -> float:
     """The false-alarm probability per source for ``expected_false`` constant sources flagged
     among ``n_sources`` (at most ``ceiling``): a table of thousands of sources at 1e-3 each flags
     a few constant ones on every run."""
     return min(ceiling, expected_false / n_sources) if n_sources > 0 else ceiling
+
+
+def table_thresholds(n_sources: int, expected_false: float = EXPECTED_FALSE_VARIABLES) -> Thresholds:
+    """The thresholds of a variability table of ``n_sources`` sources in which
+    ``expected_false`` constant ones may be flagged."""
+    return Thresholds(false_alarm=per_source_false_alarm(expected_false, n_sources))
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from dsa_assets.variability import EXPECTED_FALSE_VARIABLES
+
 from .options import option
 
 
@@ -36,7 +38,7 @@ class ScienceResource(dg.ConfigurableResource):
     explorer_url: str = "http://127.0.0.1:3001"
     """Where scientists reach the source explorer (``--explorer-port`` serves it beside the
     Dagster UI); asset metadata links to its pages (empty: no links)."""
-    expected_false_variables: float = 0.1
+    expected_false_variables: float = EXPECTED_FALSE_VARIABLES
     """Constant sources expected to be flagged variable in one variability table (correct
     errors): each source's false-alarm probability is this over the number of sources, at most
     1e-3, so a survey of thousands of sources does not flag a few constant ones on every run."""

@@ -7,8 +7,8 @@ fix (at 3.3 deg, Cas A sits on the steep side of the first null, where 1 arcsec 
 changes its response by a percent). So it is subtracted with direction-dependent gains: for
 each source, brightest first, its model (beam, spectrum and the data's time and bandwidth
 smearing, :func:`sky_model.predict_model`) is fitted to the visibilities with one complex gain
-per antenna, polarisation, integration and subband (StEFCal: Salvini & Wijnholds 2014, A&A
-571, A97), and g_i conj(g_j) M_ij is taken away. What is left of each source is measured as the
+per antenna, polarisation and integration over the band (StEFCal: Salvini & Wijnholds 2014,
+A&A 571, A97; per subband as an option), and g_i conj(g_j) M_ij is taken away. What is left of each source is measured as the
 projection of the data onto its model before and after (1: all of it, 0: none).
 
 Candidates (:func:`bright_sources`): the A-team (Cas A, Cyg A, Tau A, Vir A) and reference
@@ -49,8 +49,11 @@ class PeelingConfig:
     """At most this many (the brightest)."""
     solution_integrations: int = 1
     """Integrations per gain solution."""
-    solution_channels: int = 48
-    """Channels per gain solution (48: a subband)."""
+    solution_channels: int = 0
+    """Channels per gain solution (0: the whole band; 48: a subband). Measured at full scale
+    (``bench/peeling.py --full-scale``), one solution over the band left the image at the rms of
+    the field without Cas A, where one per subband, sixteen times the free parameters, took up
+    some of the rest of the sky and left it 10% above."""
     iterations: int = 60
     solve_gains: bool = True
     """False: subtract the model as predicted (unit gains), as a plain model subtraction
@@ -222,8 +225,9 @@ def _solve_and_subtract(ms_path: Path, column: str, config: PeelingConfig) -> tu
             projections[0] += np.sum(np.real(data * np.conj(model))[weight])
             projections[2] += np.sum(np.abs(model[weight]) ** 2)
             n_ant = int(max(a1.max(), a2.max())) + 1
-            for c0 in range(0, data.shape[1], config.solution_channels):
-                sl = slice(c0, c0 + config.solution_channels)
+            width = config.solution_channels or data.shape[1]
+            for c0 in range(0, data.shape[1], width):
+                sl = slice(c0, c0 + width)
                 for p in range(data.shape[2]):
                     d, m, w = data[:, sl, p], model[:, sl, p], weight[:, sl, p]
                     g = (stefcal(d, m, w, a1, a2, n_ant, config.iterations) if config.solve_gains

@@ -22,7 +22,7 @@ class VariabilityConfig:
     output_dir: Path
     """The table goes to ``<output_dir>/variability/variability.csv``, light curves beside it."""
     scratch_dir: Path | None = None
-    expected_false_variables: float = 0.1
+    expected_false_variables: float = stats.EXPECTED_FALSE_VARIABLES
     """Constant sources (correct errors) expected to be flagged variable in one table: each
     source's false-alarm probability is this over the number of sources, at most 1e-3."""
 
@@ -81,8 +81,7 @@ class VariabilityStage:
         table with its light curves as one directory (built in scratch, renamed into place)."""
         rows, flagged, candidates = [], [], []
         names = db.measured_sources()
-        false_alarm = stats.per_source_false_alarm(self.config.expected_false_variables, len(names))
-        thresholds = stats.Thresholds(false_alarm=false_alarm)
+        thresholds = stats.table_thresholds(len(names), self.config.expected_false_variables)
         for name in names:
             lc = db.light_curve(name, usable_only=True)
             if len(lc) < 2:
@@ -91,7 +90,7 @@ class VariabilityStage:
             m = stats.metrics(flux, err, thresholds)
             search = ese.search(t, flux, err)
             rows.append({"source": name, **{k: v for k, v in m.as_dict().items() if k != "pair"},
-                         "eta_threshold": stats.eta_threshold(m.n, false_alarm),
+                         "eta_threshold": stats.eta_threshold(m.n, thresholds.false_alarm),
                          **{k: v for k, v in search.as_dict().items() if k != "n_days"}})
             if m.variable or search.ese_candidate:
                 flagged.append((name, lc, m))
