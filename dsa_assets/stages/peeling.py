@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..calibrators import A_TEAM
+from ..catalogue import separation_deg
 from ..geometry import airy_power_beam
 from .ms_inspect import casa_table, channel_frequencies, observation_span, pointing_directions, radec_unit, row_chunks
 from .sky_model import SourceModel, predict_model
@@ -105,33 +106,55 @@ def apparent_flux_jy(sources, pointing_unit: np.ndarray, freq_hz: float, diamete
     return beam * np.array([float(s.flux_at(freq_hz)) for s in sources])
 
 
+@dataclass(frozen=True)
+class _Observation:
+    """What choosing and recording peeled sources needs of a Measurement Set: the pointing at
+    mid-observation (ICRS unit vector), the beam centre (ICRS deg), the band's mean frequency
+    (Hz) and the dish diameter (m)."""
+
+    pointing: np.ndarray
+    centre_ra_deg: float
+    centre_dec_deg: float
+    freq_hz: float
+    diameter_m: float
+    mid: object
+
+    @classmethod
+    def of(cls, ms_path: Path | str) -> _Observation:
+        from .ms_inspect import dish_diameter_m
+
+        span = observation_span(ms_path)
+        times = _times(ms_path)
+        pointing = pointing_directions(ms_path, times[[len(times) // 2]])[0]
+        return cls(pointing, span.centre_ra_deg, span.centre_dec_deg, float(np.mean(channel_frequencies(ms_path))),
+                   dish_diameter_m(ms_path), span.mid)
+
+    def apparent_jy(self, sources) -> np.ndarray:
+        return apparent_flux_jy(sources, self.pointing, self.freq_hz, self.diameter_m)
+
+    def offsets_deg(self, sources) -> np.ndarray:
+        return separation_deg(sources, self.centre_ra_deg, self.centre_dec_deg)
+
+
 def bright_sources(ms_path: Path | str, catalogue_sources=(), config: PeelingConfig = PeelingConfig()) -> list[SourceModel]:
     """The sources to peel from ``ms_path``, brightest (apparent) first: the A-team above
     ``a_team_above_jy`` and above the horizon, and, beyond the field above ``above_jy``, the
     VLA calibrators (the bright sky, with 1.4 GHz fluxes) and ``catalogue_sources`` (the
     reference catalogue). A source in several of these counts once (within 1 arcmin)."""
     from ..calibrators import catalogue as vla_calibrators
-    from .ms_inspect import dish_diameter_m
 
-    span = observation_span(ms_path)
-    freqs = channel_frequencies(ms_path)
-    times = _times(ms_path)
-    pointing = pointing_directions(ms_path, times[[len(times) // 2]])[0]
-    diameter = dish_diameter_m(ms_path)
-    centre = radec_unit(np.radians(span.centre_ra_deg), np.radians(span.centre_dec_deg))
-    a_team = [SourceModel.from_catalogue(s) for s in A_TEAM if _above_horizon(s, span)]
+    obs = _Observation.of(ms_path)
+    a_team = [SourceModel.from_catalogue(s) for s in A_TEAM if _above_horizon(s, obs.mid)]
     others = [SourceModel.from_calibrator(c) for c in vla_calibrators() if c.flux_jy > config.above_jy]
     others += [SourceModel.from_catalogue(s) for s in catalogue_sources if s.flux_jy > config.above_jy]
     picked = []
     for group, level in ((a_team, config.a_team_above_jy), (others, config.above_jy)):
-        apparent = apparent_flux_jy(group, pointing, float(np.mean(freqs)), diameter)
-        for s, a in zip(group, apparent):
-            offset = np.degrees(np.arccos(np.clip(radec_unit(np.radians(s.ra_deg), np.radians(s.dec_deg)) @ centre, -1, 1)))
+        for s, a, offset in zip(group, obs.apparent_jy(group), obs.offsets_deg(group)):
             if a > level and (group is a_team or offset > config.field_radius_deg):
                 picked.append((float(a), s))
     unique: list[tuple[float, SourceModel]] = []
     for a, s in sorted(picked, key=lambda p: -p[0]):
-        if all(_separation_deg(s, t) > 1 / 60 for _, t in unique):
+        if not unique or separation_deg([t for _, t in unique], s.ra_deg, s.dec_deg).min() > 1 / 60:
             unique.append((a, s))
     return [s for _, s in unique[: config.max_sources]]
 
@@ -143,21 +166,13 @@ def peel(ms_path: Path | str, sources: list[SourceModel], column: str = "DATA",
     ms_path = Path(ms_path)
     if not sources:
         return []
-    freqs = channel_frequencies(ms_path)
-    times = _times(ms_path)
-    pointing = pointing_directions(ms_path, times[[len(times) // 2]])[0]
-    span = observation_span(ms_path)
-    centre = radec_unit(np.radians(span.centre_ra_deg), np.radians(span.centre_dec_deg))
-    from .ms_inspect import dish_diameter_m
-
-    diameter = dish_diameter_m(ms_path)
+    obs = _Observation.of(ms_path)
     done = []
     for source in sources:
         t0 = time.perf_counter()
         presence, noise = _projection(ms_path, source, column)
-        apparent = float(apparent_flux_jy([source], pointing, float(np.mean(freqs)), diameter)[0])
-        offset = float(np.degrees(np.arccos(np.clip(
-            radec_unit(np.radians(source.ra_deg), np.radians(source.dec_deg)) @ centre, -1, 1))))
+        apparent = float(obs.apparent_jy([source])[0])
+        offset = float(obs.offsets_deg([source])[0])
         significance = presence / noise if noise > 0 else float("inf")
         if presence < config.min_presence or significance < config.min_significance:
             done.append(PeeledSource(source.name, source.ra_deg, source.dec_deg, offset, apparent, float("nan"),
@@ -294,17 +309,11 @@ def _times(ms_path: Path) -> np.ndarray:
         return np.unique(tb.getcol("TIME"))
 
 
-def _above_horizon(source, span) -> bool:
+def _above_horizon(source, when) -> bool:
     from astropy.coordinates import AltAz, SkyCoord
     from astropy.time import Time
 
     from ..geometry import default_site
 
     coord = SkyCoord(source.ra_deg, source.dec_deg, unit="deg")
-    return bool(coord.transform_to(AltAz(obstime=Time(span.mid), location=default_site())).alt.deg > 0)
-
-
-def _separation_deg(a, b) -> float:
-    ua = radec_unit(np.radians(a.ra_deg), np.radians(a.dec_deg))
-    ub = radec_unit(np.radians(b.ra_deg), np.radians(b.dec_deg))
-    return float(np.degrees(np.arccos(np.clip(ua @ ub, -1, 1))))
+    return bool(coord.transform_to(AltAz(obstime=Time(when), location=default_site())).alt.deg > 0)
