@@ -53,23 +53,28 @@ class CalibrationResource(dg.ConfigurableResource):
     twice the bytes; otherwise its DATA are the calibrated visibilities alone."""
 
     peeling: bool = option(True, flag="--no-peeling")
-    """Peel bright sources beyond the imaged field from each calibrated observation, each with
-    its own antenna gains: the A-team, and VLA calibrators and reference-catalogue sources above
-    --peel-above-jy (--no-peeling: subtract nothing)."""
+    """Peel bright sources from each calibrated observation, each with its own antenna gains:
+    the A-team, and VLA calibrators and reference-catalogue sources above --peel-above-jy beyond
+    the imaged field and --peel-in-field-above-jy inside it, those inside the image put back
+    into it at their solved flux (--no-peeling: subtract nothing)."""
     peel_a_team_above_jy: float = option(0.5, metavar="JY")
     """An A-team source is peeled when its apparent flux density (flux x beam response at
     mid-observation, Jy) exceeds this."""
     peel_above_jy: float = option(1.0, metavar="JY")
     """Another source beyond the imaged field is peeled when its apparent flux density (Jy)
     exceeds this."""
+    peel_in_field_above_jy: float = option(1.0, metavar="JY")
+    """A source inside the imaged field is peeled and restored when its apparent flux density
+    (Jy) exceeds this: drifting through the beam it changes during the observation, which
+    CLEAN cannot follow (inf: leave the field to CLEAN)."""
 
     def stage(self, output_dir: Path, scratch_dir: Path) -> CalibrationStage:
         return CalibrationStage(CalibrationConfig(
             output_dir=output_dir, scratch_dir=scratch_dir,
             flagging=FlaggingConfig(rfi=self.rfi_flagger, workers=self.flag_workers),
             solve=SolveOptions(refant=self.refant or None), keep_raw_data=self.keep_raw_data,
-            peeling=PeelingConfig(a_team_above_jy=self.peel_a_team_above_jy, above_jy=self.peel_above_jy)
-            if self.peeling else None,
+            peeling=PeelingConfig(a_team_above_jy=self.peel_a_team_above_jy, above_jy=self.peel_above_jy,
+                                  in_field_above_jy=self.peel_in_field_above_jy) if self.peeling else None,
         ))
 
     def model(self, calibrator, span, field_sources=()) -> list:

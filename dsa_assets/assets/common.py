@@ -68,17 +68,18 @@ def rounded(values: dict, digits: int = 2) -> dict:
     return {k: round(v, digits) if isinstance(v, float) else v for k, v in values.items()}
 
 
-def peeled_markdown(peeled) -> str:
+def peeled_markdown(peeled, restored=()) -> str:
     """What peeling subtracted (:class:`dsa_assets.stages.peeling.PeeledSource` or their dicts),
-    as a table for the UI."""
+    as a table for the UI; ``restored``: the names the imaging step put back into the image."""
     rows = [p if isinstance(p, dict) else p.as_dict() for p in peeled]
     if not rows:
         return "nothing peeled"
     lines = ["| source | offset (deg) | model apparent (Jy) | solved apparent (Jy) | left before -> after "
-             "| gain phase scatter (deg) |", "|---|---|---|---|---|---|"]
+             "| gain phase scatter (deg) | restored into the image |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['name']} | {r['offset_deg']:.2f} | {r['model_apparent_jy']:.3g} | {r['solved_apparent_jy']:.3g} | "
-              f"{r['remaining_before']:.3f} -> {r['remaining_after']:.4f} | {r['gain_phase_scatter_deg']:.1f} |"
+              f"{r['remaining_before']:.3f} -> {r['remaining_after']:.4f} | {r['gain_phase_scatter_deg']:.1f} | "
+              f"{'yes' if r['name'] in restored else 'no'} |"
               if r.get("subtracted", True) else
               f"| {r['name']} | {r['offset_deg']:.2f} | {r['model_apparent_jy']:.3g} | not in the data "
-              f"({r['remaining_before']:.2f} of the model, {r['significance']:.1f} sigma): left | | |" for r in rows]
+              f"({r['remaining_before']:.2f} of the model, {r['significance']:.1f} sigma): left | | | |" for r in rows]
     return "\n".join(lines)

@@ -65,7 +65,7 @@ def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging
             "imager": m["imager"],
             "imaging_s": round(sum(r.wall_time_s for r in results), 1),
             "thumbnail": dg.MetadataValue.md(thumbnail_markdown(first.thumbnail)),
-            "peeled": dg.MetadataValue.md(peeled_markdown(peeled[first.group_id])),
+            "peeled": dg.MetadataValue.md(peeled_markdown(peeled[first.group_id], m["restored"])),
             "self_calibration": dg.MetadataValue.json(m["self_calibration"]),
         })
     return dg.MaterializeResult(metadata=metadata,

@@ -208,7 +208,8 @@ class CalibrationStage:
             bright = bright_sources(work, catalogue_sources, cfg.peeling) if cfg.peeling is not None else []
             if bright:
                 t = time.perf_counter()
-                peeled = peel(work, bright, "CORRECTED_DATA" if cfg.keep_raw_data else "DATA", cfg.peeling)
+                peeled = peel(work, bright, "CORRECTED_DATA" if cfg.keep_raw_data else "DATA", cfg.peeling,
+                              catalogue_sources)
                 with casa_table(work, readonly=False) as tb:
                     tb.removecols(["MODEL_DATA"])
                 write_record(work, peeled)

@@ -10,6 +10,9 @@ The primary beam of a transit array moves over the sky during the observation: t
 image is the 4.65 m Airy power pattern centred on the pointing (the meridian at the pointing
 declination) at every integration, averaged over the integrations and over the band.
 
+Sources peeled from the visibilities before imaging (:mod:`.peeling`) that lie inside the
+image are put back into the restored image at their solved flux (:func:`peeling.restore`).
+
 Plain Python: no Dagster import.
 """
 
@@ -28,6 +31,7 @@ from .. import constants as C
 from .. import fsutil, geometry, naming
 from ..exceptions import ImagingError
 from .ms_inspect import pointing_directions, radec_unit
+from .peeling import read_record, restore
 from .selfcal import ROUNDS, self_calibrate
 
 log = logging.getLogger(__name__)
@@ -438,16 +442,19 @@ class ImagingStage:
                 residual = np.squeeze(hdul[0].data).astype(np.float64)
             pointing = pointing_directions(ms_path, np.unique(summary["times_mjd_s"]))
             pb = primary_beam(header, pointing, summary["freqs_hz"])
+            shape = np.shape(fits.getdata(image_path))
             pb_header = header.copy()
             pb_header["BUNIT"] = ""
-            fits.writeto(f"{prefix}-pb.fits", pb.reshape(np.shape(fits.getdata(image_path))).astype(np.float32),
-                         pb_header, overwrite=True)
+            fits.writeto(f"{prefix}-pb.fits", pb.reshape(shape).astype(np.float32), pb_header, overwrite=True)
+            restored = restore(image, header, pb, read_record(ms_path))
+            if restored:
+                fits.writeto(image_path, image.reshape(shape).astype(np.float32), header, overwrite=True)
             pbcor = np.where(pb >= cfg.pb_cutoff, image / np.maximum(pb, 1e-12), np.nan)
-            fits.writeto(f"{prefix}-pbcor.fits",
-                         pbcor.reshape(np.shape(fits.getdata(image_path))).astype(np.float32), header, overwrite=True)
+            fits.writeto(f"{prefix}-pbcor.fits", pbcor.reshape(shape).astype(np.float32), header, overwrite=True)
             metrics = image_metrics(image, residual, header, self.expected_rms(summary["n_vis_per_pol"]))
             metrics["imager"] = cfg.imager
             metrics["self_calibration"] = [r.as_dict() for r in selfcal_rounds]
+            metrics["restored"] = restored
             metrics["uv_outside_grid_fraction"] = uv_outside_grid_fraction(
                 summary["uv_extent_m"], float(np.max(summary["freqs_hz"])), cfg.cell_arcsec)
             if undersampled(metrics):

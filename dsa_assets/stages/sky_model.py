@@ -73,8 +73,9 @@ def calibrator_model(calibrator: SourceModel, field_sources=(), centre_ra_deg: f
     return [calibrator] + [SourceModel.from_catalogue(s) for s in others]
 
 
-def predict_model(ms: Path | str, sources: list[SourceModel], primary_beam: bool = True, smearing: bool = True) -> None:
-    """Write MODEL_DATA of ``ms`` (created if absent) for ``sources`` (see module docstring).
+def predict_model(ms: Path | str, sources: list[SourceModel], primary_beam: bool = True, smearing: bool = True,
+                  column: str = "MODEL_DATA") -> None:
+    """Write ``column`` (MODEL_DATA; created if absent) of ``ms`` for ``sources`` (see module docstring).
 
     With ``primary_beam`` off, the flux densities are taken as apparent (already attenuated);
     with ``smearing`` off, the model is the fringe at each integration's middle and each
@@ -91,9 +92,9 @@ def predict_model(ms: Path | str, sources: list[SourceModel], primary_beam: bool
     fluxes = np.array([s.flux_at(freqs) for s in sources])  # (nsrc, nchan)
     with casa_table(ms, readonly=False) as tb:
         n_pol = tb.getcell("DATA", 0).shape[1]
-        if "MODEL_DATA" not in tb.colnames():
-            dm = dict(tb.getdminfo("DATA"), NAME="TiledModelData")
-            tb.addcols(maketabdesc(makearrcoldesc("MODEL_DATA", 0j, valuetype="complex", ndim=2,
+        if column not in tb.colnames():
+            dm = dict(tb.getdminfo("DATA"), NAME=f"Tiled{column.title().replace('_', '')}")
+            tb.addcols(maketabdesc(makearrcoldesc(column, 0j, valuetype="complex", ndim=2,
                                                   shape=[len(freqs), n_pol], options=4)), dm)
         all_times = tb.getcol("TIME")
         unique_t, t_index = np.unique(all_times, return_inverse=True)
@@ -129,7 +130,7 @@ def predict_model(ms: Path | str, sources: list[SourceModel], primary_beam: bool
                         drift = np.einsum("rx,rx->r", uvw_rate[start:start + n][rows], offset) * interval[start:start + n][rows]
                         term *= np.sinc(width * tau)[:, None] * np.sinc(drift[:, None] * freqs[None, :] / SPEED_OF_LIGHT_M_S)
                     model[rows] += term
-            tb.putcol("MODEL_DATA", np.repeat(model[:, :, None], n_pol, axis=2).astype(np.complex64),
+            tb.putcol(column, np.repeat(model[:, :, None], n_pol, axis=2).astype(np.complex64),
                       startrow=start, nrow=n)
 
 

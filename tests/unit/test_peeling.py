@@ -54,9 +54,10 @@ def test_cas_a_is_chosen_and_peeled_leaving_the_field(cas_a_field, tmp_path):
     far = CatalogueSource("FAR", field.ra_deg, field.dec_deg + 2.5, 100.0)  # 2.7 deg out: 2.5 Jy apparent
     faint = CatalogueSource("FAINT", field.ra_deg, field.dec_deg + 2.5, 0.5)
     inside = CatalogueSource("FIELD", field.ra_deg, field.dec_deg, 50.0)
-    chosen = bright_sources(ms, [far, faint, inside], PeelingConfig())
+    chosen = bright_sources(ms, [far, faint, inside], replace(PeelingConfig(), in_field_above_jy=np.inf))
     assert [s.name for s in chosen][:1] == ["CasA"] and "FAR" in {s.name for s in chosen}
-    assert not {"FAINT", "FIELD"} & {s.name for s in chosen}, "faint ones and the field's own are left"
+    assert not {"FAINT", "FIELD"} & {s.name for s in chosen}, "faint ones, and the field's own when so set, are left"
+    assert "FIELD" in {s.name for s in bright_sources(ms, [far, faint, inside], PeelingConfig())}
 
     work = tmp_path / "peeled.ms"
     shutil.copytree(ms, work)
@@ -109,3 +110,60 @@ def test_a_team_below_the_horizon_is_not_chosen(cas_a_field):
     names = {s.name for s in bright_sources(ms, (), replace(PeelingConfig(), a_team_above_jy=0.0))}
     assert "CasA" in names  # circumpolar at OVRO
     assert "VirA" not in names  # Dec +12 at RA 12.5 h: 36 deg below the horizon at LST 23.4 h (Cas A transits)
+
+
+def test_a_source_drifting_through_the_field_is_peeled_and_restored_its_neighbours_kept(tmp_path):
+    """A 20 Jy source 0.9 deg from the beam centre drifts 1.1 deg across it in 309 s: its
+    apparent flux changes by tens of percent, which CLEAN cannot follow (the image's rms is
+    hundreds of times the peeled image's). Peeled, it is put back into the image at its solved
+    flux; the neighbour 0.1 deg away reads its own flux because the gains were solved against
+    it too, and loses a tenth of it when they were not."""
+    from astropy.time import Time
+
+    from dsa_assets import geometry, naming
+    from dsa_assets.stages.imaging import ImagingConfig, ImagingStage
+    from dsa_assets.stages.peeling import read_record, write_record
+    from dsa_assets.stages.photometry import PhotometryStage
+    from tests.conftest import SCALED_SEFD_JY, SMALL, START
+
+    n_int = C.N_INTEGRATIONS
+    c = geometry.meridian_icrs(SMALL.pointing_dec_rad, Time(START) + n_int * C.INTEGRATION_TIME_S / 2 / 86400,
+                               geometry.default_site())
+    ra, dec = c.ra.deg + 0.9 / np.cos(c.dec.radian), c.dec.deg + 0.1
+    sky = (PointSource("BRIGHT", ra, dec, 20.0), PointSource("NEAR", ra, dec + 0.1, 0.1),
+           PointSource("FAR", c.ra.deg - 0.5, c.dec.deg - 0.3, 0.1))
+    config = replace(SMALL, sources=sky, calibrator=None, n_integrations=n_int, sidelobe_errors=0.1)
+    group = CorrelatorSimulator(config).write_observation(tmp_path / "in", START)
+    ms = ConversionStage(ConversionConfig(output_dir=tmp_path / "ms")).execute(
+        group_id=group.stamp, hdf5_files=group.files).ms_path
+    catalogue = [CatalogueSource(s.name, s.ra_deg, s.dec_deg, s.flux_jy) for s in sky]
+
+    def measured(name, peel_with=None):
+        work = tmp_path / f"{name}.ms"
+        shutil.copytree(ms, work)
+        if peel_with is not None:
+            chosen = bright_sources(work, catalogue, PeelingConfig())
+            assert [s.name for s in chosen if s.name in {"BRIGHT", "NEAR", "FAR"}] == ["BRIGHT"]
+            write_record(work, peel(work, chosen, "DATA", PeelingConfig(), peel_with))
+        cfg = ImagingConfig(output_dir=tmp_path / name, scratch_dir=tmp_path / "scratch", size=1024,
+                            cell_arcsec=10, niter=5000, sefd_jy=SCALED_SEFD_JY)
+        imaged = ImagingStage(cfg).execute(group_id=group.stamp, ms_path=work)
+        files = naming.image_files(tmp_path / name, group.stamp)
+        result = PhotometryStage().execute_observation(files["image"], files["residual"], files["pb"], catalogue,
+                                                       psf=files["psf"])
+        return imaged.metrics, {m.source: m for m in result.forced()}, read_record(work)
+
+    metrics, fluxes, record = measured("peeled", catalogue)
+    assert metrics["restored"] == ["BRIGHT"]
+    [bright] = [r for r in record if r["name"] == "BRIGHT"]
+    assert bright["subtracted"] and bright["context_sources"] == 1  # NEAR; FAR is 1.4 deg away
+    assert bright["solved_flux_jy"] == pytest.approx(20.0, rel=0.02)
+    assert fluxes["BRIGHT"].flux_jy == pytest.approx(20.0, rel=0.02)
+    for name in ("NEAR", "FAR"):
+        assert abs(fluxes[name].flux_jy - 0.1) < 3 * fluxes[name].flux_err_jy, name
+
+    plain, plain_fluxes, _ = measured("plain")
+    assert plain["restored"] == [] and plain["rms_jy"] > 20 * metrics["rms_jy"]
+
+    _, alone, _ = measured("alone", ())
+    assert alone["NEAR"].flux_jy < 0.95 * fluxes["NEAR"].flux_jy, "solved without it, the gains take up the neighbour"
