@@ -1,0 +1,153 @@
+"""False variables and false new sources over a stretch of simulated sky with constant sources,
+through the whole platform (``dsa110-sim``, then ``dsa110-stream --once``: calibration solved
+on the calibrator transit and carried to the others, flagging, peeling, imaging, forced
+photometry, association, mosaics, variability).
+
+The array points at the declination of the calibrator 2203+626 (+62.7 deg, 2.75 Jy); its
+transit is observed first and solved, and the stretch (``--hours``) is centred on Cas A's
+transit 80 minutes later, when Cas A (1,600 Jy) passes 3.9 deg from the beam centre, in the
+first sidelobe. The array is the demo's scaled-down one (20 antennas, 64 channels) over whole
+observations (24 integrations: each source drifts 0.6 deg through the beam), at the SEFD that
+gives it the full array's image noise (``--sefd-jy``). The sky is the realistic one
+(``dsa110-sim --sky realistic``: counts to the sidelobes, each dish's own sidelobes) and every
+source in it is constant: every source flagged variable is a false variable, every new source
+a false one. Variants: with and without the A-team in the sky, with and without peeling (and peeling only
+beyond the field, leaving the field's bright sources to CLEAN).
+
+Prints per variant: the images' rms over the thermal expectation, the number of sources with a
+light curve, the variables (their fraction, and the nearest source brighter than 1 Jy to each)
+and the new sources.
+
+    python bench/false_variables.py [--hours 1] [--variants "a-team+peeling,a-team+no peeling"]
+    python bench/false_variables.py --hours 24      # a whole day (288 observations per variant)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+VARIANTS = {
+    "a-team+peeling": ([], []),
+    "a-team+peeling beyond the field only": ([], ["--peel-in-field-above-jy", "inf"]),
+    "a-team+no peeling": ([], ["--no-peeling"]),
+    "no a-team+peeling": (["--no-a-team"], []),
+    "no a-team+no peeling": (["--no-a-team"], ["--no-peeling"]),
+}
+CALIBRATOR = "2203+626"
+CHANNELS_PER_SUBBAND = 4
+
+
+def full_array_sefd_jy(antennas: int) -> float:
+    """The SEFD (Jy) at which ``antennas`` dishes with 64 channels have the image noise of the
+    full array (96 dishes, 768 channels) at the real 6,500 Jy, over the same integrations."""
+    from dsa_assets import constants as C
+
+    def visibilities(n, channels):
+        return n * (n - 1) / 2 * channels
+
+    return C.SEFD_JY * (visibilities(antennas, 16 * CHANNELS_PER_SUBBAND) / visibilities(96, 768)) ** 0.5
+
+
+def simulate(directory: Path, hours: float, antennas: int, sefd_jy: float, sim_flags: list[str]) -> None:
+    """The calibrator's transit, then ``hours`` of observations centred on Cas A's transit."""
+    from astropy.time import Time
+
+    from dsa_assets import constants as C
+    from dsa_assets.calibrators import A_TEAM, by_name, transit_start
+    from dsa_assets.geometry import apparent_dec_rad, default_site
+
+    cal = by_name(CALIBRATOR)
+    near = datetime(2026, 9, 1, tzinfo=UTC)
+    dec = apparent_dec_rad(cal.ra_deg, cal.dec_deg, Time(near), default_site())
+    duration = C.N_INTEGRATIONS * C.INTEGRATION_TIME_S
+    cal_start = transit_start(cal, near, dec, duration)
+    n = max(2, round(hours * 3600 / C.OBSERVATION_CADENCE_S))
+    cas_a = transit_start(A_TEAM[0], cal_start, dec, duration)
+    first = round((cas_a - cal_start).total_seconds() / C.OBSERVATION_CADENCE_S) - n // 2
+    common = ["--output-dir", str(directory), "--start", cal_start.strftime("%Y-%m-%dT%H:%M:%S"),
+              "--calibrator", CALIBRATOR, "--antennas", str(antennas), "--integrations", str(C.N_INTEGRATIONS),
+              "--channels-per-subband", str(CHANNELS_PER_SUBBAND), "--sefd-jy", f"{sefd_jy:.1f}", *sim_flags]
+    for count, transit_observation in ((1, 0), (n, -first)):
+        subprocess.run([sys.executable, "-m", "dsa_assets.sim.cli", *common, "--n-observations", str(count),
+                        "--calibrator-observation", str(transit_observation)], check=True, stdout=subprocess.DEVNULL)
+
+
+def run_platform(incoming: Path, output: Path, stream_flags: list[str], log: Path) -> None:
+    with log.open("w") as out:
+        subprocess.run([sys.executable, "-m", "dsa_assets.service.cli", "--input-dir", str(incoming),
+                        "--output-dir", str(output), "--stable-seconds", "0", "--enable-calibration-solving",
+                        "--enable-photometry", "--enable-mosaic-creation", "--mosaic-timeout", "0",
+                        "--reference-catalogue", str(incoming / "sky_catalogue.csv"), "--simulated", "--once",
+                        *stream_flags], check=True, stdout=out, stderr=subprocess.STDOUT)
+
+
+def report(name: str, incoming: Path, output: Path) -> None:
+    import numpy as np
+
+    from dsa_assets import catalogue
+    from dsa_assets.products import ProductsDB, observation_images
+
+    db = ProductsDB(output / "state" / "products.sqlite3", read_only=True)
+    images = db.rows(observation_images)
+    rot = np.array([r["rms_over_thermal"] for r in images])
+    stats = db.source_statistics()
+    variables = [r for r in stats if r["variable"]]
+    new = db.new_sources()
+    sky = catalogue.read(incoming / "sky_catalogue.csv")
+    bright = [s for s in sky if s.flux_jy > 1.0]
+    where = {s.name: (s.ra_deg, s.dec_deg) for s in sky}
+    where.update({s["name"]: (s["ra_deg"], s["dec_deg"]) for s in db.uncatalogued_sources()})
+    print(f"{name}: {len(images)} images, rms / thermal median {np.median(rot):.2f} (max {rot.max():.2f}); "
+          f"{len(stats)} light curves, {len(variables)} variable ({len(variables) / max(len(stats), 1):.2%}), "
+          f"{len(new)} new sources")
+    for r in variables[:12]:
+        d = catalogue.separation_deg(bright, *where[r["name"]]) if r["name"] in where else []
+        near = f"; {d.min():.2f} deg from {bright[int(np.argmin(d))].name}" if len(d) else ""
+        print(f"    {r['name']}: {r['n']} epochs, mean {r['mean_flux_jy'] * 1e3:.1f} mJy, eta {r['eta']:.1f}, "
+              f"V {r['v']:.3f}{near}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scratch", default=os.environ.get("DSA110_BENCH_DIR"))
+    p.add_argument("--hours", type=float, default=1.0)
+    p.add_argument("--antennas", type=int, default=20, help="the demo's scaled-down array")
+    p.add_argument("--sefd-jy", type=float, help="default: the full array's image noise (see full_array_sefd_jy)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = p.parse_args()
+    chosen = [v.strip() for v in args.variants.split(",")]
+    if unknown := set(chosen) - set(VARIANTS):
+        p.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
+    sefd = args.sefd_jy or full_array_sefd_jy(args.antennas)
+    print(f"{args.hours:g} h centred on Cas A's transit, {args.antennas} antennas, SEFD {sefd:.0f} Jy")
+    root = Path(tempfile.mkdtemp(prefix="dsa110-false-variables-", dir=args.scratch))
+    try:
+        skies = {}
+        for name in chosen:
+            sim_flags, stream_flags = VARIANTS[name]
+            key = " ".join(sim_flags) or "a-team"
+            if key not in skies:
+                skies[key] = root / f"sky-{len(skies)}"
+                simulate(skies[key], args.hours, args.antennas, sefd, sim_flags)
+            work = root / "-".join(name.replace("+", " ").split())
+            shutil.copytree(skies[key], work / "in")
+            run_platform(work / "in", work / "out", stream_flags, work / "stream.log")
+            report(name, work / "in", work / "out")
+            shutil.rmtree(work / "in")
+        return 0
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.exit(main())
