@@ -150,6 +150,23 @@ def metrics(flux, err, thresholds: Thresholds = Thresholds()) -> Metrics:
                    v, e, vs, m, pair, bool(variable))
 
 
+EXPECTED_FALSE_NEW_SOURCES_PER_DAY = 0.1
+"""Noise peaks that may be called new sources in a day of observation images (and as many in
+a day of mosaics), on average (see :func:`new_source_snr`)."""
+
+
+def new_source_snr(n_beams: float, expected_false: float, floor: float = 5.0) -> float:
+    """The signal-to-noise a detection needs to be called new in an image of ``n_beams``
+    independent beams in which ``expected_false`` noise peaks may pass: the Gaussian tail's
+    one-sided point (5.7 for 56,000 beams at 0.1 a day over 280 images), at least ``floor``.
+    At a fixed 5 sigma every image of that size would offer 0.016 noise peaks, a day 4.5."""
+    from scipy.stats import norm
+
+    if n_beams <= 0 or expected_false <= 0:
+        return floor
+    return max(floor, float(norm.isf(min(expected_false / n_beams, 0.5))))
+
+
 def is_new_source(peak_jy: float, earlier_rms_jy: list[float], factor: float = 5.0) -> bool:
     """A detection absent from the reference catalogue is new when its peak exceeds ``factor``
     times the lowest rms any earlier image had at its position (it would have been seen)."""

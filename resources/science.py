@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dagster as dg
+import numpy as np
 
-from dsa_assets.variability import EXPECTED_FALSE_VARIABLES
+from dsa_assets.variability import EXPECTED_FALSE_NEW_SOURCES_PER_DAY, EXPECTED_FALSE_VARIABLES
 
 from .options import option
 
@@ -23,6 +24,10 @@ class ScienceResource(dg.ConfigurableResource):
     """Fraction of each flux added in quadrature to its error (calibration and deconvolution)."""
     new_source_factor: float = 5.0
     """A detection absent from the catalogue is new above this many times the lowest earlier rms."""
+    expected_false_new_sources_per_day: float = EXPECTED_FALSE_NEW_SOURCES_PER_DAY
+    """Noise peaks that may be called new sources in a day of observation images (as many in a
+    day of mosaics): a detection must reach the signal-to-noise at which an image of its size
+    offers its share of them (5.7 sigma for the full array's images at 0.1)."""
     backfill_days: float = option(3.0, metavar="DAYS")
     """A source found in an image is measured (forced) there and, when new, in the observation
     images of this many days (d) before it, so its light curve shows it absent before (0: only
@@ -57,6 +62,19 @@ class ScienceResource(dg.ConfigurableResource):
         if not self.explorer_url:
             return None
         return self.explorer_url.rstrip("/") + ("/source/" + quote(name, safe="") if name else "/")
+
+    def new_source_snr(self, kind: str, image: dict) -> float:
+        """The signal-to-noise a detection in ``image`` (a products-database image row: its
+        radius in deg, its beam in arcsec) needs to be called new: the image's share of
+        ``expected_false_new_sources_per_day`` (an observation image one of 86,400 / 309 s a
+        day, a mosaic one of 24) over its independent beams."""
+        from dsa_assets import constants as C
+        from dsa_assets.variability import new_source_snr
+
+        per_day = 86400.0 / C.OBSERVATION_CADENCE_S if kind == "observation" else 24.0
+        beams = np.pi * (image["radius_deg"] * 3600) ** 2 / (1.1331 * image["beam_major_arcsec"]
+                                                              * image["beam_minor_arcsec"])
+        return new_source_snr(beams, self.expected_false_new_sources_per_day / per_day, self.detect_snr)
 
     def photometry_stage(self):
         from dsa_assets.stages.photometry import PhotometryConfig, PhotometryStage

@@ -93,7 +93,8 @@ def _measure_and_record(db, science, reference, stage_call, image_id, kind, part
     # earlier images that can cover a detection (within radius x sqrt 2 of this centre): theirs
     # within their radius of it, so centres within 2.5 radii
     earlier = db.images_before(epoch_unix, kind, near=(row["centre_ra_deg"], row["centre_dec_deg"], 2.5 * row["radius_deg"]))
-    new = {id(m) for m in new_source_candidates(result, earlier, science.new_source_factor)}
+    new = {id(m) for m in new_source_candidates(result, earlier, science.new_source_factor,
+                                                 science.new_source_snr(kind, row))}
     associated = db.record_photometry(row, _forced_rows(result, epoch_unix, bool(problems)),
                                       _detection_rows(result, new, bool(problems)),
                                       quality={**comparison.as_dict(), "problems": "; ".join(problems)},

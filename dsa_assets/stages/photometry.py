@@ -490,8 +490,10 @@ def blind_detections(planes: ImagePlanes, wcs, sources, config: PhotometryConfig
             for d, (_, _, fit), (match, r) in zip(detections, fitted, matches)]
 
 
-def new_source_candidates(result: PhotometryResult, earlier_images: list[dict], factor: float = 5.0) -> list[Measurement]:
-    """Blind detections with no catalogue match whose peak exceeds ``factor`` times the lowest
+def new_source_candidates(result: PhotometryResult, earlier_images: list[dict], factor: float = 5.0,
+                          min_snr: float = 0.0) -> list[Measurement]:
+    """Blind detections with no catalogue match, at least ``min_snr`` times their noise
+    (:func:`dsa_assets.variability.new_source_snr`), whose peak exceeds ``factor`` times the lowest
     noise an earlier image had at their position (observation images: the image's rms over
     the primary-beam response at that offset from its centre). With no earlier image covering
     the position there is nothing to compare with, and the detection is not called new."""
@@ -500,7 +502,7 @@ def new_source_candidates(result: PhotometryResult, earlier_images: list[dict], 
 
     found = []
     for m in result.blind():
-        if m.matched is not None:
+        if m.matched is not None or m.snr < min_snr:
             continue
         rms = []
         for img in earlier_images:

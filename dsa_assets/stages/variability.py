@@ -38,8 +38,9 @@ class VariableSource:
 
 @dataclass(frozen=True)
 class VariabilityResult:
-    """The published table: one row per source with two or more measurements (V, eta, Vs, m in
-    the units of :mod:`dsa_assets.variability`), and the sources flagged variable."""
+    """The published table: one row per source with two or more usable measurements (an
+    uncatalogued source's discovery left out; V, eta, Vs, m in the units of
+    :mod:`dsa_assets.variability`), and the sources flagged variable."""
 
     table: Path
     rows: list[dict]
@@ -82,8 +83,14 @@ class VariabilityStage:
         rows, flagged, candidates = [], [], []
         names = db.measured_sources()
         thresholds = stats.table_thresholds(len(names), self.config.expected_false_variables)
+        discovered = {s["name"]: s["first_image_id"] for s in db.uncatalogued_sources()}
         for name in names:
             lc = db.light_curve(name, usable_only=True)
+            if name in discovered:
+                # the detection that began an uncatalogued source was picked for being high among
+                # every beam of its image: counted, it makes a noise peak or an artefact look like
+                # a flare. The new-source rule judges it; variability, the measurements around it
+                lc = [r for r in lc if r["image_id"] != discovered[name]]
             if len(lc) < 2:
                 continue
             t, flux, err = ([r[k] for r in lc] for k in ("epoch_unix", "flux_jy", "flux_err_jy"))

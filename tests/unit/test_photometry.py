@@ -10,7 +10,14 @@ from astropy.wcs import WCS
 from dsa_assets import variability
 from dsa_assets.catalogue import CatalogueSource
 from dsa_assets.sim.images import beam_correlated_noise, image_header
-from dsa_assets.stages.photometry import ImagePlanes, PhotometryConfig, beam_kernel, forced_fit, measure
+from dsa_assets.stages.photometry import (
+    ImagePlanes,
+    PhotometryConfig,
+    beam_kernel,
+    forced_fit,
+    measure,
+    new_source_candidates,
+)
 
 
 def synthetic_image(rng, sources, sigma=1e-3, size=256, cell_arcsec=10.0, bmaj=40.0, bmin=30.0, bpa=30.0):
@@ -143,6 +150,23 @@ def test_blind_detections_match_the_catalogue_and_find_a_new_source():
     assert variability.is_new_source(unmatched.flux_jy, [0.002, 0.001])
     assert not variability.is_new_source(unmatched.flux_jy, [0.01])
     assert not variability.is_new_source(unmatched.flux_jy, [])
+    earlier = [{"centre_ra_deg": 150.0, "centre_dec_deg": 30.0, "radius_deg": 1.0, "kind": "mosaic", "rms_jy": 0.001}]
+    assert new_source_candidates(result, earlier, min_snr=0.0) == [unmatched]
+    assert new_source_candidates(result, earlier, min_snr=unmatched.snr + 0.1) == []
+
+
+def test_new_sources_are_held_to_the_survey_wide_noise_peaks():
+    """A fixed 5 sigma lets every full-array image (56,000 beams) offer 0.016 noise peaks, a day
+    4.5: the new-source threshold follows the image's size and the day's budget instead."""
+    from scipy.stats import norm
+
+    per_image = variability.EXPECTED_FALSE_NEW_SOURCES_PER_DAY / 280
+    snr = variability.new_source_snr(56_000, per_image)
+    assert 5.6 < snr < 5.8
+    assert 56_000 * norm.sf(snr) * 280 == pytest.approx(variability.EXPECTED_FALSE_NEW_SOURCES_PER_DAY)
+    assert 56_000 * norm.sf(5.0) * 280 > 4
+    assert variability.new_source_snr(5_000, per_image) < snr, "fewer beams, fewer chances"
+    assert variability.new_source_snr(10, 1.0) == 5.0, "never below the detection threshold"
 
 
 # -- variability ----------------------------------------------------------------------------------
@@ -295,6 +319,45 @@ def test_a_bad_epoch_is_kept_out_of_the_light_curve_statistics(tmp_path):
     ungated = [i for i in range(20) if variability.metrics(*zip(*[(r["flux_jy"], r["flux_err_jy"])
                                                                  for r in db.light_curve(f"S{i}")])).variable]
     assert len(ungated) == 20
+
+
+def test_an_uncatalogued_source_is_not_variable_by_its_discovery_alone(tmp_path):
+    """A noise peak that began an uncatalogued source (7 sigma in one image, nothing in the six
+    after) is not variable: its discovery was picked for being high and is left out of its
+    statistics. One found the same way that stays bright is not variable either; one that
+    flares again later is."""
+    from dsa_assets.products import ProductsDB
+    from dsa_assets.stages.variability import VariabilityConfig, VariabilityStage
+
+    db = ProductsDB(tmp_path / "p.sqlite3")
+    rng = np.random.default_rng(4)
+    ras = {"peak": 150.0, "steady": 150.5, "flare": 151.0}
+    created = {}
+    for epoch in range(7):
+        image = {"image_id": f"I{epoch}", "kind": "observation", "partition_key": "k", "path": "x",
+                 "epoch_unix": 1e9 + epoch * 86164.0, "centre_ra_deg": 150.5, "centre_dec_deg": 30.0,
+                 "radius_deg": 2.0}
+        true = {"peak": 0.0, "steady": 0.05, "flare": 0.1 if epoch == 5 else 0.05}
+        if epoch == 0:
+            true["peak"] = 0.014
+            detections = [{"ra_deg": ra, "dec_deg": 30.0, "ra_err_arcsec": 2.0, "dec_err_arcsec": 2.0,
+                           "flux_jy": true[k], "flux_err_jy": 0.002, "local_rms_jy": 0.002, "snr": true[k] / 0.002,
+                           "flags": "", "source_name": None, "de_ruiter": None, "new": False}
+                          for k, ra in ras.items()]
+            made = db.record_photometry(image, [], detections)
+            created = {k: next(c["name"] for c in made.created if abs(c["ra_deg"] - ra) < 0.01) for k, ra in ras.items()}
+            # the platform then measures them (forced) in the image that found them
+            db.add_measurements("I0", [{"source_name": created[k], "epoch_unix": image["epoch_unix"], "kind": "forced",
+                                        "flux_jy": true[k], "flux_err_jy": 0.002, "flags": ""} for k in ras])
+            continue
+        rows = [{"source_name": created[k], "epoch_unix": image["epoch_unix"], "kind": "forced",
+                 "flux_jy": true[k] + 0.002 * rng.normal(), "flux_err_jy": 0.002, "flags": ""} for k in ras]
+        db.record_photometry(image, rows)
+    result = VariabilityStage(VariabilityConfig(tmp_path / "out", tmp_path / "scratch")).execute(db)
+    assert {r["source"]: r["n"] for r in result.rows} == {created[k]: 6 for k in ras}
+    assert [v.name for v in result.variable] == [created["flare"]]
+    with_discovery = [r["flux_jy"] for r in db.light_curve(created["peak"])]
+    assert len(with_discovery) == 7 and variability.metrics(with_discovery, [0.002] * 7).variable
 
 
 def test_a_survey_of_thousands_flags_no_constant_source():

@@ -12,6 +12,7 @@ import sys
 import pytest
 import yaml
 
+from dsa_assets import variability
 from dsa_assets.exceptions import SettingsError
 from dsa_assets.service.cli import main, parse_settings
 from dsa_assets.stages.calibration import CalibrationConfig
@@ -73,7 +74,7 @@ def test_one_default_everywhere(tmp_path, monkeypatch):
     pairs = [(ImagingResource, ImagingConfig, set()), (resources_science(), PhotometryConfig, {
         "enable_photometry", "enable_mosaic_creation", "new_source_factor", "mosaic_inputs", "mosaic_timeout_s",
         "max_rms_over_thermal", "variability_interval_s", "backfill_days",
-        "explorer_url", "expected_false_variables"})]
+        "explorer_url", "expected_false_variables", "expected_false_new_sources_per_day"})]
     for resource, config, elsewhere in pairs:
         defaults = {f.name: f.default for f in dataclasses.fields(config)}
         assert set(resource.model_fields) - elsewhere <= set(defaults), resource.__name__
@@ -87,6 +88,8 @@ def test_one_default_everywhere(tmp_path, monkeypatch):
     assert CalibrationResource.model_fields["peel_in_field_above_jy"].default == PeelingConfig.in_field_above_jy
     assert resources_science().model_fields["expected_false_variables"].default == \
         VariabilityConfig.expected_false_variables
+    assert resources_science().model_fields["expected_false_new_sources_per_day"].default == \
+        variability.EXPECTED_FALSE_NEW_SOURCES_PER_DAY
 
 
 def resources_science():
