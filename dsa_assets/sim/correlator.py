@@ -224,8 +224,9 @@ class CorrelatorSimulator:
                 sources = catalogue.within(sky, mid.ra.deg, mid.dec.deg, SKY_RADIUS_DEG)
             else:
                 sources = self._seen(sky, times)
-            if not (out / SKY_CATALOGUE).exists():
-                catalogue.write(out / SKY_CATALOGUE, sky + (list(A_TEAM) if cfg.a_team else []))
+            if not (out / SKY_CATALOGUE).exists():  # every source of the sky, the calibrator's too
+                catalogue.write(out / SKY_CATALOGUE, sky + (list(A_TEAM) if cfg.a_team else [])
+                                + ([calibrator_source(cfg.calibrator)] if cfg.calibrator else []))
         if cfg.a_team:
             sources += self._seen(list(A_TEAM), times)
         if cfg.calibrator:

@@ -14,7 +14,7 @@ from astropy.time import Time
 from dsa_assets import catalogue, geometry
 from dsa_assets import constants as C
 from dsa_assets.calibrators import transit_start
-from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig
+from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator_source
 from dsa_assets.sim.sky import A_TEAM, SKY_CATALOGUE, PointSource, SourceCounts, beam_envelope, realistic_strip
 
 
@@ -72,16 +72,18 @@ def _cross(path) -> np.ndarray:
 
 
 def test_reference_catalogue_holds_every_simulated_source(tmp_path):
-    sim = _sim(sky="realistic", a_team=True, apparent_floor_jy=0.02)
+    sim = _sim(sky="realistic", a_team=True, apparent_floor_jy=0.02, calibrator="3C286")
     group = sim.write_observation(tmp_path, datetime(2026, 3, 1, 12, tzinfo=UTC))
     names = {s.name for s in catalogue.read(tmp_path / SKY_CATALOGUE)}
     seen = {s.name for s in group.truth.sources}
-    assert len(seen) > 20 and seen <= names
-    assert {"CasA", "CygA"} <= names
-    # the observation's sources are those above the floor somewhere in the beam
+    assert len(seen) > 20 and seen <= names, "the calibrator too"
+    assert {"CasA", "CygA", calibrator_source("3C286").name} <= names
+    # the observation's sources are those above the floor somewhere in the beam (the
+    # calibrator is simulated wherever it is)
+    field = [s for s in group.truth.sources if s.name != calibrator_source("3C286").name]
     centre = geometry.meridian_icrs(sim.config.pointing_dec_rad, Time(group.data_start), sim.location)
-    offsets = catalogue.separation_deg(group.truth.sources, centre.ra.deg, centre.dec.deg)
-    flux = np.array([s.flux_jy for s in group.truth.sources])
+    offsets = catalogue.separation_deg(field, centre.ra.deg, centre.dec.deg)
+    flux = np.array([s.flux_jy for s in field])
     assert np.all(flux * beam_envelope(np.maximum(offsets - 1.0, 0.0)) >= 0.02)
 
 
