@@ -47,7 +47,8 @@ def lightcurve(args) -> int:
     from .variability import metrics, table_thresholds
 
     db = ProductsDB(args.products_db, must_exist=True)
-    rows = db.light_curve(args.source, image_kind="mosaic" if args.mosaics else "observation")
+    image_kind = "mosaic" if args.mosaics else "observation"
+    rows = db.light_curve(args.source, image_kind=image_kind)
     if not rows:
         print(f"no measurements of {args.source!r}", file=sys.stderr)
         return 1
@@ -55,20 +56,27 @@ def lightcurve(args) -> int:
     for r in rows:
         print(f"{exports.utc(r['epoch_unix']):20s} {r['flux_jy'] * 1e3:10.3f} {r['flux_err_jy'] * 1e3:8.3f} "
               f"{(r['snr'] or 0):7.1f}  {r['image_id']:24s} {r['flags'] or ''}")
-    usable = [r for r in rows if not excluded_from_statistics(r["flags"])]
+    usable = db.light_curve(args.source, image_kind=image_kind, usable_only=True)
     if len(usable) > 1:
         # judged as in the variability table, whose thresholds follow its size
         m = metrics([r["flux_jy"] for r in usable], [r["flux_err_jy"] for r in usable],
                     table_thresholds(len(db.measured_sources())))
         print(f"n={m.n} V={m.v:.3f} eta={m.eta:.2f} Vs={m.vs:.1f} m={m.m:.2f} variable={'yes' if m.variable else 'no'}"
-              + (f" ({len(rows) - len(usable)} flagged point(s) left out)" if len(usable) < len(rows) else ""))
+              + _left_out(sum(excluded_from_statistics(r["flags"]) for r in rows), len(rows) - len(usable)))
     # the exports hold the blind detections too, marked by their kind (as the explorer's)
-    _write(args, exports.light_curve_table(db, args.source, image_kind="mosaic" if args.mosaics else "observation"))
+    _write(args, exports.light_curve_table(db, args.source, image_kind=image_kind))
     if args.png:
         from .stages.variability import plot_light_curve
 
         plot_light_curve(args.png, args.source, rows)
     return 0
+
+
+def _left_out(flagged: int, total: int) -> str:
+    """What the statistics did not count: ``flagged`` points, and the discovery of an
+    uncatalogued source (:meth:`ProductsDB.light_curve`'s ``usable_only``) when ``total`` is more."""
+    parts = ([f"{flagged} flagged point(s)"] if flagged else []) + (["its discovery"] if total > flagged else [])
+    return f" ({' and '.join(parts)} left out)" if parts else ""
 
 
 def variables(args) -> int:

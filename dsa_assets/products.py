@@ -771,8 +771,11 @@ class ProductsDB:
     def light_curve(self, source_name: str, kind: str = "forced", image_kind: str | None = "observation",
                     usable_only: bool = False) -> list[dict]:
         """One source's measurements in time order: one range of the primary key.
-        ``usable_only``: without those flagged as unfit for statistics (``qa.EXCLUDED_FLAGS``:
-        an image that failed the catalogue checks, a blend)."""
+        ``usable_only``: the measurements its statistics count: without those flagged as unfit
+        (``qa.EXCLUDED_FLAGS``: an image that failed the catalogue checks, a blend) and, for an
+        uncatalogued source, without the image that began it (its detection there was picked for
+        being high among every beam of the image: counted, a noise peak or an artefact would
+        look like a flare; the new-source rule judges it)."""
         m = measurements.c
         q = select(m.epoch_unix, m.flux_jy, m.flux_err_jy, m.local_rms_jy, m.snr, m.image_id, m.flags).where(
             m.source_name == source_name, m.kind == kind)
@@ -781,6 +784,9 @@ class ProductsDB:
         if usable_only:
             for flag in EXCLUDED_FLAGS:
                 q = q.where(~func.coalesce(m.flags, "").contains(flag))
+            discovery = select(sources.c.first_image_id).where(
+                sources.c.name == source_name, sources.c.in_catalogue.is_(False)).scalar_subquery()
+            q = q.where(m.image_id.is_distinct_from(discovery))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q.order_by(m.epoch_unix))]
 

@@ -83,14 +83,8 @@ class VariabilityStage:
         rows, flagged, candidates = [], [], []
         names = db.measured_sources()
         thresholds = stats.table_thresholds(len(names), self.config.expected_false_variables)
-        discovered = {s["name"]: s["first_image_id"] for s in db.uncatalogued_sources()}
         for name in names:
             lc = db.light_curve(name, usable_only=True)
-            if name in discovered:
-                # the detection that began an uncatalogued source was picked for being high among
-                # every beam of its image: counted, it makes a noise peak or an artefact look like
-                # a flare. The new-source rule judges it; variability, the measurements around it
-                lc = [r for r in lc if r["image_id"] != discovered[name]]
             if len(lc) < 2:
                 continue
             t, flux, err = ([r[k] for r in lc] for k in ("epoch_unix", "flux_jy", "flux_err_jy"))
