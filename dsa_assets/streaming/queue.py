@@ -141,12 +141,39 @@ class SubbandQueue:
         self.tolerance_s = tolerance_s
         self.busy_timeout_s = busy_timeout_s
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(groups)")}
-            if "claimed_by" not in columns:  # queues created before claims were recorded
-                conn.execute("ALTER TABLE groups ADD COLUMN claimed_by TEXT")
+        self._initialise()
+
+    def _initialise(self) -> None:
+        """Switch the file to WAL and create the schema, retrying while another process holds it.
+
+        Switching the journal mode returns "database is locked" at once, without waiting in
+        the busy handler, while another connection holds a write lock on a file still in
+        rollback mode (two runs creating one fresh queue at once); so the whole step is retried
+        for up to ``busy_timeout_s`` (s).
+        """
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            conn = self._connect()
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(groups)")}
+                if "claimed_by" not in columns:  # queues created before claims were recorded
+                    conn.execute("ALTER TABLE groups ADD COLUMN claimed_by TEXT")
+                return
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" in str(exc):  # another process added it first
+                    return
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise QueueError(f"subband queue {self.db_path}: {exc}") from exc
+                if time.monotonic() >= deadline:
+                    raise QueueError(
+                        f"subband queue {self.db_path} stayed locked for more than {self.busy_timeout_s} s "
+                        f"while opening it ({exc})"
+                    ) from exc
+                time.sleep(0.05)
+            finally:
+                conn.close()
 
     # -- plumbing -----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:

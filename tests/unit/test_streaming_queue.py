@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sqlite3
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -110,6 +112,43 @@ def test_locked_database_gives_clear_error(tmp_path):
         blocker.execute("ROLLBACK")
         blocker.close()
     assert reg(q, tmp_path, 0, 0).status == "valid"
+
+
+
+def _hold_a_fresh_file_for(path, seconds):
+    """A second process's connection holding a write lock on a queue file still in rollback
+    mode, as while it creates the file; released after ``seconds`` (s) from a thread."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other(a)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other VALUES (1)")
+    timer = threading.Timer(seconds, lambda: (holder.execute("COMMIT"), holder.close()))
+    timer.start()
+    return timer
+
+
+def test_opening_a_queue_another_process_is_creating_waits_for_it(tmp_path):
+    """SQLite refuses the switch to WAL at once, without the busy timeout, while another
+    connection writes to a rollback-mode file: two runs opening one fresh queue raced there."""
+    db = tmp_path / "q.db"
+    timer = _hold_a_fresh_file_for(db, 0.5)
+    started = time.monotonic()
+    q = SubbandQueue(db_path=db, expected_subbands=16, busy_timeout_s=10)
+    waited = time.monotonic() - started
+    timer.join()
+    assert 0.4 < waited < 5
+    assert reg(q, tmp_path, 0, 0).status == "valid"
+    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_opening_a_queue_held_beyond_the_timeout_is_a_clear_error(tmp_path):
+    db = tmp_path / "q.db"
+    timer = _hold_a_fresh_file_for(db, 3)
+    try:
+        with pytest.raises(QueueError, match=r"q\.db stayed locked for more than 0.3 s while opening it"):
+            SubbandQueue(db_path=db, busy_timeout_s=0.3)
+    finally:
+        timer.join()
 
 
 def _register_many(db, root, worker, n_groups):
