@@ -60,7 +60,7 @@ class CalibrationResource(dg.ConfigurableResource):
     peel_a_team_above_jy: float = option(0.5, metavar="JY")
     """An A-team source is peeled when its apparent flux density (flux x beam response at
     mid-observation, Jy) exceeds this."""
-    peel_above_jy: float = option(1.0, metavar="JY")
+    peel_above_jy: float = option(0.3, metavar="JY")
     """Another source beyond the imaged field is peeled when its apparent flux density (Jy)
     exceeds this."""
     peel_in_field_above_jy: float = option(1.0, metavar="JY")
