@@ -43,7 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
 def lightcurve(args) -> int:
     from . import exports
     from .products import ProductsDB
-    from .qa import excluded_from_statistics
     from .variability import metrics, table_thresholds
 
     db = ProductsDB(args.products_db, must_exist=True)
@@ -55,14 +54,14 @@ def lightcurve(args) -> int:
     print(f"{'utc':20s} {'flux_mJy':>10s} {'err_mJy':>8s} {'snr':>7s}  {'image':24s} flags")
     for r in rows:
         print(f"{exports.utc(r['epoch_unix']):20s} {r['flux_jy'] * 1e3:10.3f} {r['flux_err_jy'] * 1e3:8.3f} "
-              f"{(r['snr'] or 0):7.1f}  {r['image_id']:24s} {r['flags'] or ''}")
-    usable = db.light_curve(args.source, image_kind=image_kind, usable_only=True)
+              f"{(r['snr'] or 0):7.1f}  {r['image_id']:24s} {exports.shown_flags(r)}")
+    usable = [r for r in rows if r["counted"]]
     if len(usable) > 1:
         # judged as in the variability table, whose thresholds follow its size
         m = metrics([r["flux_jy"] for r in usable], [r["flux_err_jy"] for r in usable],
                     table_thresholds(len(db.measured_sources())))
         print(f"n={m.n} V={m.v:.3f} eta={m.eta:.2f} Vs={m.vs:.1f} m={m.m:.2f} variable={'yes' if m.variable else 'no'}"
-              + _left_out(sum(excluded_from_statistics(r["flags"]) for r in rows), len(rows) - len(usable)))
+              + _left_out(rows))
     # the exports hold the blind detections too, marked by their kind (as the explorer's)
     _write(args, exports.light_curve_table(db, args.source, image_kind=image_kind))
     if args.png:
@@ -72,10 +71,12 @@ def lightcurve(args) -> int:
     return 0
 
 
-def _left_out(flagged: int, total: int) -> str:
-    """What the statistics did not count: ``flagged`` points, and the discovery of an
-    uncatalogued source (:meth:`ProductsDB.light_curve`'s ``usable_only``) when ``total`` is more."""
-    parts = ([f"{flagged} flagged point(s)"] if flagged else []) + (["its discovery"] if total > flagged else [])
+def _left_out(rows: list[dict]) -> str:
+    """What the statistics did not count (:meth:`ProductsDB.light_curve`'s ``counted``):
+    flagged points, and the discovery of an uncatalogued source."""
+    flagged = sum(not r["counted"] and not r["discovery"] for r in rows)
+    discovery = any(r["discovery"] for r in rows)
+    parts = ([f"{flagged} flagged point(s)"] if flagged else []) + (["its discovery"] if discovery else [])
     return f" ({' and '.join(parts)} left out)" if parts else ""
 
 

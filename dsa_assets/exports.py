@@ -21,7 +21,7 @@ SOURCE_UNITS = {"ra_deg": "deg", "dec_deg": "deg", "catalogue_flux_jy": "Jy", "m
 SOURCE_COLUMNS = ("name", "ra_deg", "dec_deg", "in_catalogue", "catalogue_flux_jy", "n", "mean_flux_jy", "weighted_mean_jy",
                   "v", "eta", "eta_threshold", "vs", "m", "variable", "ese_score", "ese_t0_unix", "ese_width_days",
                   "ese_depth", "ese_candidate", "trend_score", "trend_per_year", "trend")
-BOOLEAN_COLUMNS = {"in_catalogue", "variable", "ese_candidate", "trend"}
+BOOLEAN_COLUMNS = {"in_catalogue", "variable", "ese_candidate", "trend", "counted"}
 
 
 def utc(t_unix: float) -> str:
@@ -48,14 +48,22 @@ def table(columns, rows: list[list], units: dict[str, str], description: str):
     return out
 
 
+def shown_flags(row: dict) -> str:
+    """The flags a light-curve row (:meth:`ProductsDB.light_curve`) shows: its own, and
+    "discovery" in the image that began an uncatalogued source (not counted either)."""
+    return " ".join(filter(None, [row["flags"] or "", "discovery" if row["discovery"] else ""]))
+
+
 def light_curve_table(db, name: str, image_kind: str | None = "observation"):
-    """One source's measurements (forced and blind) in time order, with flags."""
+    """One source's measurements (forced and blind) in time order, with flags and whether its
+    statistics count each."""
     rows = sorted(db.light_curve(name, kind="forced", image_kind=image_kind)
                   + [{**r, "kind": "blind"} for r in db.light_curve(name, kind="blind", image_kind=image_kind)],
                   key=lambda r: r["epoch_unix"])
-    columns = ["utc", "epoch_unix", "kind", "flux_jy", "flux_err_jy", "local_rms_jy", "snr", "image_id", "flags"]
+    columns = ["utc", "epoch_unix", "kind", "flux_jy", "flux_err_jy", "local_rms_jy", "snr", "image_id", "flags",
+               "counted"]
     values = [[utc(r["epoch_unix"]), r["epoch_unix"], r.get("kind", "forced"), r["flux_jy"], r["flux_err_jy"],
-               r["local_rms_jy"], r["snr"], r["image_id"], r["flags"] or ""] for r in rows]
+               r["local_rms_jy"], r["snr"], r["image_id"], r["flags"] or "", r["counted"]] for r in rows]
     return table(columns, values, LIGHT_CURVE_UNITS, f"light curve of {name}")
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     create_engine,
     event,
     func,
@@ -770,25 +771,28 @@ class ProductsDB:
 
     def light_curve(self, source_name: str, kind: str = "forced", image_kind: str | None = "observation",
                     usable_only: bool = False) -> list[dict]:
-        """One source's measurements in time order: one range of the primary key.
-        ``usable_only``: the measurements its statistics count: without those flagged as unfit
-        (``qa.EXCLUDED_FLAGS``: an image that failed the catalogue checks, a blend) and, for an
-        uncatalogued source, without the image that began it (its detection there was picked for
-        being high among every beam of the image: counted, a noise peak or an artefact would
-        look like a flare; the new-source rule judges it)."""
+        """One source's measurements in time order: one range of the primary key. Each row says
+        whether its statistics count it (``counted``): not when flagged as unfit
+        (``qa.EXCLUDED_FLAGS``: an image that failed the catalogue checks, a blend), nor, for an
+        uncatalogued source, the measurement in the image that began it (``discovery``: its
+        detection there was picked for being high among every beam of the image, so counted, a
+        noise peak or an artefact would look like a flare; the new-source rule judges it).
+        ``usable_only``: the counted rows alone."""
         m = measurements.c
-        q = select(m.epoch_unix, m.flux_jy, m.flux_err_jy, m.local_rms_jy, m.snr, m.image_id, m.flags).where(
+        first_image = select(sources.c.first_image_id).where(
+            sources.c.name == source_name, sources.c.in_catalogue.is_(False)).scalar_subquery()
+        discovery = func.coalesce(m.image_id == first_image, False)
+        counted = and_(*(~func.coalesce(m.flags, "").contains(flag) for flag in EXCLUDED_FLAGS), ~discovery)
+        q = select(m.epoch_unix, m.flux_jy, m.flux_err_jy, m.local_rms_jy, m.snr, m.image_id, m.flags,
+                   discovery.label("discovery"), counted.label("counted")).where(
             m.source_name == source_name, m.kind == kind)
         if image_kind:
             q = q.where(m.image_kind == image_kind)
         if usable_only:
-            for flag in EXCLUDED_FLAGS:
-                q = q.where(~func.coalesce(m.flags, "").contains(flag))
-            discovery = select(sources.c.first_image_id).where(
-                sources.c.name == source_name, sources.c.in_catalogue.is_(False)).scalar_subquery()
-            q = q.where(m.image_id.is_distinct_from(discovery))
+            q = q.where(counted)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q.order_by(m.epoch_unix))]
+            return [{**r._mapping, "discovery": bool(r.discovery), "counted": bool(r.counted)}
+                    for r in conn.execute(q.order_by(m.epoch_unix))]
 
     def image_measurements(self, image_id: str, kind: str = "forced") -> list[dict]:
         """One image's measurements of ``kind``, in the order they were made."""

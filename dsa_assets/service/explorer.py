@@ -110,7 +110,7 @@ trend score {{ '%.1f' % s.trend_score }} ({{ '%+.0f' % (s.trend_per_year * 100) 
 <b class="flag">trend</b>{% endif %}</td></tr>
 {% else %}<tr><th>variability</th><td class="muted">not computed yet</td></tr>{% endif %}
 <tr><th>measurements</th><td>{{ n_forced }} forced, {{ n_blind }} blind,
-{{ n_excluded }} excluded from statistics ·
+{{ n_excluded }} not counted in its statistics ·
 <a href="{{ url }}/lightcurve.csv">CSV</a> · <a href="{{ url }}/lightcurve.vot">VOTable</a></td></tr>
 </table>
 <h2>Light curve</h2>
@@ -187,12 +187,11 @@ def eta_v_plot(stats: list[dict]):
 
 
 def light_curve_plot(forced: list[dict], blind: list[dict]):
-    """Flux density (mJy) against UTC: usable forced fits with error bars, flagged ones (left
-    out of the statistics) as grey crosses, blind detections as triangles."""
+    """Flux density (mJy) against UTC: counted forced fits with error bars, those the
+    statistics leave out (flagged, or an uncatalogued source's discovery) as grey crosses,
+    blind detections as triangles."""
     from bokeh.models import ColumnDataSource, HoverTool, Whisker
     from bokeh.plotting import figure
-
-    from ..qa import excluded_from_statistics
 
     fig = figure(width=900, height=380, x_axis_type="datetime", x_axis_label="UTC", y_axis_label="flux density (mJy)",
                  tools="pan,wheel_zoom,box_zoom,reset,hover", output_backend="canvas")
@@ -202,12 +201,12 @@ def light_curve_plot(forced: list[dict], blind: list[dict]):
         err = np.array([r["flux_err_jy"] for r in rows]) * 1e3
         return ColumnDataSource({"t": [r["epoch_unix"] * 1000.0 for r in rows], "f": flux, "lo": flux - err,
                                  "hi": flux + err, "image": [r["image_id"] for r in rows],
-                                 "flags": [r["flags"] or "" for r in rows]})
+                                 "flags": [exports.shown_flags(r) for r in rows]})
 
-    usable = [r for r in forced if not excluded_from_statistics(r["flags"])]
-    excluded = [r for r in forced if excluded_from_statistics(r["flags"])]
+    usable = [r for r in forced if r["counted"]]
+    excluded = [r for r in forced if not r["counted"]]
     for rows, colour, marker, label in ((usable, "#1f77b4", "circle", "forced"), (excluded, "#999999", "x",
-                                        "forced, excluded"), (blind, "#2ca02c", "triangle", "blind")):
+                                        "forced, not counted"), (blind, "#2ca02c", "triangle", "blind")):
         if not rows:
             continue
         data = columns(rows)
@@ -312,14 +311,12 @@ def build_app(products_db: str):
             raise HTTPException(404, f"no source named {name!r}")
         forced = db.light_curve(name, kind="forced")
         blind = db.light_curve(name, kind="blind")
-        from ..qa import excluded_from_statistics
-
         latest_first = forced[::-1]
         shown = latest_first if request.query_params.get("cutouts") == "all" else latest_first[:CUTOUTS_SHOWN]
-        cutouts = [{**r, "utc": exports.utc(r["epoch_unix"]),
+        cutouts = [{**r, "utc": exports.utc(r["epoch_unix"]), "flags": exports.shown_flags(r),
                     "src": f"/cutout?image={quote(r['image_id'], safe='')}&source={quote(name, safe='')}"} for r in shown]
         body = SOURCE.render(s=s, url=source_url(name), n_forced=len(forced), n_blind=len(blind),
-                             n_excluded=sum(excluded_from_statistics(r["flags"]) for r in forced),
+                             n_excluded=sum(not r["counted"] for r in forced),
                              ese_t0=exports.utc(s["ese_t0_unix"]) if s.get("ese_candidate") else "",
                              cutouts=cutouts, shown=len(shown), n_images=len(forced))
         return page(name, body, {"lightcurve": light_curve_plot(forced, blind)}, started=started)

@@ -54,8 +54,9 @@ class PeelingConfig:
     above_jy: float = 0.3
     """A reference-catalogue source beyond ``field_radius_deg`` is peeled above this: CLEAN
     never sees it, and its sidelobes fall on the image undeconvolved (in the demo a 0.55 Jy one
-    0.25 deg beyond an image's edge put three 6-10 sigma false new sources there). Both the sidelobes and the noise fall as one over the square root of the
-    number of baselines, so one level serves the scaled-down and the full array."""
+    0.25 deg beyond an image's edge put three 6-10 sigma false new sources there). Both the
+    sidelobes and the noise fall as one over the square root of the number of baselines, so
+    one level serves the scaled-down and the full array."""
     field_radius_deg: float = 1.7
     """Sources nearer the beam centre are in the image."""
     in_field_above_jy: float = 1.0

@@ -128,16 +128,20 @@ def write_table(path: Path, rows: list[dict]) -> None:
 
 
 def plot_light_curve(path: Path, name: str, lc: list[dict], metrics=None) -> Path:
-    """PNG of a light curve: flux density (mJy) with 1-sigma errors against UTC."""
+    """PNG of a light curve: flux density (mJy) with 1-sigma errors against UTC; rows its
+    statistics leave out (``counted`` false, :meth:`ProductsDB.light_curve`) as grey crosses."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    t = [datetime.fromtimestamp(r["epoch_unix"], UTC) for r in lc]
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
-    ax.errorbar(t, [r["flux_jy"] * 1e3 for r in lc], yerr=[r["flux_err_jy"] * 1e3 for r in lc], fmt="o", ms=3)
+    for counted, style in ((True, {"fmt": "o", "ms": 3}), (False, {"fmt": "x", "ms": 5, "color": "0.6"})):
+        rows = [r for r in lc if r.get("counted", True) is counted]
+        if rows:
+            ax.errorbar([datetime.fromtimestamp(r["epoch_unix"], UTC) for r in rows], [r["flux_jy"] * 1e3 for r in rows],
+                        yerr=[r["flux_err_jy"] * 1e3 for r in rows], **style)
     ax.set_ylabel("flux density (mJy)")
     ax.set_xlabel("UTC")
     title = name if metrics is None else f"{name}  V={metrics.v:.2f}  eta={metrics.eta:.1f}"

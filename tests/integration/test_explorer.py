@@ -123,7 +123,7 @@ def test_search_finds_a_source_whose_page_shows_its_light_curve_and_cutouts(serv
     page.wait_for_selector("body[data-rendered=yes]", timeout=60_000)
     text = page.inner_text("body")
     assert "candidate" in text and "30% dip" in text, "the injected ESE is reported with its depth"
-    assert "excluded from statistics" in text
+    assert "not counted in its statistics" in text
     points = page.evaluate("""() => window.explorerViews.lightcurve.roots[0].model.renderers
         .filter(r => r.glyph && r.glyph.x).map(r => r.data_source.data.t.length)""")
     excluded = survey.n_epochs // 37

@@ -321,7 +321,7 @@ def test_a_bad_epoch_is_kept_out_of_the_light_curve_statistics(tmp_path):
     assert len(ungated) == 20
 
 
-def test_an_uncatalogued_source_is_not_variable_by_its_discovery_alone(tmp_path):
+def test_an_uncatalogued_source_is_not_variable_by_its_discovery_alone(tmp_path, capsys):
     """A noise peak that began an uncatalogued source (7 sigma in one image, nothing in the six
     after) is not variable: its discovery was picked for being high and is left out of its
     statistics. One found the same way that stays bright is not variable either; one that
@@ -356,8 +356,19 @@ def test_an_uncatalogued_source_is_not_variable_by_its_discovery_alone(tmp_path)
     result = VariabilityStage(VariabilityConfig(tmp_path / "out", tmp_path / "scratch")).execute(db)
     assert {r["source"]: r["n"] for r in result.rows} == {created[k]: 6 for k in ras}
     assert [v.name for v in result.variable] == [created["flare"]]
-    with_discovery = [r["flux_jy"] for r in db.light_curve(created["peak"])]
-    assert len(with_discovery) == 7 and variability.metrics(with_discovery, [0.002] * 7).variable
+    whole = db.light_curve(created["peak"])
+    assert [(r["image_id"], r["discovery"], r["counted"]) for r in whole[:2]] == [("I0", True, False), ("I1", False, True)]
+    assert variability.metrics([r["flux_jy"] for r in whole], [0.002] * 7).variable, "counted, it would be"
+    # every reader of the light curve shows the discovery as not counted
+    from dsa_assets import cli, exports
+
+    table = exports.light_curve_table(db, created["peak"])
+    assert [(k, bool(c)) for k, c in zip(table["kind"], table["counted"])][:3] == [
+        ("forced", False), ("blind", False), ("forced", True)], "the discovery image's fit and detection"
+    assert exports.shown_flags(whole[0]) == "discovery"
+    assert cli.main(["lightcurve", "--products-db", str(tmp_path / "p.sqlite3"), "--source", created["peak"]]) == 0
+    printed = capsys.readouterr().out
+    assert "discovery" in printed and "variable=no (its discovery left out)" in printed
 
 
 def test_a_survey_of_thousands_flags_no_constant_source():

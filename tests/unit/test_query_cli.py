@@ -38,6 +38,7 @@ def test_a_light_curve_is_printed_and_exported_with_its_flags(db_path, tmp_path,
     assert "bad_image" in printed and "variable=no (1 flagged point(s) left out)" in printed
     table = Table.read(out_vot, format="votable")
     assert len(table) == 8 and str(table["flux_jy"].unit) == "Jy" and list(table["flags"]).count("bad_image") == 1
+    assert [bool(c) for c in table["counted"]] == [True] * 3 + [False] + [True] * 4
     assert np.ma.getmaskarray(table["local_rms_jy"]).all(), "no local rms: null in the VOTable"
     rows = list(csv.DictReader(out_csv.open()))
     assert [float(r["flux_jy"]) for r in rows] == pytest.approx(list(table["flux_jy"]))
