@@ -81,6 +81,17 @@ def truth_file_name(stamp: str) -> str:
     return f"{stamp}_truth.json"
 
 
+PRODUCT_ROOTS = ("ms", "calibrated", "caltables", "images", "mosaics")
+"""The directories under the output directory that hold each kind of product, by date."""
+
+
+def product_root(output_dir: Path, kind: str) -> Path:
+    """``<output>/<kind>``: where one kind of product (``PRODUCT_ROOTS``) lives."""
+    if kind not in PRODUCT_ROOTS:
+        raise ProductNameError(f"no product kind {kind!r}; the kinds are {', '.join(PRODUCT_ROOTS)}")
+    return Path(output_dir) / kind
+
+
 def ms_name(group_id: str) -> str:
     """Measurement Set directory name of an observation (group id = canonical stamp)."""
     return f"{observation_id(group_id)}.ms"
@@ -88,14 +99,14 @@ def ms_name(group_id: str) -> str:
 
 def ms_path(output_dir: Path, group_id: str) -> Path:
     """Where an observation's Measurement Set lives: ``<output>/ms/<YYYY-MM-DD>/<stamp>.ms``."""
-    return Path(output_dir) / "ms" / group_id[:10] / ms_name(group_id)
+    return product_root(output_dir, "ms") / group_id[:10] / ms_name(group_id)
 
 
 def image_dir(output_dir: Path, group_id: str) -> Path:
     """Where an observation's images live: ``<output>/images/<YYYY-MM-DD>/<stamp>/``, holding
     ``<stamp>-{image,residual,psf,model,pb,pbcor}.fits`` and ``<stamp>.png``. One directory per
     observation, so that the set is published (and replaced) in one rename."""
-    return Path(output_dir) / "images" / observation_id(group_id)[:10] / group_id
+    return product_root(output_dir, "images") / observation_id(group_id)[:10] / group_id
 
 
 def image_file(output_dir: Path, group_id: str, kind: str) -> Path:
@@ -111,12 +122,12 @@ def image_files(output_dir: Path, group_id: str, kinds=("image", "residual", "pb
 def caltable_dir(output_dir: Path, group_id: str) -> Path:
     """Calibration solution of a calibrator observation: ``<output>/caltables/<date>/<stamp>/``
     holding ``<stamp>.K``, ``.B``, ``.G``, ``model.cl`` and ``solution.json``."""
-    return Path(output_dir) / "caltables" / observation_id(group_id)[:10] / group_id
+    return product_root(output_dir, "caltables") / observation_id(group_id)[:10] / group_id
 
 
 def calibrated_ms_path(output_dir: Path, group_id: str) -> Path:
     """Calibrated Measurement Set: ``<output>/calibrated/<date>/<stamp>.ms``."""
-    return Path(output_dir) / "calibrated" / group_id[:10] / ms_name(group_id)
+    return product_root(output_dir, "calibrated") / group_id[:10] / ms_name(group_id)
 
 
 def mosaic_stem(key: str) -> str:
@@ -127,7 +138,7 @@ def mosaic_stem(key: str) -> str:
 def mosaic_dir(output_dir: Path, key: str) -> Path:
     """``<output>/mosaics/<YYYY-MM-DD>/<stem>/``, holding ``<stem>-{image,noise,weight,residual,psf}.fits``
     and ``<stem>.png``, published in one rename."""
-    return Path(output_dir) / "mosaics" / key[:10] / mosaic_stem(key)
+    return product_root(output_dir, "mosaics") / key[:10] / mosaic_stem(key)
 
 
 def mosaic_files(output_dir: Path, key: str) -> dict[str, Path]:

@@ -86,7 +86,26 @@ MAX_RMS_OVER_THERMAL = 1.5
 RECOVERY_SNR = 10.0
 """Simulated sources brighter than this many sigma are held to their true position and flux."""
 RECOVERY_FLUX_TOLERANCE = 0.05
-"""... within this fraction of the true flux (plus 3 sigma)."""
+"""... within this fraction of the true flux (plus ``NOISE_ALLOWANCE_SIGMA`` sigma) ..."""
+RECOVERY_POSITION_BEAMS = 0.2
+"""... and within this fraction of the beam's minor axis of their true position."""
+NOISE_ALLOWANCE_SIGMA = 3.0
+"""Flux tolerances allow this many times a measurement's noise beside their fraction."""
+
+
+def recovery_problems(rows: list[dict], flux_tolerance: float = RECOVERY_FLUX_TOLERANCE) -> list[str]:
+    """Simulated sources measured off their truth (rows of
+    :func:`dsa_assets.stages.imaging.source_recovery`: fluxes in Jy, offsets and beam in arcsec)
+    by more than ``RECOVERY_POSITION_BEAMS`` of the beam, or in flux by more than the
+    tolerance plus ``NOISE_ALLOWANCE_SIGMA`` times the noise."""
+    problems = []
+    for r in rows:
+        if r["offset_arcsec"] > RECOVERY_POSITION_BEAMS * r["beam_minor_arcsec"]:
+            problems.append(f"{r['name']}: {r['offset_arcsec']:.1f}\" from its true position")
+        allowed = flux_tolerance * r["true_flux_jy"] + NOISE_ALLOWANCE_SIGMA * r["noise_jy"]
+        if abs(r["flux_jy"] - r["true_flux_jy"]) > allowed:
+            problems.append(f"{r['name']}: {r['flux_jy']:.4f} Jy measured, {r['true_flux_jy']:.4f} Jy true")
+    return problems
 
 
 def noise_passes(rms_over_thermal: float) -> bool:
@@ -214,8 +233,8 @@ def compare_with_catalogue(measurements, reference: dict, freq_hz: float | None 
 CROSSCHECK_SNR = 10.0
 """Sources the WSClean image detects above this many sigma are compared."""
 CROSSCHECK_TOLERANCE = 0.03
-"""WSClean and tclean fluxes agree within this fraction (plus 3 sigma)."""
+"""WSClean and tclean fluxes agree within this fraction (plus ``NOISE_ALLOWANCE_SIGMA`` sigma)."""
 
 
 def imagers_agree(flux_a: float, flux_b: float, sigma: float) -> bool:
-    return abs(flux_a - flux_b) <= CROSSCHECK_TOLERANCE * abs(flux_a) + 3 * sigma
+    return abs(flux_a - flux_b) <= CROSSCHECK_TOLERANCE * abs(flux_a) + NOISE_ALLOWANCE_SIGMA * sigma

@@ -174,7 +174,7 @@ def inventory(catalogue: ProductCatalogue, *, photometry: bool, mosaics: bool, v
         blocker = ("not measured yet" if photometry and gid not in measured else
                    "its hour not mosaicked yet" if mosaics and not catalogue.mosaic(hour).exists else None)
         add("images", gid, row["partition_key"], [row["directory"]], _unix(row["created_at"], now), blocker)
-    for directory in sorted((out / "mosaics").glob("*/*")):
+    for directory in sorted(naming.product_root(out, "mosaics").glob("*/*")):
         if directory.name.startswith(".") or not directory.is_dir():
             continue
         stem = directory.name  # YYYY-MM-DD-HH00

@@ -8,7 +8,7 @@ from typing import Literal
 import dagster as dg
 
 from dsa_assets.stages.calibration import CalibrationConfig, CalibrationStage, SolveOptions
-from dsa_assets.stages.flagging import FlaggingConfig
+from dsa_assets.stages.flagging import RFI_METHODS, FlaggingConfig
 from dsa_assets.stages.peeling import PeelingConfig
 
 from .options import option
@@ -33,8 +33,8 @@ class CalibrationResource(dg.ConfigurableResource):
     """Apparent flux (Jy; flux x mean beam response) a transit needs to be solved on."""
     max_offset_deg: float = option(1.5, flag="--max-calibrator-offset-deg")
     """Calibrators further than this (deg) from the beam centre at transit are not used."""
-    rfi_flagger: Literal["aoflagger", "tfcrop", "rflag", "none"] = "aoflagger"
-    """RFI flagging before calibration."""
+    rfi_flagger: Literal[RFI_METHODS] = "aoflagger"
+    """RFI flagging before calibration: AOFlagger, CASA flagdata's tfcrop or rflag, or none."""
     flag_workers: int = 0
     """Processes AOFlagger runs in (0: the cores the process may use)."""
     model_radius_deg: float = option(2.0, flag="--calibrator-model-radius-deg")

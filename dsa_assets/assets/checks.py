@@ -73,7 +73,7 @@ MOSAIC_CATALOGUE_CHECK = dg.AssetCheckSpec(name="held_to_catalogue", asset="mosa
 AGREEMENT_CHECK = dg.AssetCheckSpec(
     name="wsclean_tclean_agree", asset="imager_cross_check",
     description=f"Every source above {qa.CROSSCHECK_SNR:g} sigma has WSClean and tclean fluxes within "
-                f"{qa.CROSSCHECK_TOLERANCE:.0%} (+3 sigma).",
+                f"{qa.CROSSCHECK_TOLERANCE:.0%} (+{qa.NOISE_ALLOWANCE_SIGMA:g} sigma).",
 )
 
 
@@ -180,13 +180,14 @@ def simulated_gains_recovered(context: dg.AssetCheckExecutionContext, pipeline: 
 @dg.asset_check(
     asset="image", name="simulated_sources_recovered",
     description=(
-        f"For simulated observations: every source above {qa.RECOVERY_SNR:g} sigma lies within 1/5 of the beam "
-        f"of its true position, with its flux within {qa.RECOVERY_FLUX_TOLERANCE:.0%} (+3 sigma) after "
+        f"For simulated observations: every source above {qa.RECOVERY_SNR:g} sigma lies within "
+        f"{qa.RECOVERY_POSITION_BEAMS:g} of the beam of its true position, with its flux within "
+        f"{qa.RECOVERY_FLUX_TOLERANCE:.0%} (+{qa.NOISE_ALLOWANCE_SIGMA:g} sigma) after "
         "primary-beam correction."
     ),
 )
 def simulated_sources_recovered(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
-    from ..stages.imaging import recovery_problems, source_recovery
+    from ..stages.imaging import source_recovery
 
     products = pipeline.catalogue()
     rows, problems, simulated = [], [], 0
@@ -195,10 +196,9 @@ def simulated_sources_recovered(context: dg.AssetCheckExecutionContext, pipeline
         if truth is None or recorded is None:
             continue
         simulated += 1
-        found = source_recovery(obs.images["image"], obs.images["pb"], truth.sources, recorded["rms_jy"],
-                                snr_min=qa.RECOVERY_SNR)
+        found = source_recovery(obs.images["image"], obs.images["pb"], truth.sources, recorded["rms_jy"])
         rows += found
-        problems += recovery_problems(found, qa.RECOVERY_FLUX_TOLERANCE)
+        problems += qa.recovery_problems(found)
     return dg.AssetCheckResult(passed=not problems, metadata={
         "simulated_observations": simulated, "sources_measured": len(rows),
         "problems": dg.MetadataValue.json(problems),

@@ -11,6 +11,7 @@ from resources.pipeline import PipelineResource
 
 from .. import fsutil, partitions, qa
 from .checks import AGREEMENT_CHECK, agreement_check
+from .common import for_each_observation
 from .images import image
 
 
@@ -29,8 +30,8 @@ def imager_cross_check(context: dg.AssetExecutionContext, pipeline: PipelineReso
     # both imagers see the same calibrated data: only the image noise enters the comparison
     config = PhotometryConfig(detect_snr=qa.CROSSCHECK_SNR, systematic_fraction=0.0)
     tclean = imaging.model_copy(update={"imager": "tclean"})
-    rows, problems = [], []
-    for obs in pipeline.catalogue().in_window(context.partition_key, having=("calibrated_ms", "image")):
+
+    def compare(obs) -> list[dict]:
         ws = obs.images
         with fsutil.scratch_directory(pipeline.scratch_path, f"crosscheck-{obs.group_id}-") as tmp:
             tc = tclean.stage(tmp, tmp / "scratch").execute(group_id=obs.group_id, ms_path=obs.calibrated_ms_path)
@@ -41,13 +42,19 @@ def imager_cross_check(context: dg.AssetExecutionContext, pipeline: PipelineReso
                                                      config, tc.images["psf"])
             a = {m.source: m for m in measure(ws_planes, detections, config).forced()}
             b = {m.source: m for m in measure(tc_planes, detections, config).forced()}
+        compared = []
         for name in sorted(set(a) & set(b)):
             fa, fb = a[name].flux_jy, b[name].flux_jy
             noise = max(a[name].flux_err_jy, b[name].flux_err_jy)
-            ok = qa.imagers_agree(fa, fb, noise)
-            rows.append({"observation": obs.group_id, "source": name, "wsclean_jy": round(fa, 5),
-                         "tclean_jy": round(fb, 5), "sigma_jy": round(noise, 5), "agree": ok})
-            if not ok:
-                problems.append(f"{obs.group_id} {name}: WSClean {fa:.4f} Jy, tclean {fb:.4f} Jy")
+            compared.append({"observation": obs.group_id, "source": name, "wsclean_jy": round(fa, 5),
+                             "tclean_jy": round(fb, 5), "sigma_jy": round(noise, 5),
+                             "agree": qa.imagers_agree(fa, fb, noise)})
+        return compared
+
+    observations = pipeline.catalogue().in_window(context.partition_key, having=("calibrated_ms", "image"))
+    rows = [r for _, compared in for_each_observation(context, observations, "imager_cross_check", compare)
+            for r in compared]
+    problems = [f"{r['observation']} {r['source']}: WSClean {r['wsclean_jy']:.4f} Jy, tclean {r['tclean_jy']:.4f} Jy"
+                for r in rows if not r["agree"]]
     return dg.MaterializeResult(metadata={"sources_compared": len(rows), "comparison": dg.MetadataValue.json(rows)},
                                 check_results=[agreement_check(rows, problems)])

@@ -40,7 +40,6 @@ PROCESS_TAG = "dsa110/process"
 STOP_GRACE_S = 10.0
 """Seconds the services get to stop on SIGTERM before they are killed: well inside systemd's
 stop timeout (and the 15 s the operators asked for), however the signal is delivered."""
-"""The name the pipeline this platform replaces gave a deployment's settings."""
 
 
 def service_environment(settings: Settings) -> dict[str, str]:

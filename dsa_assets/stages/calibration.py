@@ -269,6 +269,7 @@ class CalibrationStage:
         """Remove scratch directories of interrupted solves and applications, and partial
         publishes of solutions and calibrated Measurement Sets (crash recovery)."""
         cfg = self.config
-        removed = fsutil.sweep_partials(cfg.output_dir / "caltables") + fsutil.sweep_partials(cfg.output_dir / "calibrated")
+        removed = [path for kind in ("caltables", "calibrated")
+                   for path in fsutil.sweep_partials(naming.product_root(cfg.output_dir, kind))]
         return removed + fsutil.sweep_scratch(cfg.scratch_dir, "cal-*", "apply-*", "gainprobe-*", f"{FLAGGED_PREFIX}*")
 

@@ -38,7 +38,7 @@ CHANNEL_BLOCK = 256
 @dataclass(frozen=True)
 class FlaggingConfig:
     rfi: str = "aoflagger"
-    """"aoflagger", "tfcrop" (CASA flagdata) or "none"."""
+    """One of ``RFI_METHODS``: "aoflagger", "tfcrop" or "rflag" (CASA flagdata), or "none"."""
     aoflagger_strategy: str = "dsa110"
     """"dsa110" (short kernels for 5-minute drift scans) or "generic" (AOFlagger's default)."""
     dead_antenna_factor: float = 5.0

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import constants as C
-from .. import fsutil, geometry, naming
+from .. import fsutil, geometry, naming, qa
 from ..exceptions import ImagingError
 from .ms_inspect import pointing_directions, radec_unit
 from .peeling import read_record, restore
@@ -251,7 +251,7 @@ def fit_point_source(image: np.ndarray, header, x: float, y: float, box: int = 6
     return float(fit.x[0]), float(fit.x[1]), float(fit.x[2])
 
 
-def source_recovery(image_path: Path, pb_path: Path, sources, rms: float, snr_min: float = 10.0) -> list[dict]:
+def source_recovery(image_path: Path, pb_path: Path, sources, rms: float, snr_min: float = qa.RECOVERY_SNR) -> list[dict]:
     """Measure known point sources in an image: for each source whose beam-attenuated flux
     exceeds ``snr_min`` x ``rms`` (Jy/beam), fit the restoring beam at its true position.
 
@@ -285,17 +285,6 @@ def source_recovery(image_path: Path, pb_path: Path, sources, rms: float, snr_mi
             "noise_jy": rms / pb[yi, xi],
         })
     return rows
-
-
-def recovery_problems(rows: list[dict], flux_tolerance: float = 0.05) -> list[str]:
-    """Sources off by more than 1/5 of the beam, or in flux by more than the tolerance + 3 sigma."""
-    problems = []
-    for r in rows:
-        if r["offset_arcsec"] > r["beam_minor_arcsec"] / 5:
-            problems.append(f"{r['name']}: {r['offset_arcsec']:.1f}\" from its true position")
-        if abs(r["flux_jy"] - r["true_flux_jy"]) > flux_tolerance * r["true_flux_jy"] + 3 * r["noise_jy"]:
-            problems.append(f"{r['name']}: {r['flux_jy']:.4f} Jy measured, {r['true_flux_jy']:.4f} Jy true")
-    return problems
 
 
 def image_metrics(image: np.ndarray, residual: np.ndarray, header, expected_rms: float) -> dict:
@@ -509,5 +498,5 @@ class ImagingStage:
 
     def cleanup(self) -> list[Path]:
         """Remove scratch directories of interrupted imaging runs and partial publishes."""
-        return fsutil.sweep_partials(self.config.output_dir / "images") + fsutil.sweep_scratch(
+        return fsutil.sweep_partials(naming.product_root(self.config.output_dir, "images")) + fsutil.sweep_scratch(
             self.config.scratch_dir, "image-*")

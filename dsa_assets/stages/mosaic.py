@@ -163,6 +163,7 @@ class MosaicStage:
             header[f"INPUT{n:02d}"] = i.name
         dest = naming.mosaic_dir(self.config.output_dir, key)
         stem = naming.mosaic_stem(key)
+        final = naming.mosaic_files(self.config.output_dir, key)
         t = time.perf_counter()
         with fsutil.scratch_directory(self.config.scratch_dir, f"mosaic-{stem}-") as tmp:
             bundle = tmp / "publish"
@@ -176,10 +177,10 @@ class MosaicStage:
                     h["BUNIT"] = "beam2/Jy2"
                 if kind == "psf":  # a cut-out centred on its peak: only the pixel scale applies
                     h["CRPIX1"], h["CRPIX2"], h["BUNIT"] = PSF_HALF_WIDTH + 1, PSF_HALF_WIDTH + 1, ""
-                fits.writeto(bundle / f"{stem}-{kind}.fits", data.astype(np.float32), h)
+                fits.writeto(bundle / final[kind].name, data.astype(np.float32), h)
             finite = noise[np.isfinite(noise)]
             median_noise = float(np.median(finite)) if finite.size else float("nan")
-            render_thumbnail(bundle / f"{stem}-image.fits", bundle / f"{stem}.png", median_noise, f"mosaic {key}")
+            render_thumbnail(bundle / final["image"].name, bundle / f"{stem}.png", median_noise, f"mosaic {key}")
             fsutil.publish(bundle, dest)
         timings["write"] = time.perf_counter() - t
         metrics = {
@@ -190,10 +191,10 @@ class MosaicStage:
             "shape": list(shape),
             "input_rms_jy": [p[4] for p in planes],
         }
-        named = {kind: dest / f"{stem}-{kind}.fits" for kind in PRODUCTS if kind != "psf" or psf is not None}
+        named = {kind: path for kind, path in final.items() if kind != "psf" or psf is not None}
         return MosaicResult(key, named, dest / f"{stem}.png", len(inputs), [i.name for i in inputs], metrics, timings)
 
     def cleanup(self) -> list[Path]:
         """Remove scratch directories of interrupted mosaics and partial publishes."""
-        return fsutil.sweep_partials(Path(self.config.output_dir) / "mosaics") + fsutil.sweep_scratch(
+        return fsutil.sweep_partials(naming.product_root(self.config.output_dir, "mosaics")) + fsutil.sweep_scratch(
             self.config.scratch_dir, "mosaic-*")

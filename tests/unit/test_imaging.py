@@ -7,11 +7,11 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from dsa_assets.qa import recovery_problems
 from dsa_assets.stages.imaging import (
     ImagingConfig,
     ImagingError,
     ImagingStage,
-    recovery_problems,
     source_recovery,
     wsclean_command,
 )

@@ -37,6 +37,18 @@ def test_mosaic_paths_and_malformed_hour_keys(tmp_path):
             naming.mosaic_dir(tmp_path, bad)
 
 
+
+def test_every_product_path_lies_under_its_kinds_root(tmp_path):
+    gid = "2026-01-15T13:05:00"
+    under = {"ms": naming.ms_path(tmp_path, gid), "calibrated": naming.calibrated_ms_path(tmp_path, gid),
+             "caltables": naming.caltable_dir(tmp_path, gid), "images": naming.image_dir(tmp_path, gid),
+             "mosaics": naming.mosaic_dir(tmp_path, "2026-01-15-13:00")}
+    assert set(under) == set(naming.PRODUCT_ROOTS)
+    for kind, path in under.items():
+        assert path.relative_to(naming.product_root(tmp_path, kind)).parts[0] == "2026-01-15"
+    with pytest.raises(ProductNameError, match="no product kind 'logs'"):
+        naming.product_root(tmp_path, "logs")
+
 def test_stages_refuse_a_malformed_id_before_writing(tmp_path, simulated_group):
     out = tmp_path / "out"
     stage = ConversionStage(ConversionConfig(output_dir=out, scratch_dir=tmp_path / "scratch"))
