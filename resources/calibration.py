@@ -54,27 +54,31 @@ class CalibrationResource(dg.ConfigurableResource):
 
     peeling: bool = option(True, flag="--no-peeling")
     """Peel bright sources from each calibrated observation, each with its own antenna gains:
-    the A-team, and VLA calibrators and reference-catalogue sources above --peel-above-jy beyond
-    the imaged field and --peel-in-field-above-jy inside it, those inside the image put back
-    into it at their solved flux (--no-peeling: subtract nothing)."""
+    the A-team, and VLA calibrators and reference-catalogue sources above --peel-above-jy outside
+    the image and --peel-in-field-above-jy inside it, those inside the image put back into it at
+    their solved flux (--no-peeling: subtract nothing)."""
     peel_a_team_above_jy: float = option(0.5, metavar="JY")
     """An A-team source is peeled when its apparent flux density (flux x beam response at
     mid-observation, Jy) exceeds this."""
     peel_above_jy: float = option(0.3, metavar="JY")
-    """Another source beyond the imaged field is peeled when its apparent flux density (Jy)
-    exceeds this."""
+    """Another source outside the image is peeled when its apparent flux density (Jy) exceeds
+    this: CLEAN never sees it, and its sidelobes fall on the image undeconvolved."""
     peel_in_field_above_jy: float = option(1.0, metavar="JY")
-    """A source inside the imaged field is peeled and restored when its apparent flux density
-    (Jy) exceeds this: drifting through the beam it changes during the observation, which
+    """A source inside the image is peeled and restored when its apparent flux density (Jy)
+    exceeds this: drifting through the beam it changes during the observation, which
     CLEAN cannot follow (inf: leave the field to CLEAN)."""
 
-    def stage(self, output_dir: Path, scratch_dir: Path) -> CalibrationStage:
+    def stage(self, output_dir: Path, scratch_dir: Path,
+              image_half_width_deg: float = PeelingConfig.image_half_width_deg) -> CalibrationStage:
+        """The stage; ``image_half_width_deg``: how far (deg) the images reach along each axis
+        (``ImagingResource.half_width_deg``), where peeling's level changes."""
         return CalibrationStage(CalibrationConfig(
             output_dir=output_dir, scratch_dir=scratch_dir,
             flagging=FlaggingConfig(rfi=self.rfi_flagger, workers=self.flag_workers),
             solve=SolveOptions(refant=self.refant or None), keep_raw_data=self.keep_raw_data,
             peeling=PeelingConfig(a_team_above_jy=self.peel_a_team_above_jy, above_jy=self.peel_above_jy,
-                                  in_field_above_jy=self.peel_in_field_above_jy) if self.peeling else None,
+                                  in_field_above_jy=self.peel_in_field_above_jy,
+                                  image_half_width_deg=image_half_width_deg) if self.peeling else None,
         ))
 
     def model(self, calibrator, span, field_sources=()) -> list:

@@ -61,6 +61,11 @@ class ImagingResource(dg.ConfigurableResource):
     selfcal_min_improvement: float = 0.02
     """Fraction by which a self-calibration round must lower the residual rms to be kept."""
 
+    @property
+    def half_width_deg(self) -> float:
+        """How far (deg) each image reaches from its centre along each axis."""
+        return self.size * self.cell_arcsec / 2.0 / 3600.0
+
     def stage(self, output_dir: Path, scratch_dir: Path) -> ImagingStage:
         """The stage with these settings."""
         return ImagingStage(ImagingConfig(output_dir=output_dir, scratch_dir=scratch_dir, **self.model_dump()))

@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from resources.calibration import CalibrationResource
+from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 
 from .. import metrics, partitions
@@ -111,9 +112,10 @@ def calibration_tables(context: dg.AssetExecutionContext, pipeline: PipelineReso
     ),
 )
 def calibrated_ms(context: dg.AssetExecutionContext, pipeline: PipelineResource,
-                  calibration: CalibrationResource) -> dg.MaterializeResult:
+                  calibration: CalibrationResource, imaging: ImagingResource) -> dg.MaterializeResult:
     products = pipeline.catalogue()
-    stage = calibration.stage(pipeline.output_path, pipeline.scratch_path)
+    # peeling's level changes at the image's edge
+    stage = calibration.stage(pipeline.output_path, pipeline.scratch_path, imaging.half_width_deg)
 
     def apply(obs):
         if obs.solution_group_id is None:

@@ -76,8 +76,8 @@ class CalibrationConfig:
     split's layout): the raw ones stay in the raw Measurement Set while retention keeps it, and
     the calibrated product takes half the bytes."""
     peeling: PeelingConfig | None = PeelingConfig()
-    """Bright sources beyond the field peeled from the calibrated visibilities
-    (:mod:`dsa_assets.stages.peeling`); None: nothing subtracted."""
+    """Bright sources peeled from the calibrated visibilities (:mod:`dsa_assets.stages.peeling`);
+    None: nothing subtracted."""
 
     def __post_init__(self):
         object.__setattr__(self, "output_dir", Path(self.output_dir))
@@ -181,7 +181,7 @@ class CalibrationStage:
     def execute_apply(self, group_id: str, ms_path: Path | str, solution: SolutionResult | Path,
                       catalogue_sources=()) -> ApplyResult:
         """Flag a scratch copy of ``ms_path``, apply the solution's tables, peel the bright
-        sources beyond the field (:func:`peeling.bright_sources`: the A-team, VLA calibrators and
+        sources (:func:`peeling.bright_sources`: the A-team, VLA calibrators and
         ``catalogue_sources``, reference-catalogue entries) and publish it as
         ``<output>/calibrated/<date>/<id>.ms``: calibrated visibilities in DATA (or, with
         ``keep_raw_data``, in CORRECTED_DATA beside the raw DATA)."""

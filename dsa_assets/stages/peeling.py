@@ -1,5 +1,4 @@
-"""Peeling: bright sources beyond the imaged field subtracted from the visibilities, each with
-its own antenna gains.
+"""Peeling: bright sources subtracted from the visibilities, each with its own antenna gains.
 
 A source in the sidelobes is seen through a part of each dish's beam the calibrator never
 probed, and its modelled position and response carry errors the field's calibration cannot
@@ -17,8 +16,8 @@ projection of the data onto its model before and after (1: all of it, 0: none).
 
 Candidates (:func:`bright_sources`): the A-team (Cas A, Cyg A, Tau A, Vir A) and reference
 catalogue sources whose apparent flux density (flux x beam response at mid-observation) exceeds
-the configured levels, one level beyond the imaged field and one inside it. A source inside the
-field drifts through the beam during the observation, its apparent flux changing by percents,
+the configured levels, one level outside the image and one inside it. A source inside the
+image drifts through the beam during the observation, its apparent flux changing by percents,
 which CLEAN's constant sky cannot follow: the difference is left as sidelobes that change from
 one observation to the next around it. Such a source is subtracted likewise, and every peeled
 source inside the image is put back as the restoring beam at its solved flux
@@ -52,16 +51,17 @@ class PeelingConfig:
     a_team_above_jy: float = 0.5
     """An A-team source is peeled when its apparent flux exceeds this."""
     above_jy: float = 0.3
-    """A reference-catalogue source beyond ``field_radius_deg`` is peeled above this: CLEAN
-    never sees it, and its sidelobes fall on the image undeconvolved (in the demo a 0.55 Jy one
-    0.25 deg beyond an image's edge put three 6-10 sigma false new sources there). Both the
-    sidelobes and the noise fall as one over the square root of the number of baselines, so
-    one level serves the scaled-down and the full array."""
-    field_radius_deg: float = 1.7
-    """Sources nearer the beam centre are in the image."""
+    """A reference-catalogue source outside the image is peeled above this: CLEAN never sees
+    it, and its sidelobes fall on the image undeconvolved (in the demo a 0.55 Jy one 0.25 deg
+    beyond an image's edge put three 6-10 sigma false new sources there). Both the sidelobes
+    and the noise fall as one over the square root of the number of baselines, so one level
+    serves the scaled-down and the full array."""
+    image_half_width_deg: float = 1.7
+    """The image reaches this far (deg) from the phase centre along each axis (the imaging
+    settings' size x cell / 2): a source inside that square is in the image."""
     in_field_above_jy: float = 1.0
-    """A source inside the field is peeled above this too, and restored into the image at its
-    solved flux (inf: none; the field's sources are then left to deconvolution)."""
+    """A source inside the image is peeled above this too, and restored into the image at its
+    solved flux (inf: none; the image's sources are then left to deconvolution)."""
     max_sources: int = 8
     """At most this many (the brightest)."""
     solution_integrations: int = 1
@@ -162,12 +162,24 @@ class _Observation:
     def offsets_deg(self, sources) -> np.ndarray:
         return separation_deg(sources, self.centre_ra_deg, self.centre_dec_deg)
 
+    def in_image(self, sources, half_width_deg: float) -> np.ndarray:
+        """Whether each source lies in an image centred on the phase centre reaching
+        ``half_width_deg`` along each axis: |l| and |m| (the SIN projection's direction cosines,
+        which the image's pixels sample evenly) within it, in the front hemisphere."""
+        ra = np.radians([s.ra_deg for s in sources]) - np.radians(self.centre_ra_deg)
+        dec, dec0 = np.radians([s.dec_deg for s in sources]), np.radians(self.centre_dec_deg)
+        l = np.cos(dec) * np.sin(ra)
+        m = np.sin(dec) * np.cos(dec0) - np.cos(dec) * np.sin(dec0) * np.cos(ra)
+        n = np.sin(dec) * np.sin(dec0) + np.cos(dec) * np.cos(dec0) * np.cos(ra)
+        edge = np.radians(half_width_deg)
+        return (np.abs(l) <= edge) & (np.abs(m) <= edge) & (n > 0)
+
 
 def bright_sources(ms_path: Path | str, catalogue_sources=(), config: PeelingConfig = PeelingConfig()) -> list[SourceModel]:
     """The sources to peel from ``ms_path``, brightest (apparent) first: the A-team above
     ``a_team_above_jy`` and above the horizon, and the VLA calibrators (the bright sky, with
     1.4 GHz fluxes) and ``catalogue_sources`` (the reference catalogue) above ``above_jy``
-    beyond the field and above ``in_field_above_jy`` inside it. A source in several of these
+    outside the image and above ``in_field_above_jy`` inside it. A source in several of these
     counts once (within 1 arcmin)."""
     from ..calibrators import catalogue as vla_calibrators
 
@@ -180,8 +192,9 @@ def bright_sources(ms_path: Path | str, catalogue_sources=(), config: PeelingCon
     for s, a in zip(a_team, obs.apparent_jy(a_team)):
         if a > config.a_team_above_jy:
             picked.append((float(a), s))
-    for s, a, offset in zip(others, obs.apparent_jy(others), obs.offsets_deg(others)):
-        if a > (config.above_jy if offset > config.field_radius_deg else config.in_field_above_jy):
+    inside = obs.in_image(others, config.image_half_width_deg) if others else []
+    for s, a, in_image in zip(others, obs.apparent_jy(others), inside):
+        if a > (config.in_field_above_jy if in_image else config.above_jy):
             picked.append((float(a), s))
     unique: list[tuple[float, SourceModel]] = []
     for a, s in sorted(picked, key=lambda p: -p[0]):
@@ -258,9 +271,8 @@ def restore(image: np.ndarray, header, pb: np.ndarray, peeled: list[dict]) -> li
     """Put the peeled sources that lie inside ``image`` (Jy/beam, 2-D, in place) back into it,
     each as the restoring beam (``header``'s BMAJ, BMIN, BPA) at its position with a peak of its
     solved flux density times the primary beam ``pb`` there: what CLEAN would have restored for
-    a constant source of that flux. A source beyond the field's radius but inside the image's
-    corners is put back too, so that whether it was peeled never changes what the image shows
-    of it. Returns the names restored."""
+    a constant source of that flux. An A-team source inside the image is put back too, so that
+    whether it was peeled never changes what the image shows of it. Returns the names restored."""
     from astropy.wcs import WCS
 
     from .photometry import beam_kernel

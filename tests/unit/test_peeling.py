@@ -87,6 +87,30 @@ def test_cas_a_is_chosen_and_peeled_leaving_the_field(cas_a_field, tmp_path):
     assert abs(unit.remaining_after) > 3 * abs(cas.remaining_after)
 
 
+
+def test_the_images_square_decides_which_level_a_source_is_held_to(cas_a_field):
+    """Outside the image (CLEAN never sees it) a source is peeled above 0.3 Jy apparent; inside
+    it, also in the corners beyond the half width's circle, only above the in-image level."""
+    from dsa_assets.stages.peeling import _Observation
+
+    ms, _ = cas_a_field
+    obs = _Observation.of(ms)
+    cos_dec = np.cos(np.radians(obs.centre_dec_deg))
+
+    def at(name, east_deg, north_deg, apparent_jy):
+        unit = CatalogueSource(name, obs.centre_ra_deg + east_deg / cos_dec, obs.centre_dec_deg + north_deg, 1.0)
+        response = float(obs.apparent_jy([SourceModel.from_catalogue(unit)])[0])
+        return CatalogueSource(name, unit.ra_deg, unit.dec_deg, apparent_jy / response)
+
+    corner = at("CORNER", 1.5, 1.5, 0.6)  # 2.1 deg out, inside the 1.7 deg square
+    beyond_edge = at("EDGE", 1.95, 0.0, 0.6)  # 0.25 deg beyond the east edge
+    faint = at("FAINT", 0.0, -1.95, 0.2)
+    config = replace(PeelingConfig(), a_team_above_jy=np.inf)
+    assert obs.in_image([corner, beyond_edge, faint], config.image_half_width_deg).tolist() == [True, False, False]
+    assert [s.name for s in bright_sources(ms, [corner, beyond_edge, faint], config)] == ["EDGE"]
+    wider = replace(config, image_half_width_deg=2.5)
+    assert bright_sources(ms, [corner, beyond_edge, faint], wider) == [], "inside a wider image, under 1 Jy"
+
 def test_stefcal_recovers_antenna_gains():
     rng = np.random.default_rng(0)
     n_ant = 12
