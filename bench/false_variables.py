@@ -12,7 +12,7 @@ gives it the full array's image noise (``--sefd-jy``). The sky is the realistic 
 (``dsa110-sim --sky realistic``: counts to the sidelobes, each dish's own sidelobes) and every
 source in it is constant: every source flagged variable is a false variable, every new source
 a false one. Variants: with and without the A-team in the sky, with and without peeling (and peeling only
-beyond the field, leaving the field's bright sources to CLEAN).
+outside the image, leaving the image's bright sources to CLEAN).
 
 Prints per variant: the images' rms over the thermal expectation, the number of sources with a
 light curve, the variables (their fraction, and the nearest source brighter than 1 Jy to each)
@@ -35,7 +35,7 @@ from pathlib import Path
 
 VARIANTS = {
     "a-team+peeling": ([], []),
-    "a-team+peeling beyond the field only": ([], ["--peel-in-field-above-jy", "inf"]),
+    "a-team+peeling outside the image only": ([], ["--peel-in-field-above-jy", "inf"]),
     "a-team+no peeling": ([], ["--no-peeling"]),
     "no a-team+peeling": (["--no-a-team"], []),
     "no a-team+no peeling": (["--no-a-team"], ["--no-peeling"]),

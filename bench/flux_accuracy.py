@@ -85,6 +85,9 @@ def main() -> int:
               f"({imaged.metrics['rms_over_thermal']:.2f} x thermal); blank-sky error scale {result.error_scale:.2f}")
         print(f"pulls of {len(pulls)} sources above 5 sigma: mean {pulls.mean():+.2f}, standard deviation "
               f"{pulls.std():.2f} (robust {1.4826 * np.median(np.abs(pulls - np.median(pulls))):.2f})")
+        worst = np.argsort(-np.abs(pulls))[:5]
+        print("largest pulls (offset deg, S/N, measured / true, pull): "
+              + "; ".join(f"{rows[k, 0]:.2f}, {rows[k, 3]:.0f}, {rows[k, 1]:.3f}, {rows[k, 2]:+.1f}" for k in worst))
         for lo, hi in ((0.0, 0.8), (0.8, 1.2), (1.2, 2.0), (0.0, 2.0)):
             sel = (rows[:, 0] >= lo) & (rows[:, 0] < hi) & (rows[:, 3] > 20)
             if sel.any():
