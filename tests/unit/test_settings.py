@@ -90,6 +90,10 @@ def test_one_default_everywhere(tmp_path, monkeypatch):
         VariabilityConfig.expected_false_variables
     assert resources_science().model_fields["expected_false_new_sources_per_day"].default == \
         variability.EXPECTED_FALSE_NEW_SOURCES_PER_DAY
+    # peeling's levels meet at the image's edge, which the imaging settings place
+    assert ImagingResource().half_width_deg == pytest.approx(PeelingConfig.image_half_width_deg, abs=0.01)
+    wide = ImagingResource(size=3000, cell_arcsec=6.0)
+    assert CalibrationResource().stage(tmp_path, tmp_path, wide.half_width_deg).config.peeling.image_half_width_deg == 2.5
 
 
 def resources_science():
