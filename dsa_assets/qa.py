@@ -171,11 +171,6 @@ EXCLUDED_FLAGS = ("bad_image", "blend")
 the catalogue checks, or its source could not be separated from a neighbour."""
 
 
-def excluded_from_statistics(flags: str | None) -> bool:
-    """Whether a measurement with these flags stays out of light-curve statistics."""
-    return any(f in (flags or "") for f in EXCLUDED_FLAGS)
-
-
 @dataclass(frozen=True)
 class CatalogueComparison:
     """An image's measurements against the reference catalogue. Fluxes as ratios, offsets in
