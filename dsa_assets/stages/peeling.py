@@ -54,8 +54,8 @@ class PeelingConfig:
     """A reference-catalogue source outside the image is peeled above this: CLEAN never sees
     it, and its sidelobes fall on the image undeconvolved (in the demo a 0.55 Jy one 0.25 deg
     beyond an image's edge put three 6-10 sigma false new sources there). Both the sidelobes
-    and the noise fall as one over the square root of the number of baselines, so one level
-    serves the scaled-down and the full array."""
+    and the noise fall as one over the square root of the number of visibilities, so one level
+    serves the scaled-down and the full array at the same SEFD."""
     image_half_width_deg: float = 1.7
     """The image reaches this far (deg) from the phase centre along each axis (the imaging
     settings' size x cell / 2): a source inside that square is in the image."""
