@@ -38,7 +38,7 @@ from ..calibrators import A_TEAM
 from ..catalogue import separation_deg
 from ..geometry import airy_power_beam
 from .ms_inspect import casa_table, channel_frequencies, observation_span, pointing_directions, radec_unit, row_chunks
-from .sky_model import SourceModel, predict_model
+from .sky_model import SourceModel, direction_cosines, predict_model
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +166,8 @@ class _Observation:
         """Whether each source lies in an image centred on the phase centre reaching
         ``half_width_deg`` along each axis: |l| and |m| (the SIN projection's direction cosines,
         which the image's pixels sample evenly) within it, in the front hemisphere."""
-        ra = np.radians([s.ra_deg for s in sources]) - np.radians(self.centre_ra_deg)
-        dec, dec0 = np.radians([s.dec_deg for s in sources]), np.radians(self.centre_dec_deg)
-        l = np.cos(dec) * np.sin(ra)
-        m = np.sin(dec) * np.cos(dec0) - np.cos(dec) * np.sin(dec0) * np.cos(ra)
-        n = np.sin(dec) * np.sin(dec0) + np.cos(dec) * np.cos(dec0) * np.cos(ra)
+        l, m, n = direction_cosines(np.radians([s.ra_deg for s in sources]), np.radians([s.dec_deg for s in sources]),
+                                    np.radians(self.centre_ra_deg), np.radians(self.centre_dec_deg))
         edge = np.radians(half_width_deg)
         return (np.abs(l) <= edge) & (np.abs(m) <= edge) & (n > 0)
 

@@ -118,9 +118,9 @@ def predict_model(ms: Path | str, sources: list[SourceModel], primary_beam: bool
                 rows = field_id == f
                 ra0, dec0 = phase_dirs[f]
                 if smearing:  # the tracked centres' offsets from the phase centre, per row
-                    centre = np.array([_lmn(ra, dec, ra0, dec0) for ra, dec in tracked])[ti[rows]]  # (nrow, 3)
+                    centre = np.array([direction_cosines(ra, dec, ra0, dec0) for ra, dec in tracked])[ti[rows]]  # (nrow, 3)
                 for k, s in enumerate(sources):
-                    lmn = np.array(_lmn(np.radians(s.ra_deg), np.radians(s.dec_deg), ra0, dec0))
+                    lmn = np.array(direction_cosines(np.radians(s.ra_deg), np.radians(s.dec_deg), ra0, dec0))
                     delay = uvw[rows] @ (lmn - [0.0, 0.0, 1.0])  # metres
                     term = fluxes[k][None, :] * attenuation[k][ti[rows]] * np.exp(
                         2j * np.pi * delay[:, None] * freqs[None, :] / SPEED_OF_LIGHT_M_S)
@@ -148,12 +148,14 @@ def _uvw_rate(tb) -> np.ndarray:
     return rate
 
 
-def _lmn(ra, dec, ra0, dec0) -> tuple[float, float, float]:
+def direction_cosines(ra, dec, ra0, dec0) -> tuple:
+    """(l, m, n) of directions (ra, dec) about the phase centre (ra0, dec0); radians, scalars
+    or arrays alike."""
     dra = ra - ra0
     l = np.cos(dec) * np.sin(dra)
     m = np.sin(dec) * np.cos(dec0) - np.cos(dec) * np.sin(dec0) * np.cos(dra)
     n = np.sin(dec) * np.sin(dec0) + np.cos(dec) * np.cos(dec0) * np.cos(dra)
-    return float(l), float(m), float(n)
+    return l, m, n
 
 
 def write_component_list(path: Path, sources: list[SourceModel]) -> Path:
