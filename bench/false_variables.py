@@ -107,6 +107,10 @@ def report(name: str, incoming: Path, output: Path) -> None:
     print(f"{name}: {len(images)} images, rms / thermal median {np.median(rot):.2f} (max {rot.max():.2f}); "
           f"{len(stats)} light curves, {len(variables)} variable ({len(variables) / max(len(stats), 1):.2%}), "
           f"{len(new)} new sources")
+    for s in new[:12]:
+        d = catalogue.separation_deg(bright, s["ra_deg"], s["dec_deg"])
+        near = f"; {d.min():.2f} deg from {bright[int(np.argmin(d))].name}" if len(d) else ""
+        print(f"    new {s['name']}{near}")
     for r in variables[:12]:
         d = catalogue.separation_deg(bright, *where[r["name"]]) if r["name"] in where else []
         near = f"; {d.min():.2f} deg from {bright[int(np.argmin(d))].name}" if len(d) else ""

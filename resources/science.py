@@ -20,6 +20,12 @@ class ScienceResource(dg.ConfigurableResource):
     """Hourly mosaics, once an hour is imaged or --mosaic-timeout after its last image."""
     detect_snr: float = 5.0
     """Blind detections: peak at least this many times the local noise."""
+    edge_margin_deg: float = option(0.5, metavar="DEG")
+    """A detection no known source accounts for begins no source within this many degrees (deg)
+    of an image's (or mosaic's) east or west edge, where sources beyond it leave their sidelobes;
+    consecutive observations overlap in right ascension, so no sky is lost while it stays under
+    half of an image's width less one observation's drift (1.3 deg for 3.4 deg images at Dec
+    +55)."""
     systematic_fraction: float = option(0.03, flag="--flux-systematic-fraction")
     """Fraction of each flux added in quadrature to its error (calibration and deconvolution)."""
     new_source_factor: float = 5.0
@@ -79,5 +85,5 @@ class ScienceResource(dg.ConfigurableResource):
     def photometry_stage(self):
         from dsa_assets.stages.photometry import PhotometryConfig, PhotometryStage
 
-        return PhotometryStage(PhotometryConfig(detect_snr=self.detect_snr,
+        return PhotometryStage(PhotometryConfig(detect_snr=self.detect_snr, edge_margin_deg=self.edge_margin_deg,
                                                 systematic_fraction=self.systematic_fraction))

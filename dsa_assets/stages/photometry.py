@@ -58,6 +58,13 @@ class PhotometryConfig:
     """Box (pixels) over which the local noise is estimated from the residual image."""
     pb_cutoff: float = 0.1
     """Positions where the primary beam is below this fraction are not measured."""
+    edge_margin_deg: float = 0.0
+    """A detection no known source accounts for is not reported within this many degrees (on
+    the image's rows, east or west) of where its row ends, at the image's edge or at blanked
+    pixels: it joins its neighbours' forced fits, but begins no source. Sources just beyond an
+    image, which deconvolution never sees, leave their sidelobes there. A drift scan's
+    consecutive images overlap in right ascension by all but one observation's drift (0.74 deg
+    at Dec +55), so a real source there lies nearer the centre of an image before or after."""
     fit_radius_beams: float = 1.0
     """Pixels within this many beam FWHM (major axis) of a position enter its forced fit."""
     blank_fits: int = 200
@@ -232,6 +239,15 @@ def local_rms(residual: np.ndarray, box: int) -> np.ndarray:
     return np.asarray(bkg.background_rms)
 
 
+def near_row_end(data: np.ndarray, x: float, y: float, margin_pixels: float) -> bool:
+    """Whether pixel (x, y)'s row of ``data`` ends (the image's edge, or a blanked pixel) within
+    ``margin_pixels`` of it on either side."""
+    xi, yi, m = int(round(float(x))), int(round(float(y))), int(np.ceil(margin_pixels))
+    if not 0 <= yi < data.shape[0] or xi - m < 0 or xi + m >= data.shape[1]:
+        return True
+    return not bool(np.isfinite(data[yi, xi - m : xi + m + 1]).all())
+
+
 def beam_kernel(header, x: float, y: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """The restoring beam (peak 1) centred on pixel (x, y), evaluated at pixels (xs, ys).
 
@@ -367,6 +383,10 @@ def measure(planes: ImagePlanes, catalogue_sources, config: PhotometryConfig = P
     scale = blank_sky_error_scale(planes, occupied, radius, config.blank_fits)
     measured = [replace(m, flux_err_jy=float(np.hypot(m.flux_err_jy * scale, config.systematic_fraction * m.flux_jy)))
                 for m in out + blind]
+    if blind and config.edge_margin_deg > 0:
+        margin = config.edge_margin_deg / abs(header["CDELT1"])
+        measured = [m for m in measured if m.kind == "forced" or m.matched is not None
+                    or not near_row_end(planes.data, *wcs.world_to_pixel_values(m.ra_deg, m.dec_deg), margin)]
     finite = planes.noise[np.isfinite(planes.noise)]
     beam = (header["BMAJ"] * 3600, header["BMIN"] * 3600, header.get("BPA", 0.0))
     return PhotometryResult(measured, float(np.median(finite)) if finite.size else float("nan"), beam,

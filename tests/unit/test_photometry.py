@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -16,6 +18,7 @@ from dsa_assets.stages.photometry import (
     beam_kernel,
     forced_fit,
     measure,
+    near_row_end,
     new_source_candidates,
 )
 
@@ -153,6 +156,35 @@ def test_blind_detections_match_the_catalogue_and_find_a_new_source():
     earlier = [{"centre_ra_deg": 150.0, "centre_dec_deg": 30.0, "radius_deg": 1.0, "kind": "mosaic", "rms_jy": 0.001}]
     assert new_source_candidates(result, earlier, min_snr=0.0) == [unmatched]
     assert new_source_candidates(result, earlier, min_snr=unmatched.snr + 0.1) == []
+
+
+def test_an_unexplained_detection_beside_an_images_east_or_west_end_begins_no_source():
+    """Sidelobes of sources beyond an image fall at its edges; the east and west edges are seen
+    again nearer the centre of the next image, the north and south edges never."""
+    rng = np.random.default_rng(7)
+    w = WCS(image_header(256, 10.0, 40.0, 30.0, 30.0)).celestial
+
+    def at(name, x, y, flux=0.03):
+        ra, dec = w.pixel_to_world_values(x, y)
+        return CatalogueSource(name, float(ra), float(dec), flux)
+
+    known = [at("known", 10, 60)]
+    unexplained = [at("west", 12, 200), at("inner", 128, 128), at("north", 128, 245), at("beside-blank", 180, 60)]
+    planes = synthetic_image(rng, known + unexplained)
+    planes.data[:, 200:] = np.nan  # blanked (beyond the primary-beam cut-off)
+    config = PhotometryConfig(edge_margin_deg=0.1, blank_fits=0)  # 36 pixels
+    margin_pixels = 0.1 * 3600 / 10.0
+
+    def reported(result):
+        return {min(unexplained, key=lambda s: (s.ra_deg - m.ra_deg) ** 2 + (s.dec_deg - m.dec_deg) ** 2).name
+                for m in result.blind() if m.matched is None}
+
+    assert reported(measure(planes, known, replace(config, edge_margin_deg=0.0))) == {"west", "inner", "north", "beside-blank"}
+    result = measure(planes, known, config)
+    assert reported(result) == {"inner", "north"}
+    assert [m.matched for m in result.blind() if m.matched] == ["known"], "a known source is measured at the edge"
+    assert near_row_end(planes.data, 12, 200, margin_pixels) and not near_row_end(planes.data, 128, 128, margin_pixels)
+    assert near_row_end(planes.data, 180, 60, margin_pixels) and not near_row_end(planes.data, 128, 245, margin_pixels)
 
 
 def test_new_sources_are_held_to_the_survey_wide_noise_peaks():
