@@ -56,13 +56,17 @@ class CalibrationResource(dg.ConfigurableResource):
     """Peel bright sources from each calibrated observation, each with its own antenna gains:
     the A-team, and VLA calibrators and reference-catalogue sources above --peel-above-jy outside
     the image and --peel-in-field-above-jy inside it, those inside the image put back into it at
-    their solved flux (--no-peeling: subtract nothing)."""
+    their solved flux; then the fainter sky outside the image above --subtract-outside-above-jy,
+    as predicted (--no-peeling: subtract nothing)."""
     peel_a_team_above_jy: float = option(0.5, metavar="JY")
     """An A-team source is peeled when its apparent flux density (flux x beam response at
     mid-observation, Jy) exceeds this."""
     peel_above_jy: float = option(0.3, metavar="JY")
     """Another source outside the image is peeled when its apparent flux density (Jy) exceeds
     this: CLEAN never sees it, and its sidelobes fall on the image undeconvolved."""
+    subtract_outside_above_jy: float = option(0.01, metavar="JY")
+    """Every other reference-catalogue source outside the image above this apparent flux density
+    (Jy) is subtracted as predicted, through the calibrated gains (inf: none)."""
     peel_in_field_above_jy: float = option(1.0, metavar="JY")
     """A source inside the image is peeled and restored when its apparent flux density (Jy)
     exceeds this: drifting through the beam it changes during the observation, which
@@ -78,6 +82,7 @@ class CalibrationResource(dg.ConfigurableResource):
             solve=SolveOptions(refant=self.refant or None), keep_raw_data=self.keep_raw_data,
             peeling=PeelingConfig(a_team_above_jy=self.peel_a_team_above_jy, above_jy=self.peel_above_jy,
                                   in_field_above_jy=self.peel_in_field_above_jy,
+                                  subtract_above_jy=self.subtract_outside_above_jy,
                                   image_half_width_deg=image_half_width_deg) if self.peeling else None,
         ))
 

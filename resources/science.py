@@ -23,9 +23,8 @@ class ScienceResource(dg.ConfigurableResource):
     edge_margin_deg: float = option(0.5, metavar="DEG")
     """A detection no known source accounts for begins no source within this many degrees (deg)
     of an image's (or mosaic's) east or west edge, where sources beyond it leave their sidelobes;
-    consecutive observations overlap in right ascension, so no sky is lost while it stays under
-    half of an image's width less one observation's drift (1.3 deg for 3.4 deg images at Dec
-    +55)."""
+    consecutive observations overlap in right ascension, and the margin never exceeds half of
+    what an image's width exceeds one observation's drift by, so no sky goes unsearched."""
     systematic_fraction: float = option(0.03, flag="--flux-systematic-fraction")
     """Fraction of each flux added in quadrature to its error (calibration and deconvolution)."""
     new_source_factor: float = 5.0

@@ -143,6 +143,8 @@ def calibrated_ms(context: dg.AssetExecutionContext, pipeline: PipelineResource,
             "dead_antennas": dg.MetadataValue.json(res.flags.dead_antennas),
             "timings_s": dg.MetadataValue.json(rounded(res.timings_s)),
             "peeled": dg.MetadataValue.md(peeled_markdown(res.peeled)),
+            "subtracted_outside": len(res.subtracted),
+            "subtracted_outside_apparent_jy": round(sum(a for _, a in res.subtracted), 4),
         })
     check = flagged_check([r.fraction_flagged for r, _ in results])
     return dg.MaterializeResult(metadata=metadata, check_results=[check])

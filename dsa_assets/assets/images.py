@@ -9,7 +9,7 @@ from resources.imaging import ImagingResource
 from resources.pipeline import PipelineResource
 
 from .. import metrics, naming, partitions
-from ..stages.peeling import read_record
+from ..stages.peeling import read_record, read_subtracted
 from .calibration import calibrated_ms
 from .checks import NOISE_CHECK, SAMPLING_CHECK, SELFCAL_CHECK, noise_check, sampling_check, selfcal_check
 from .common import for_each_observation, peeled_markdown, thumbnail_markdown
@@ -36,7 +36,7 @@ def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging
     def image_one(obs):
         ms_path = obs.require("calibrated_ms")
         result = stage.execute(group_id=obs.group_id, ms_path=ms_path)
-        peeled[obs.group_id] = read_record(ms_path)
+        peeled[obs.group_id] = read_record(ms_path), len(read_subtracted(ms_path))
         m = result.metrics
         products.db.record_observation_image(
             group_id=obs.group_id, partition_key=context.partition_key,
@@ -65,7 +65,8 @@ def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging
             "imager": m["imager"],
             "imaging_s": round(sum(r.wall_time_s for r in results), 1),
             "thumbnail": dg.MetadataValue.md(thumbnail_markdown(first.thumbnail)),
-            "peeled": dg.MetadataValue.md(peeled_markdown(peeled[first.group_id], m["restored"])),
+            "peeled": dg.MetadataValue.md(peeled_markdown(peeled[first.group_id][0], m["restored"])),
+            "subtracted_outside": peeled[first.group_id][1],
             "self_calibration": dg.MetadataValue.json(m["self_calibration"]),
         })
     return dg.MaterializeResult(metadata=metadata,

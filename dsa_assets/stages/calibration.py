@@ -38,7 +38,15 @@ from .gain_solutions import (
     validate_tables,
 )
 from .ms_inspect import casa_table, channel_frequencies, dish_diameter_m, flag_fraction
-from .peeling import PeeledSource, PeelingConfig, bright_sources, peel, write_record
+from .peeling import (
+    PeeledSource,
+    PeelingConfig,
+    bright_sources,
+    outside_sky,
+    peel,
+    subtract_predicted,
+    write_record,
+)
 from .sky_model import SourceModel, calibrator_model, predict_model, write_component_list
 
 __all__ = [
@@ -119,6 +127,9 @@ class ApplyResult:
     """The flags came from the solve on this observation (a calibrator's: flagged once)."""
     peeled: tuple[PeeledSource, ...] = ()
     """The bright sources considered, brightest first, each subtracted or (not in the data) left."""
+    subtracted: tuple[tuple[SourceModel, float], ...] = ()
+    """The fainter sources outside the image subtracted as predicted, with their apparent flux
+    (Jy), brightest first (:func:`peeling.outside_sky`)."""
 
 
 class CalibrationStage:
@@ -182,7 +193,8 @@ class CalibrationStage:
                       catalogue_sources=()) -> ApplyResult:
         """Flag a scratch copy of ``ms_path``, apply the solution's tables, peel the bright
         sources (:func:`peeling.bright_sources`: the A-team, VLA calibrators and
-        ``catalogue_sources``, reference-catalogue entries) and publish it as
+        ``catalogue_sources``, reference-catalogue entries), subtract the fainter sky outside the
+        image as predicted (:func:`peeling.outside_sky`) and publish it as
         ``<output>/calibrated/<date>/<id>.ms``: calibrated visibilities in DATA (or, with
         ``keep_raw_data``, in CORRECTED_DATA beside the raw DATA)."""
         self.validate(ms_path)
@@ -204,21 +216,26 @@ class CalibrationStage:
             timings["applycal"] = apply(work, tables)
             if not cfg.keep_raw_data:
                 keep_calibrated_only(work, solution_dir)
-            peeled = []
-            bright = bright_sources(work, catalogue_sources, cfg.peeling) if cfg.peeling is not None else []
-            if bright:
+            peeled, subtracted = [], []
+            if cfg.peeling is not None:
+                column = "CORRECTED_DATA" if cfg.keep_raw_data else "DATA"
                 t = time.perf_counter()
-                peeled = peel(work, bright, "CORRECTED_DATA" if cfg.keep_raw_data else "DATA", cfg.peeling,
-                              catalogue_sources)
-                with casa_table(work, readonly=False) as tb:
-                    tb.removecols(["MODEL_DATA"])
-                write_record(work, peeled)
+                bright = bright_sources(work, catalogue_sources, cfg.peeling)
+                if bright:
+                    peeled = peel(work, bright, column, cfg.peeling, catalogue_sources)
+                    with casa_table(work, readonly=False) as tb:
+                        tb.removecols(["MODEL_DATA"])
                 timings["peeling"] = time.perf_counter() - t
+                t = time.perf_counter()
+                subtracted = outside_sky(work, catalogue_sources, bright, cfg.peeling)
+                subtract_predicted(work, [m for m, _ in subtracted], column)
+                timings["outside_subtraction"] = time.perf_counter() - t
+                write_record(work, peeled, subtracted)
             with casa_table(work) as tb:
                 flagged = flag_fraction(tb)
             fsutil.publish(work, dest)
         return ApplyResult(group_id, dest, solution_dir, flags, round(flagged, 5), timings, flags_reused=bool(reused),
-                           peeled=tuple(peeled))
+                           peeled=tuple(peeled), subtracted=tuple(subtracted))
 
     # -- one flagging pass per calibrator observation ------------------------------------------
     def _flagged_stash(self, group_id: str) -> Path:

@@ -58,13 +58,14 @@ class PhotometryConfig:
     """Box (pixels) over which the local noise is estimated from the residual image."""
     pb_cutoff: float = 0.1
     """Positions where the primary beam is below this fraction are not measured."""
-    edge_margin_deg: float = 0.0
+    edge_margin_deg: float = 0.5
     """A detection no known source accounts for is not reported within this many degrees (on
     the image's rows, east or west) of where its row ends, at the image's edge or at blanked
     pixels: it joins its neighbours' forced fits, but begins no source. Sources just beyond an
     image, which deconvolution never sees, leave their sidelobes there. A drift scan's
     consecutive images overlap in right ascension by all but one observation's drift (0.74 deg
-    at Dec +55), so a real source there lies nearer the centre of an image before or after."""
+    at Dec +55), so a real source there lies nearer the centre of an image before or after;
+    the margin shrinks to keep it so (:func:`edge_margin_deg`)."""
     fit_radius_beams: float = 1.0
     """Pixels within this many beam FWHM (major axis) of a position enter its forced fit."""
     blank_fits: int = 200
@@ -239,6 +240,21 @@ def local_rms(residual: np.ndarray, box: int) -> np.ndarray:
     return np.asarray(bkg.background_rms)
 
 
+def edge_margin_deg(header, columns: int, wanted_deg: float) -> float:
+    """The east-west margin (deg) of an image (``header``: its WCS; ``columns`` wide) in which
+    unexplained detections begin no source: ``wanted_deg``, at most half of what the image's
+    width exceeds one observation's drift at its declination by, so that consecutive
+    observations' images still search every position outside their margins."""
+    from .. import constants as C
+
+    width = columns * abs(header["CDELT1"])
+    drift = C.OBSERVATION_CADENCE_S * SIDEREAL_DEG_PER_S * np.cos(np.radians(header["CRVAL2"]))
+    return float(min(wanted_deg, max(0.0, (width - drift) / 2)))
+
+
+SIDEREAL_DEG_PER_S = 360.0 / 86164.0905
+
+
 def near_row_end(data: np.ndarray, x: float, y: float, margin_pixels: float) -> bool:
     """Whether pixel (x, y)'s row of ``data`` ends (the image's edge, or a blanked pixel) within
     ``margin_pixels`` of it on either side."""
@@ -383,8 +399,8 @@ def measure(planes: ImagePlanes, catalogue_sources, config: PhotometryConfig = P
     scale = blank_sky_error_scale(planes, occupied, radius, config.blank_fits)
     measured = [replace(m, flux_err_jy=float(np.hypot(m.flux_err_jy * scale, config.systematic_fraction * m.flux_jy)))
                 for m in out + blind]
-    if blind and config.edge_margin_deg > 0:
-        margin = config.edge_margin_deg / abs(header["CDELT1"])
+    margin = edge_margin_deg(header, planes.data.shape[1], config.edge_margin_deg) / abs(header["CDELT1"])
+    if blind and margin > 0:
         measured = [m for m in measured if m.kind == "forced" or m.matched is not None
                     or not near_row_end(planes.data, *wcs.world_to_pixel_values(m.ra_deg, m.dec_deg), margin)]
     finite = planes.noise[np.isfinite(planes.noise)]

@@ -111,6 +111,58 @@ def test_the_images_square_decides_which_level_a_source_is_held_to(cas_a_field):
     wider = replace(config, image_half_width_deg=2.5)
     assert bright_sources(ms, [corner, beyond_edge, faint], wider) == [], "inside a wider image, under 1 Jy"
 
+def test_the_fainter_sky_outside_the_image_is_subtracted_as_predicted(tmp_path):
+    """A source outside the image under the peeling level is subtracted as predicted; one
+    inside the image (CLEAN's), one too faint, and one peeling considered are left."""
+    from astropy.time import Time
+
+    from dsa_assets import geometry
+    from dsa_assets.stages.ms_inspect import casa_table
+    from dsa_assets.stages.peeling import _Observation, outside_sky, read_subtracted, subtract_predicted, write_record
+
+    dec = np.radians(40.0)
+    start = datetime(2026, 3, 1, 6, tzinfo=UTC)
+    centre = geometry.meridian_icrs(dec, Time(start), geometry.default_site())
+    cos_dec = np.cos(centre.dec.rad)
+
+    def at(name, east_deg, north_deg, flux):
+        return PointSource(name, centre.ra.deg + east_deg / cos_dec, centre.dec.deg + north_deg, flux, 0.0)
+
+    inside, outside = at("IN", 0.5, 0.3, 0.5), at("OUT", 0.0, -2.2, 2.0)
+
+    def observed(sources, label):
+        config = SimConfig(n_antennas=16, n_integrations=4, channels_per_subband=2, gains=False, noise=False,
+                           timestamp_jitter=False, sources=sources, pointing_dec_rad=dec, seed=4)
+        group = CorrelatorSimulator(config).write_observation(tmp_path / label, start)
+        return ConversionStage(ConversionConfig(output_dir=tmp_path / f"ms-{label}")).execute(
+            group_id=group.stamp, hdf5_files=group.files).ms_path
+
+    def data(ms):  # cross-correlations
+        with casa_table(ms) as tb:
+            return tb.getcol("DATA")[tb.getcol("ANTENNA1") != tb.getcol("ANTENNA2")]
+
+    ms, field_only = observed((inside, outside), "both"), observed((inside,), "field")
+    faint, peeled = at("FAINT", 0.0, 2.2, 0.001), at("PEELED", 2.2, 0.0, 5.0)
+    catalogue_all = [CatalogueSource(s.name, s.ra_deg, s.dec_deg, s.flux_jy, 0.0)
+                     for s in (inside, outside, faint, peeled)]
+    considered = [SourceModel(peeled.name, peeled.ra_deg, peeled.dec_deg, peeled.flux_jy)]
+    picked = outside_sky(ms, catalogue_all, considered, PeelingConfig())
+    assert [m.name for m, _ in picked] == ["OUT"]
+    apparent = picked[0][1]
+    assert apparent == pytest.approx(float(_Observation.of(ms).apparent_jy([picked[0][0]])[0]))
+    assert 0.01 < apparent < 0.3 * 2, "under the peeling level's order, above the subtraction's"
+    assert outside_sky(ms, catalogue_all, considered, replace(PeelingConfig(), subtract_above_jy=np.inf)) == []
+
+    outside_part = data(ms) - data(field_only)
+    subtract_predicted(ms, [m for m, _ in picked])
+    left = data(ms) - data(field_only)
+    # the field's source is left (taking it would leave -IN here); of the outside one, the
+    # model's approximations at 2.2 deg out leave ~4%
+    assert np.sqrt(np.mean(np.abs(left) ** 2)) < 0.1 * np.sqrt(np.mean(np.abs(outside_part) ** 2))
+    write_record(ms, [], picked)
+    assert [r["name"] for r in read_subtracted(ms)] == ["OUT"]
+
+
 def test_stefcal_recovers_antenna_gains():
     rng = np.random.default_rng(0)
     n_ant = 12

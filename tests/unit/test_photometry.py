@@ -16,6 +16,7 @@ from dsa_assets.stages.photometry import (
     ImagePlanes,
     PhotometryConfig,
     beam_kernel,
+    edge_margin_deg,
     forced_fit,
     measure,
     near_row_end,
@@ -23,10 +24,11 @@ from dsa_assets.stages.photometry import (
 )
 
 
-def synthetic_image(rng, sources, sigma=1e-3, size=256, cell_arcsec=10.0, bmaj=40.0, bmin=30.0, bpa=30.0):
+def synthetic_image(rng, sources, sigma=1e-3, size=256, cell_arcsec=10.0, bmaj=40.0, bmin=30.0, bpa=30.0,
+                    centre_deg=(150.0, 30.0)):
     """A Jy/beam image with point sources convolved with the beam, and Gaussian noise whose
     correlation is the beam."""
-    header = image_header(size, cell_arcsec, bmaj, bmin, bpa)
+    header = image_header(size, cell_arcsec, bmaj, bmin, bpa, centre_deg)
     w = WCS(header).celestial
     ys, xs = np.mgrid[0:size, 0:size]
     image = np.zeros((size, size))
@@ -162,7 +164,8 @@ def test_an_unexplained_detection_beside_an_images_east_or_west_end_begins_no_so
     """Sidelobes of sources beyond an image fall at its edges; the east and west edges are seen
     again nearer the centre of the next image, the north and south edges never."""
     rng = np.random.default_rng(7)
-    w = WCS(image_header(256, 10.0, 40.0, 30.0, 30.0)).celestial
+    # at Dec +80 one observation drifts 0.22 deg, well under this 0.71 deg image
+    w = WCS(image_header(256, 10.0, 40.0, 30.0, 30.0, (150.0, 80.0))).celestial
 
     def at(name, x, y, flux=0.03):
         ra, dec = w.pixel_to_world_values(x, y)
@@ -170,7 +173,7 @@ def test_an_unexplained_detection_beside_an_images_east_or_west_end_begins_no_so
 
     known = [at("known", 10, 60)]
     unexplained = [at("west", 12, 200), at("inner", 128, 128), at("north", 128, 245), at("beside-blank", 180, 60)]
-    planes = synthetic_image(rng, known + unexplained)
+    planes = synthetic_image(rng, known + unexplained, centre_deg=(150.0, 80.0))
     planes.data[:, 200:] = np.nan  # blanked (beyond the primary-beam cut-off)
     config = PhotometryConfig(edge_margin_deg=0.1, blank_fits=0)  # 36 pixels
     margin_pixels = 0.1 * 3600 / 10.0
@@ -185,6 +188,11 @@ def test_an_unexplained_detection_beside_an_images_east_or_west_end_begins_no_so
     assert [m.matched for m in result.blind() if m.matched] == ["known"], "a known source is measured at the edge"
     assert near_row_end(planes.data, 12, 200, margin_pixels) and not near_row_end(planes.data, 128, 128, margin_pixels)
     assert near_row_end(planes.data, 180, 60, margin_pixels) and not near_row_end(planes.data, 128, 245, margin_pixels)
+    # at Dec +30 the drift (1.12 deg) exceeds the image's width: a margin would leave sky unsearched
+    assert edge_margin_deg(planes.header, 256, 0.1) == 0.1
+    assert edge_margin_deg(image_header(256, 10.0, 40.0, 30.0, 30.0), 256, 0.1) == 0.0
+    assert edge_margin_deg(image_header(2048, 6.0, 40.0, 30.0, 30.0, (150.0, 55.0)), 2048, 2.0) == pytest.approx(
+        (3.41 - 0.74) / 2, abs=0.01)
 
 
 def test_new_sources_are_held_to_the_survey_wide_noise_peaks():
