@@ -55,9 +55,8 @@ class PeelingConfig:
     above_jy: float = 0.3
     """A reference-catalogue source outside the image is peeled above this: CLEAN never sees
     it, and its sidelobes fall on the image undeconvolved (in the demo a 0.55 Jy one 0.25 deg
-    beyond an image's edge put three 6-10 sigma false new sources there). Both the sidelobes
-    and the noise fall as one over the square root of the number of visibilities, so one level
-    serves the scaled-down and the full array at the same SEFD."""
+    beyond an image's edge put three 6-10 sigma false new sources there); fainter ones are
+    subtracted as predicted (``subtract_above_jy``)."""
     subtract_above_jy: float = 0.01
     """Every other reference-catalogue source outside the image above this apparent flux is
     subtracted as predicted (its model through the calibrated gains, no solve: too faint for
