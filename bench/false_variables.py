@@ -79,10 +79,13 @@ def simulate(directory: Path, hours: float, antennas: int, sefd_jy: float, sim_f
                         "--calibrator-observation", str(transit_observation)], check=True, stdout=subprocess.DEVNULL)
 
 
-def run_platform(incoming: Path, output: Path, stream_flags: list[str], log: Path) -> None:
+def run_platform(incoming: Path, output: Path, stream_flags: list[str], log: Path, sefd_jy: float) -> None:
+    """``dsa110-stream --once`` over ``incoming``; its thermal-noise expectation at the
+    simulated ``sefd_jy``."""
     with log.open("w") as out:
         subprocess.run([sys.executable, "-m", "dsa_assets.service.cli", "--input-dir", str(incoming),
-                        "--output-dir", str(output), "--stable-seconds", "0", "--enable-calibration-solving",
+                        "--output-dir", str(output), "--sefd-jy", f"{sefd_jy:.1f}", "--stable-seconds", "0",
+                        "--enable-calibration-solving",
                         "--enable-photometry", "--enable-mosaic-creation", "--mosaic-timeout", "0",
                         "--reference-catalogue", str(incoming / "sky_catalogue.csv"), "--simulated", "--once",
                         *stream_flags], check=True, stdout=out, stderr=subprocess.STDOUT)
@@ -143,7 +146,7 @@ def main() -> int:
                 simulate(skies[key], args.hours, args.antennas, sefd, sim_flags)
             work = root / "-".join(name.replace("+", " ").split())
             shutil.copytree(skies[key], work / "in")
-            run_platform(work / "in", work / "out", stream_flags, work / "stream.log")
+            run_platform(work / "in", work / "out", stream_flags, work / "stream.log", sefd)
             report(name, work / "in", work / "out")
             shutil.rmtree(work / "in")
         return 0
