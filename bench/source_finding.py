@@ -58,7 +58,8 @@ def photutils_finder(path: Path, directory: Path):
 
     header = fits.getheader(path)
     planes = ImagePlanes(fits.getdata(path).astype(float), fits.getdata(directory / "rms.fits").astype(float), header)
-    found = measure(planes, [], PhotometryConfig(detect_snr=5.0)).blind()
+    # the finder alone: no survey rule (the edge margin) between it and Aegean or PyBDSF
+    found = measure(planes, [], PhotometryConfig(detect_snr=5.0, edge_margin_deg=0.0)).blind()
     return [(m.ra_deg, m.dec_deg, m.flux_jy) for m in found]
 
 
