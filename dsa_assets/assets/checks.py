@@ -151,13 +151,15 @@ def agreement_check(rows: list[dict], problems: list[str]) -> dg.AssetCheckResul
     description=(
         "For simulated calibrator observations: the total antenna gains K.B.G solved here match the injected "
         f"gains and bandpasses within {qa.GAIN_AMPLITUDE_TOLERANCE:.0%} in amplitude and "
-        f"{qa.GAIN_PHASE_TOLERANCE_DEG:g} deg in phase on every antenna, channel and polarisation."
+        f"{qa.GAIN_PHASE_TOLERANCE_DEG:g} deg in phase on every antenna, channel and polarisation, "
+        f"or within {qa.GAIN_NOISE_SIGMAS:g} sigma of the solutions' own noise (1 / SNR)."
     ),
 )
 def simulated_gains_recovered(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
     import numpy as np
 
     from ..stages.calibration import antenna_gains, channel_frequencies, gain_errors, solution_tables
+    from ..stages.gain_readback import solution_noise
 
     products = pipeline.catalogue()
     results, problems = {}, []
@@ -166,10 +168,12 @@ def simulated_gains_recovered(context: dg.AssetCheckExecutionContext, pipeline: 
         if solution is None or truth is None:
             continue
         ms = obs.require("raw_ms")
-        measured = antenna_gains(ms, solution_tables(solution["path"]), pipeline.scratch_path)
+        tables = solution_tables(solution["path"])
+        measured = antenna_gains(ms, tables, pipeline.scratch_path)
         # the MS holds conjugated UVH5 visibilities, so CASA's gains are the conjugate
         expected = np.conj(truth.total_gains(channel_frequencies(ms)))
-        results[obs.group_id] = err = gain_errors(measured, expected)
+        results[obs.group_id] = err = gain_errors(measured, expected, solution_noise(tables, expected.shape),
+                                                  qa.GAIN_NOISE_SIGMAS)
         if qa.gains_miss_truth(err):
             problems.append(f"{obs.group_id}: {err}")
     return dg.AssetCheckResult(passed=not problems, metadata={

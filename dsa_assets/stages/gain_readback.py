@@ -56,18 +56,49 @@ def antenna_gains(ms: Path | str, tables: list[Path | str], scratch_dir: Path | 
     return {"antennas": ants, "gains": gains, "refant": refant}
 
 
-def gain_errors(measured: dict, expected: np.ndarray) -> dict:
+def solution_noise(tables: list[Path | str], shape: tuple[int, int, int]) -> np.ndarray:
+    """The fractional noise (1 sigma, in amplitude; in radians of phase alike) of the total gain
+    that ``tables`` apply, per antenna, channel and polarisation (``shape``): each complex-gain
+    table's 1 / SNR per solution, averaged over its solutions in time, added in quadrature
+    (delay tables, whose SNR is of a delay, are left out)."""
+    variance = np.zeros(shape)
+    for path in tables:
+        with casa_table(Path(path)) as tb:
+            if "CPARAM" not in tb.colnames() or "SNR" not in tb.colnames():
+                continue
+            ant, snr = tb.getcol("ANTENNA1"), tb.getcol("SNR")  # snr (rows, chan, pol)
+            ok = ~tb.getcol("FLAG") & (snr > 0)
+        inverse = np.where(ok, 1.0 / np.where(ok, snr, 1.0) ** 2, 0.0)
+        for a in np.unique(ant):
+            rows = ant == a
+            n = np.maximum(ok[rows].sum(axis=0), 1)
+            # the mean of n solutions: its variance the mean of theirs over n
+            variance[a] += np.broadcast_to(inverse[rows].sum(axis=0) / n**2, shape[1:])
+    return np.sqrt(variance)
+
+
+def gain_errors(measured: dict, expected: np.ndarray, noise: np.ndarray | None = None,
+                noise_sigmas: float = 5.0) -> dict:
     """Compare gains from :func:`antenna_gains` with ``expected`` gains (Nants, Nchan, Npol, in
     CASA's convention) on the measured antennas, after referring both to the reference
     antenna's phase. Returns the worst and median amplitude error (fraction) and phase error
-    (deg) over antennas, channels and polarisations."""
+    (deg) over antennas, channels and polarisations; with the solutions' ``noise``
+    (:func:`solution_noise`), also the worst of the errors that exceed ``noise_sigmas`` times
+    it (``*_unexplained_max``: 0 when the noise explains every error)."""
     ants, ref = measured["antennas"], measured["refant"]
     exp = expected / (expected[ref] / np.abs(expected[ref]))[None]
     ratio = measured["gains"][ants] / exp[ants]
     ok = np.isfinite(ratio)
     amp = np.abs(np.abs(ratio[ok]) - 1.0)
     phase = np.abs(np.degrees(np.angle(ratio[ok])))
-    return {"amplitude_error_max": float(amp.max()), "amplitude_error_median": float(np.median(amp)),
-            "phase_error_max_deg": float(phase.max()), "phase_error_median_deg": float(np.median(phase)),
-            "antennas_compared": int(len(ants)), "solutions_missing": int((~ok).sum())}
+    out = {"amplitude_error_max": float(amp.max()), "amplitude_error_median": float(np.median(amp)),
+           "phase_error_max_deg": float(phase.max()), "phase_error_median_deg": float(np.median(phase)),
+           "antennas_compared": int(len(ants)), "solutions_missing": int((~ok).sum())}
+    if noise is not None:
+        sigma = noise[ants][ok]
+        out.update({"noise_median": float(np.median(sigma)),
+                    "amplitude_unexplained_max": float(np.max(amp, where=amp > noise_sigmas * sigma, initial=0.0)),
+                    "phase_unexplained_max_deg": float(np.max(phase, where=np.radians(phase) > noise_sigmas * sigma,
+                                                              initial=0.0))})
+    return out
 

@@ -124,6 +124,30 @@ def test_solutions_recover_injected_gains_and_bandpasses(calibrator_pass, solved
     assert np.abs(np.abs(expected[measured["antennas"]]) - 1).max() > 0.1
 
 
+def test_gain_errors_the_solutions_own_noise_explains_are_not_held_against_them(calibrator_pass, solved):
+    from dsa_assets import qa
+    from dsa_assets.stages.gain_readback import solution_noise
+
+    root, groups, ms = calibrator_pass
+    _, sol = solved
+    measured = cal.antenna_gains(ms[0], sol.table_list(), root / "scratch")
+    expected = np.conj(groups[0].truth.total_gains(cal.channel_frequencies(ms[0])))
+    noise = solution_noise(sol.table_list(), expected.shape)
+    ants = measured["antennas"]
+    assert np.all(np.isfinite(noise[ants])) and np.all(noise[ants] > 0)
+    err = cal.gain_errors(measured, expected, noise)
+    # the solutions scatter about the truth as their SNR says (the median of |N(0, 1)| is 0.67)
+    assert 0.2 * err["noise_median"] < err["amplitude_error_median"] < 2 * err["noise_median"], err
+    assert not qa.gains_miss_truth(err)
+    off = expected.copy()
+    off[ants[3]] *= 1.05
+    wrong = cal.gain_errors(measured, off, noise)
+    assert qa.gains_miss_truth(wrong) and wrong["amplitude_unexplained_max"] == pytest.approx(0.048, abs=0.005)
+    # the same error within five sigma of a noisier solution is explained
+    loud = cal.gain_errors(measured, off, np.full(noise.shape, 0.02))
+    assert loud["amplitude_unexplained_max"] == 0.0 and not qa.gains_miss_truth(loud)
+
+
 def test_calibrator_flux_and_solution_quality(solved):
     _, sol = solved
     assert abs(sol.quality.flux_ratio - 1.0) < 0.02
