@@ -81,6 +81,10 @@ def main() -> int:
         peeled = ", ".join(f"{q.name} ({q.offset_deg:.1f} deg, {q.model_apparent_jy:.2g} Jy)" for q in applied.peeled)
         print(f"{args.antennas} antennas, {args.sky} sky ({len(field.truth.sources)} sources in the field's data); "
               f"peeled: {peeled or 'nothing'}")
+        print(f"subtracted outside the image as predicted: {len(applied.subtracted)} sources "
+              f"({sum(a for _, a in applied.subtracted):.2f} Jy apparent); peeling "
+              f"{applied.timings_s.get('peeling', 0):.0f} s, the subtraction outside "
+              f"{applied.timings_s.get('outside_subtraction', 0):.0f} s")
         print(f"image rms {imaged.metrics['rms_jy'] * 1e3:.2f} mJy/beam "
               f"({imaged.metrics['rms_over_thermal']:.2f} x thermal); blank-sky error scale {result.error_scale:.2f}")
         print(f"pulls of {len(pulls)} sources above 5 sigma: mean {pulls.mean():+.2f}, standard deviation "
