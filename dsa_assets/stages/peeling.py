@@ -62,10 +62,10 @@ class PeelingConfig:
     subtracted as predicted (its model through the calibrated gains, no solve: too faint for
     gains of its own), all in one pass (inf: none). A 5-minute snapshot's dirty beam keeps 1-4%
     rms sidelobes out to 2 deg (``bench/psf_sidelobes.py``), so at the full array's noise the
-    sky outside the image, not the noise, set an image's rms: in an observation of the
-    realistic sky with that noise (48 antennas), its residual rms fell from 3.65 to 1.44
-    mJy/beam when the 17 sources outside above 30 mJy apparent were subtracted, and to 1.36
-    with the 159 above 3 mJy (all 773: also 1.36)."""
+    sky outside the image weighs on an image's rms: in an observation of the realistic sky
+    with that noise (``bench/outside_sky.py``, 48 antennas) the residual rms was 1.78 mJy/beam
+    with the 3 sources above the peeling level subtracted, 1.38 with the 51 above 10 mJy
+    apparent, 1.36 with all 773."""
     image_half_width_deg: float = 1.7
     """The image reaches this far (deg) from the phase centre along each axis (the imaging
     settings' size x cell / 2): a source inside that square is in the image."""
