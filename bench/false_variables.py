@@ -44,15 +44,18 @@ CALIBRATOR = "2203+626"
 CHANNELS_PER_SUBBAND = 4
 
 
-def full_array_sefd_jy(antennas: int) -> float:
-    """The SEFD (Jy) at which ``antennas`` dishes with 64 channels have the image noise of the
-    full array (96 dishes, 768 channels) at the real 6,500 Jy, over the same integrations."""
+def full_array_sefd_jy(antennas: int, channels: int = 16 * CHANNELS_PER_SUBBAND, integrations: int | None = None
+                       ) -> float:
+    """The SEFD (Jy) at which ``antennas`` dishes with ``channels`` channels over
+    ``integrations`` (default: an observation's) have the image noise of the full array (96
+    dishes, 768 channels, a whole observation) at the real 6,500 Jy."""
     from dsa_assets import constants as C
 
-    def visibilities(n, channels):
-        return n * (n - 1) / 2 * channels
+    def visibilities(n, channels, integrations):
+        return n * (n - 1) / 2 * channels * integrations
 
-    return C.SEFD_JY * (visibilities(antennas, 16 * CHANNELS_PER_SUBBAND) / visibilities(96, 768)) ** 0.5
+    full = visibilities(96, 16 * C.CHANNELS_PER_SUBBAND, C.N_INTEGRATIONS)
+    return C.SEFD_JY * (visibilities(antennas, channels, integrations or C.N_INTEGRATIONS) / full) ** 0.5
 
 
 def simulate(directory: Path, hours: float, antennas: int, sefd_jy: float, sim_flags: list[str]) -> None:

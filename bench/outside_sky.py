@@ -41,19 +41,15 @@ def main() -> int:
                    help="rms of each dish's own response in the sidelobes (the simulator's sidelobe_errors)")
     args = p.parse_args()
 
-    from dsa_assets import constants as C
+    from false_variables import full_array_sefd_jy  # the sibling bench, beside this file
+
     from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig
     from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
     from dsa_assets.stages.imaging import ImagingConfig, ImagingStage
     from dsa_assets.stages.peeling import PeelingConfig, _Observation, subtract_predicted
     from dsa_assets.stages.sky_model import SourceModel
 
-    def visibilities(antennas, integrations, channels):
-        return antennas * (antennas - 1) / 2 * integrations * channels
-
-    # the SEFD at which this array's image has the full array's noise
-    sefd = C.SEFD_JY * (visibilities(args.antennas, args.integrations, 16 * args.channels_per_subband)
-                        / visibilities(96, C.N_INTEGRATIONS, 16 * C.CHANNELS_PER_SUBBAND)) ** 0.5
+    sefd = full_array_sefd_jy(args.antennas, 16 * args.channels_per_subband, args.integrations)
     config = SimConfig(n_antennas=args.antennas, n_integrations=args.integrations,
                        channels_per_subband=args.channels_per_subband, sky="realistic", a_team=False, gains=False,
                        pointing_dec_rad=np.radians(args.dec), seed=args.seed, timestamp_jitter=False,

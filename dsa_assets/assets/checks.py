@@ -172,8 +172,7 @@ def simulated_gains_recovered(context: dg.AssetCheckExecutionContext, pipeline: 
         measured = antenna_gains(ms, tables, pipeline.scratch_path)
         # the MS holds conjugated UVH5 visibilities, so CASA's gains are the conjugate
         expected = np.conj(truth.total_gains(channel_frequencies(ms)))
-        results[obs.group_id] = err = gain_errors(measured, expected, solution_noise(tables, expected.shape),
-                                                  qa.GAIN_NOISE_SIGMAS)
+        results[obs.group_id] = err = gain_errors(measured, expected, solution_noise(tables, expected.shape))
         if qa.gains_miss_truth(err):
             problems.append(f"{obs.group_id}: {err}")
     return dg.AssetCheckResult(passed=not problems, metadata={

@@ -31,12 +31,12 @@ def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging
     products = pipeline.catalogue()
     stage = imaging.stage(pipeline.output_path, pipeline.scratch_path)
 
-    peeled = {}
+    peeled, subtracted = {}, {}
 
     def image_one(obs):
         ms_path = obs.require("calibrated_ms")
         result = stage.execute(group_id=obs.group_id, ms_path=ms_path)
-        peeled[obs.group_id] = read_record(ms_path), len(read_subtracted(ms_path))
+        peeled[obs.group_id], subtracted[obs.group_id] = read_record(ms_path), len(read_subtracted(ms_path))
         m = result.metrics
         products.db.record_observation_image(
             group_id=obs.group_id, partition_key=context.partition_key,
@@ -65,8 +65,8 @@ def image(context: dg.AssetExecutionContext, pipeline: PipelineResource, imaging
             "imager": m["imager"],
             "imaging_s": round(sum(r.wall_time_s for r in results), 1),
             "thumbnail": dg.MetadataValue.md(thumbnail_markdown(first.thumbnail)),
-            "peeled": dg.MetadataValue.md(peeled_markdown(peeled[first.group_id][0], m["restored"])),
-            "subtracted_outside": peeled[first.group_id][1],
+            "peeled": dg.MetadataValue.md(peeled_markdown(peeled[first.group_id], m["restored"])),
+            "subtracted_outside": subtracted[first.group_id],
             "self_calibration": dg.MetadataValue.json(m["self_calibration"]),
         })
     return dg.MaterializeResult(metadata=metadata,

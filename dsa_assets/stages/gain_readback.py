@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import fsutil
+from .. import fsutil, qa
 from .gain_solutions import apply
 from .ms_inspect import casa_table, row_chunks
 
@@ -78,7 +78,7 @@ def solution_noise(tables: list[Path | str], shape: tuple[int, int, int]) -> np.
 
 
 def gain_errors(measured: dict, expected: np.ndarray, noise: np.ndarray | None = None,
-                noise_sigmas: float = 5.0) -> dict:
+                noise_sigmas: float = qa.GAIN_NOISE_SIGMAS) -> dict:
     """Compare gains from :func:`antenna_gains` with ``expected`` gains (Nants, Nchan, Npol, in
     CASA's convention) on the measured antennas, after referring both to the reference
     antenna's phase. Returns the worst and median amplitude error (fraction) and phase error
