@@ -2,7 +2,7 @@
 simulator (``dsa_assets.sim``), full scale by default.
 
 Prints the sources put into the observation, the wall time and the peak memory, for the
-compiled prediction (``dsa_assets/sim/predict.py``) and, with ``--reference``, for one source
+compiled prediction (``dsa_assets/stages/point_sources.py``) and, with ``--reference``, for one source
 at a time in numpy (the prediction before it), on one subband scaled to sixteen.
 
     python bench/simulator.py                  # 96 antennas, 24 integrations, 48 channels

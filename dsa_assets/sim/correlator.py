@@ -348,8 +348,8 @@ class CorrelatorSimulator:
             beam = geometry.airy_power_beam(cos[:, n_t // 2], float(np.mean(freqs)))
             scale = cfg.sidelobe_errors * (1.0 - beam)[:, None] / np.sqrt(2)
             factors = 1.0 + scale * (noise[:, 0] + 1j * noise[:, 1])
-        return point_source_visibilities(mid - s0[None], drift, baselines, amplitude, freqs[0], freqs[1] - freqs[0],
-                                         len(freqs), C.CHANNEL_WIDTH_HZ, cfg.smearing, factors, self.ant1, self.ant2)
+        return point_source_visibilities(mid - s0[None], drift, baselines, amplitude, freqs, C.CHANNEL_WIDTH_HZ,
+                                         cfg.smearing, factors, self.ant1, self.ant2)
 
     def _corrupt(self, sb: int, sky_vis: np.ndarray, corruptions: Corruptions, rng) -> np.ndarray:
         """File-order visibilities of one subband, shape (Nblts, Nfreqs, 2), complex128: the

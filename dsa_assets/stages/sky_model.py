@@ -14,8 +14,10 @@ its change across it (from the rate of the baseline's UVW). DSA-110's correlator
 meridian at the pointing declination at each integration's middle, which is the POINTING
 direction then; for a tracking array (no POINTING rows) it is the field centre. Sidelobe
 sources (the A-team) lose tens of percent on the long baselines this way, in the data and in
-the model alike. Any Measurement Set with one spectral window and J2000/ICRS field directions
-will do. Plain Python.
+the model alike. The sum over sources is the simulator's compiled one
+(:mod:`dsa_assets.stages.point_sources`): its geometry (delays, their drift, the beam) is taken
+here from the Measurement Set. Any Measurement Set with one spectral window and J2000/ICRS
+field directions will do. Plain Python.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from .. import fsutil
 from ..geometry import SPEED_OF_LIGHT_M_S, airy_power_beam
 from .ms_inspect import casa_table, channel_frequencies, dish_diameter_m, pointing_directions, radec_unit, row_chunks
+from .point_sources import add_point_sources
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,8 @@ def predict_model(ms: Path | str, sources: list[SourceModel], primary_beam: bool
     with casa_table(ms / "FIELD") as tb:
         phase_dirs = tb.getcol("PHASE_DIR")[:, 0, :]  # (nfield, 2)
     diameter = dish_diameter_m(ms)
-    src_unit = radec_unit(np.radians([s.ra_deg for s in sources]), np.radians([s.dec_deg for s in sources]))
+    src_ra, src_dec = np.radians([s.ra_deg for s in sources]), np.radians([s.dec_deg for s in sources])
+    src_unit = radec_unit(src_ra, src_dec)
     fluxes = np.array([s.flux_at(freqs) for s in sources])  # (nsrc, nchan)
     with casa_table(ms, readonly=False) as tb:
         n_pol = tb.getcell("DATA", 0).shape[1]
@@ -109,46 +113,29 @@ def predict_model(ms: Path | str, sources: list[SourceModel], primary_beam: bool
             with casa_table(ms / "SPECTRAL_WINDOW") as spw:
                 width = float(np.mean(np.abs(spw.getcol("CHAN_WIDTH"))))
             tracked = np.stack([np.arctan2(pointing[:, 1], pointing[:, 0]), np.arcsin(np.clip(pointing[:, 2], -1, 1))], -1)
+        amplitude = np.moveaxis(fluxes[:, None, :] * attenuation, 0, -1)  # (nt, nchan, nsrc) Jy
         for start, n in row_chunks(tb.nrows()):
             uvw = tb.getcol("UVW", startrow=start, nrow=n)
             field_id = tb.getcol("FIELD_ID", startrow=start, nrow=n)
             ti = t_index[start : start + n]
-            model = np.zeros((n, len(freqs)), dtype=np.complex128)
+            model = np.zeros((n, len(freqs)), dtype=np.complex64)
             for f in np.unique(field_id):
-                rows = field_id == f
+                rows = np.flatnonzero(field_id == f)
                 ra0, dec0 = phase_dirs[f]
-                if smearing:  # the tracked centres' offsets from the phase centre, per row
-                    centre = np.array([direction_cosines(ra, dec, ra0, dec0) for ra, dec in tracked])[ti[rows]]  # (nrow, 3)
-                for k, s in enumerate(sources):
-                    lmn = np.array(direction_cosines(np.radians(s.ra_deg), np.radians(s.dec_deg), ra0, dec0))
-                    delay = uvw[rows] @ (lmn - [0.0, 0.0, 1.0])  # metres
-                    term = fluxes[k][None, :] * attenuation[k][ti[rows]] * fringe(delay, freqs)
-                    if smearing:
-                        offset = lmn[None, :] - centre
-                        tau = np.einsum("rx,rx->r", uvw[rows], offset) / SPEED_OF_LIGHT_M_S
-                        drift = np.einsum("rx,rx->r", uvw_rate[start:start + n][rows], offset) * interval[start:start + n][rows]
-                        term *= np.sinc(width * tau)[:, None] * np.sinc(drift[:, None] * freqs[None, :] / SPEED_OF_LIGHT_M_S)
-                    model[rows] += term
-            tb.putcol(column, np.repeat(model[:, :, None], n_pol, axis=2).astype(np.complex64),
-                      startrow=start, nrow=n)
-
-
-def fringe(delay_m: np.ndarray, freqs_hz: np.ndarray) -> np.ndarray:
-    """exp(2 pi i delay f / c) for each delay (m) and frequency (Hz): (delays, channels). Along
-    each run of evenly spaced channels, the run's first phasor times the step's, channel after
-    channel (a running product, as close to the direct value as its own rounding): ten times
-    faster than a complex exponential per visibility, which dominated the prediction."""
-    freqs_hz = np.asarray(freqs_hz, dtype=float)
-    out = np.empty((len(delay_m), len(freqs_hz)), dtype=np.complex128)
-    step = np.diff(freqs_hz)
-    # a run ends where the spacing changes (subbands of a scaled-down band)
-    ends = np.flatnonzero(~np.isclose(step[1:], step[:-1], rtol=1e-9, atol=0.0)) + 2
-    for first, last in zip(np.concatenate([[0], ends]), np.concatenate([ends, [len(freqs_hz)]])):
-        out[:, first] = np.exp(2j * np.pi * delay_m * freqs_hz[first] / SPEED_OF_LIGHT_M_S)
-        if last - first > 1:
-            out[:, first + 1 : last] = np.exp(2j * np.pi * delay_m * step[first] / SPEED_OF_LIGHT_M_S)[:, None]
-            out[:, first:last] = np.cumprod(out[:, first:last], axis=1)
-    return out
+                lmn = np.stack(direction_cosines(src_ra, src_dec, ra0, dec0), -1)  # (nsrc, 3)
+                projected = uvw[rows] @ lmn.T / SPEED_OF_LIGHT_M_S  # (nrow, nsrc) s
+                tau = projected - uvw[rows, 2:] / SPEED_OF_LIGHT_M_S
+                gain, dtau = np.ones_like(tau), np.zeros_like(tau)
+                if smearing:  # delays relative to the centre tracked during each row's integration
+                    centre = np.stack(direction_cosines(*tracked.T, ra0, dec0), -1)[ti[rows]]  # (nrow, 3)
+                    tracked_delay = np.einsum("rx,rx->r", uvw[rows], centre) / SPEED_OF_LIGHT_M_S
+                    gain = np.sinc(width * (projected - tracked_delay[:, None]))
+                    rate = uvw_rate[start + rows] * interval[start + rows, None] / SPEED_OF_LIGHT_M_S  # s per integration
+                    dtau = rate @ lmn.T - np.einsum("rx,rx->r", rate, centre)[:, None]
+                block = np.zeros((len(rows), len(freqs)), dtype=np.complex64)
+                add_point_sources(block, tau, dtau, gain, amplitude, ti[rows], freqs, smearing)
+                model[rows] = block
+            tb.putcol(column, np.repeat(model[:, :, None], n_pol, axis=2), startrow=start, nrow=n)
 
 
 def _uvw_rate(tb) -> np.ndarray:

@@ -251,20 +251,6 @@ def test_model_prediction_matches_casa_ft(calibrator_pass, tmp_path):
     assert np.max(np.abs(ours - casa)) < 1e-5 * np.max(np.abs(casa))
 
 
-def test_fringes_by_running_product_equal_the_direct_exponential():
-    """Evenly spaced channels (a full band), runs of them (a scaled-down band's subbands) and
-    uneven ones alike."""
-    from dsa_assets import constants as C
-    from dsa_assets.stages.sky_model import fringe
-
-    delays = np.random.default_rng(1).uniform(-3000.0, 3000.0, 200)  # m: the array's longest baselines
-    full = C.TOP_CHANNEL_FREQ_HZ - np.arange(768) * C.CHANNEL_WIDTH_HZ
-    runs = np.concatenate([C.subband_frequencies_hz(s, np.arange(0, 48, 12)) for s in range(16)])
-    for freqs in (full, runs, np.array([1.30e9, 1.31e9, 1.35e9, 1.36e9]), full[:1]):
-        direct = np.exp(2j * np.pi * np.outer(delays, freqs) / 299_792_458.0)
-        assert np.abs(fringe(delays, freqs) - direct).max() < 1e-9
-
-
 def test_corrupted_table_is_refused_with_its_name(calibrator_pass, solved, tmp_path):
     root, groups, ms = calibrator_pass
     stage, sol = solved
