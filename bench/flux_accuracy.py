@@ -61,7 +61,7 @@ def main() -> int:
         resource = CalibrationResource(peeling=not args.no_peeling)
         calibration = resource.stage(out, scratch)
         model = resource.model(calibrators.by_name("3C286"), observation_span(cal_ms), sky)
-        solved = calibration.execute_solve(cal.stamp, cal_ms, model)
+        solved = calibration.execute_solve(cal.stamp, cal_ms, model, catalogue_sources=sky)
         applied = calibration.execute_apply(field.stamp, field_ms, solved, sky)
         imaged = ImagingStage(ImagingConfig(output_dir=out, scratch_dir=scratch)).execute(
             group_id=field.stamp, ms_path=applied.ms_path)

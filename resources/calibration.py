@@ -42,6 +42,12 @@ class CalibrationResource(dg.ConfigurableResource):
     calibrator's model."""
     model_min_flux_jy: float = option(0.05, flag="--calibrator-model-min-flux-jy")
     """... if brighter than this (Jy)."""
+    model_sky_beyond: bool = option(True, flag="--calibrator-model-field-only")
+    """The calibrator's model also takes the sky beyond its radius that the data hold, at the
+    peeling levels: the A-team and bright sources (each found in the data by a first solve) and
+    the reference catalogue outside the image above --subtract-outside-above-jy (found as a
+    whole); solved again with them (--calibrator-model-field-only: the calibrator and its
+    field alone)."""
     refant: str = ""
     """Reference antenna name; empty picks one per solve."""
     min_gain_snr: float = 10.0
@@ -76,14 +82,15 @@ class CalibrationResource(dg.ConfigurableResource):
               image_half_width_deg: float = PeelingConfig.image_half_width_deg) -> CalibrationStage:
         """The stage; ``image_half_width_deg``: how far (deg) the images reach along each axis
         (``ImagingResource.half_width_deg``), where peeling's level changes."""
+        levels = PeelingConfig(a_team_above_jy=self.peel_a_team_above_jy, above_jy=self.peel_above_jy,
+                               in_field_above_jy=self.peel_in_field_above_jy,
+                               subtract_above_jy=self.subtract_outside_above_jy,
+                               image_half_width_deg=image_half_width_deg)
         return CalibrationStage(CalibrationConfig(
             output_dir=output_dir, scratch_dir=scratch_dir,
             flagging=FlaggingConfig(rfi=self.rfi_flagger, workers=self.flag_workers),
             solve=SolveOptions(refant=self.refant or None), keep_raw_data=self.keep_raw_data,
-            peeling=PeelingConfig(a_team_above_jy=self.peel_a_team_above_jy, above_jy=self.peel_above_jy,
-                                  in_field_above_jy=self.peel_in_field_above_jy,
-                                  subtract_above_jy=self.subtract_outside_above_jy,
-                                  image_half_width_deg=image_half_width_deg) if self.peeling else None,
+            peeling=levels if self.peeling else None, model_sky_beyond=levels if self.model_sky_beyond else None,
         ))
 
     def model(self, calibrator, span, field_sources=()) -> list:

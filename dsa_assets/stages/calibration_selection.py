@@ -39,8 +39,8 @@ class ObservationCalibration:
 def calibrate_observation(stage: CalibrationStage, db, policy, group_id: str, ms_path: Path | str,
                           partition_key: str, field_sources=()) -> ObservationCalibration:
     """Solve on ``group_id`` if a calibrator transits in it (its model: the calibrator and the
-    ``field_sources``, reference-catalogue sources, near it), then assign it the nearest valid
-    solution; both recorded in ``db``."""
+    ``field_sources``, reference-catalogue sources, near it, and the sky beyond that the data
+    hold), then assign it the nearest valid solution; both recorded in ``db``."""
     span = observation_span(ms_path)
     mid = span.mid.timestamp()
     out = ObservationCalibration(group_id)
@@ -50,7 +50,8 @@ def calibrate_observation(stage: CalibrationStage, db, policy, group_id: str, ms
         model = policy.model(transit.calibrator, span, field_sources)
         out.model_size = len(model)
         try:
-            out.solution = stage.execute_solve(group_id, ms_path, model)
+            out.solution = stage.execute_solve(group_id, ms_path, model, catalogue_sources=field_sources)
+            out.model_size = len(out.solution.sources)
         except DSA110Error as exc:
             # a bad calibrator observation must not strand its window: record why and fall
             # through to the nearest valid solution, like any other observation

@@ -120,9 +120,11 @@ def _require(table_path: Path, what: str) -> None:
             raise CalibrationError(f"every {what} solution is flagged (SNR below the threshold?)")
 
 
-def apply(ms: Path | str, tables: list[Path | str], interp: str = "nearest") -> float:
+def apply(ms: Path | str, tables: list[Path | str], interp: str = "nearest", data_only: bool = False) -> float:
     """applycal ``tables`` (in K, B, G order) to ``ms`` into CORRECTED_DATA, flagging data whose
-    solutions are flagged and calibrating the weights. Returns the wall time (s).
+    solutions are flagged and calibrating the weights; ``data_only``: CORRECTED_DATA alone,
+    flags and weights untouched (a look at calibrated data that leaves the Measurement Set as it
+    was for another solve). Returns the wall time (s).
 
     ``interp`` "nearest" carries one observation's solutions to another observation (no
     extrapolation in time)."""
@@ -131,7 +133,7 @@ def apply(ms: Path | str, tables: list[Path | str], interp: str = "nearest") -> 
     validate_tables(tables)
     t = time.perf_counter()
     applycal(vis=str(ms), gaintable=[str(p) for p in tables], interp=[interp] * len(tables),
-             calwt=True, flagbackup=False, applymode="calflag")
+             calwt=not data_only, flagbackup=False, applymode="calonly" if data_only else "calflag")
     with casa_table(ms) as tb:
         if "CORRECTED_DATA" not in tb.colnames():
             raise CalibrationError(f"applycal wrote no CORRECTED_DATA to {ms} (see the CASA log)")

@@ -86,56 +86,61 @@ def predict_model(ms: Path | str, sources: list[SourceModel], primary_beam: bool
     """
     from casacore.tables import makearrcoldesc, maketabdesc
 
-    ms = Path(ms)
-    freqs = channel_frequencies(ms)
-    with casa_table(ms / "FIELD") as tb:
-        phase_dirs = tb.getcol("PHASE_DIR")[:, 0, :]  # (nfield, 2)
-    diameter = dish_diameter_m(ms)
-    src_ra, src_dec = np.radians([s.ra_deg for s in sources]), np.radians([s.dec_deg for s in sources])
-    src_unit = radec_unit(src_ra, src_dec)
-    fluxes = np.array([s.flux_at(freqs) for s in sources])  # (nsrc, nchan)
     with casa_table(ms, readonly=False) as tb:
-        n_pol = tb.getcell("DATA", 0).shape[1]
+        shape = tb.getcell("DATA", 0).shape  # (nchan, npol)
         if column not in tb.colnames():
             dm = dict(tb.getdminfo("DATA"), NAME=f"Tiled{column.title().replace('_', '')}")
             tb.addcols(maketabdesc(makearrcoldesc(column, 0j, valuetype="complex", ndim=2,
-                                                  shape=[len(freqs), n_pol], options=4)), dm)
-        all_times = tb.getcol("TIME")
-        unique_t, t_index = np.unique(all_times, return_inverse=True)
-        pointing = pointing_directions(ms, unique_t)  # (nt, 3)
-        attenuation = np.ones((len(sources), len(unique_t), len(freqs)))
-        if primary_beam:
-            cos = np.clip(src_unit @ pointing.T, -1.0, 1.0)  # (nsrc, nt)
-            attenuation = airy_power_beam(cos[..., None], freqs, diameter)
-        if smearing:
-            uvw_rate = _uvw_rate(tb)  # m/s
-            interval = tb.getcol("INTERVAL")
-            with casa_table(ms / "SPECTRAL_WINDOW") as spw:
-                width = float(np.mean(np.abs(spw.getcol("CHAN_WIDTH"))))
-            tracked = np.stack([np.arctan2(pointing[:, 1], pointing[:, 0]), np.arcsin(np.clip(pointing[:, 2], -1, 1))], -1)
-        amplitude = np.moveaxis(fluxes[:, None, :] * attenuation, 0, -1)  # (nt, nchan, nsrc) Jy
-        for start, n in row_chunks(tb.nrows()):
-            uvw = tb.getcol("UVW", startrow=start, nrow=n)
-            field_id = tb.getcol("FIELD_ID", startrow=start, nrow=n)
-            ti = t_index[start : start + n]
-            model = np.zeros((n, len(freqs)), dtype=np.complex64)
-            for f in np.unique(field_id):
-                rows = np.flatnonzero(field_id == f)
-                ra0, dec0 = phase_dirs[f]
-                lmn = np.stack(direction_cosines(src_ra, src_dec, ra0, dec0), -1)  # (nsrc, 3)
-                projected = uvw[rows] @ lmn.T / SPEED_OF_LIGHT_M_S  # (nrow, nsrc) s
-                tau = projected - uvw[rows, 2:] / SPEED_OF_LIGHT_M_S
-                gain, dtau = np.ones_like(tau), np.zeros_like(tau)
-                if smearing:  # delays relative to the centre tracked during each row's integration
-                    centre = np.stack(direction_cosines(*tracked.T, ra0, dec0), -1)[ti[rows]]  # (nrow, 3)
-                    tracked_delay = np.einsum("rx,rx->r", uvw[rows], centre) / SPEED_OF_LIGHT_M_S
-                    gain = np.sinc(width * (projected - tracked_delay[:, None]))
-                    rate = uvw_rate[start + rows] * interval[start + rows, None] / SPEED_OF_LIGHT_M_S  # s per integration
-                    dtau = rate @ lmn.T - np.einsum("rx,rx->r", rate, centre)[:, None]
-                block = np.zeros((len(rows), len(freqs)), dtype=np.complex64)
-                add_point_sources(block, tau, dtau, gain, amplitude, ti[rows], freqs, smearing)
-                model[rows] = block
-            tb.putcol(column, np.repeat(model[:, :, None], n_pol, axis=2), startrow=start, nrow=n)
+                                                  shape=list(shape), options=4)), dm)
+        for start, n, model in model_chunks(ms, tb, sources, primary_beam, smearing):
+            tb.putcol(column, np.repeat(model[:, :, None], shape[1], axis=2), startrow=start, nrow=n)
+
+
+def model_chunks(ms: Path | str, tb, sources: list[SourceModel], primary_beam: bool = True, smearing: bool = True):
+    """The model of ``sources`` (as :func:`predict_model` writes it, one polarisation) over the
+    rows of ``tb`` (the open main table of ``ms``), chunk by chunk: yields (first row, rows,
+    visibilities (rows, channels) complex64 in Jy). Memory: one chunk."""
+    ms = Path(ms)
+    freqs = channel_frequencies(ms)
+    with casa_table(ms / "FIELD") as field_table:
+        phase_dirs = field_table.getcol("PHASE_DIR")[:, 0, :]  # (nfield, 2)
+    src_ra, src_dec = np.radians([s.ra_deg for s in sources]), np.radians([s.dec_deg for s in sources])
+    fluxes = np.array([s.flux_at(freqs) for s in sources])  # (nsrc, nchan)
+    unique_t, t_index = np.unique(tb.getcol("TIME"), return_inverse=True)
+    pointing = pointing_directions(ms, unique_t)  # (nt, 3)
+    attenuation = np.ones((len(sources), len(unique_t), len(freqs)))
+    if primary_beam:
+        cos = np.clip(radec_unit(src_ra, src_dec) @ pointing.T, -1.0, 1.0)  # (nsrc, nt)
+        attenuation = airy_power_beam(cos[..., None], freqs, dish_diameter_m(ms))
+    if smearing:
+        uvw_rate = _uvw_rate(tb)  # m/s
+        interval = tb.getcol("INTERVAL")
+        with casa_table(ms / "SPECTRAL_WINDOW") as spw:
+            width = float(np.mean(np.abs(spw.getcol("CHAN_WIDTH"))))
+        tracked = np.stack([np.arctan2(pointing[:, 1], pointing[:, 0]), np.arcsin(np.clip(pointing[:, 2], -1, 1))], -1)
+    amplitude = np.moveaxis(fluxes[:, None, :] * attenuation, 0, -1)  # (nt, nchan, nsrc) Jy
+    for start, n in row_chunks(tb.nrows()):
+        uvw = tb.getcol("UVW", startrow=start, nrow=n)
+        field_id = tb.getcol("FIELD_ID", startrow=start, nrow=n)
+        ti = t_index[start : start + n]
+        model = np.zeros((n, len(freqs)), dtype=np.complex64)
+        for f in np.unique(field_id):
+            rows = np.flatnonzero(field_id == f)
+            ra0, dec0 = phase_dirs[f]
+            lmn = np.stack(direction_cosines(src_ra, src_dec, ra0, dec0), -1)  # (nsrc, 3)
+            projected = uvw[rows] @ lmn.T / SPEED_OF_LIGHT_M_S  # (nrow, nsrc) s
+            tau = projected - uvw[rows, 2:] / SPEED_OF_LIGHT_M_S
+            gain, dtau = np.ones_like(tau), np.zeros_like(tau)
+            if smearing:  # delays relative to the centre tracked during each row's integration
+                centre = np.stack(direction_cosines(*tracked.T, ra0, dec0), -1)[ti[rows]]  # (nrow, 3)
+                tracked_delay = np.einsum("rx,rx->r", uvw[rows], centre) / SPEED_OF_LIGHT_M_S
+                gain = np.sinc(width * (projected - tracked_delay[:, None]))
+                rate = uvw_rate[start + rows] * interval[start + rows, None] / SPEED_OF_LIGHT_M_S  # s per integration
+                dtau = rate @ lmn.T - np.einsum("rx,rx->r", rate, centre)[:, None]
+            block = np.zeros((len(rows), len(freqs)), dtype=np.complex64)
+            add_point_sources(block, tau, dtau, gain, amplitude, ti[rows], freqs, smearing)
+            model[rows] = block
+        yield start, n, model
 
 
 def _uvw_rate(tb) -> np.ndarray:

@@ -351,3 +351,36 @@ def test_failed_solve_falls_back_to_the_nearest_valid_solution(calibrator_pass, 
     short = calibrate_observation(FailingStage(stage.config), db, CalibrationResource(enable_solving=True,
                                   validity_hours=0.5), groups[0].stamp, ms[0], "2026-03-02-10:40")
     assert short.assignment is None and "no valid calibration solution within 0.5 h" in short.missing
+
+
+def test_the_sky_beyond_the_model_that_the_data_hold_joins_it(tmp_path):
+    """A 20 Jy source 2.3 deg north of the pointing (2 Jy apparent, outside the model's radius
+    and the image) is in the data; a catalogue entry as bright 2.3 deg south is not. The first
+    solve finds the one and not the other in the calibrated data, and the solve with the
+    northern source in the model recovers the gains several times better than without it."""
+    from dsa_assets import catalogue
+    from dsa_assets.stages.peeling import PeelingConfig
+    from dsa_assets.truth import PointSource
+
+    c = calibrators.by_name("3C286")
+    dec = np.degrees(PASS_CONFIG.pointing_dec_rad)
+    beyond = PointSource("BEYOND", c.ra_deg, dec + 2.3, 20.0, -0.7)
+    ghost = catalogue.CatalogueSource("GHOST", c.ra_deg, dec - 2.3, 20.0, -0.7)
+    group = CorrelatorSimulator(replace(PASS_CONFIG, sources=(beyond,))).write_observation(tmp_path / "in", PASS_START)
+    ms = ConversionStage(ConversionConfig(output_dir=tmp_path / "out", scratch_dir=tmp_path / "s")).execute(
+        group_id=group.stamp, hdf5_files=group.files).ms_path
+    sky = [catalogue.CatalogueSource(beyond.name, beyond.ra_deg, beyond.dec_deg, beyond.flux_jy, -0.7), ghost]
+    model = [cal.SourceModel.from_calibrator(c)]
+    errors, sources = {}, {}
+    for name, levels in (("field only", None), ("with the sky beyond", PeelingConfig())):
+        stage = cal.CalibrationStage(cal.CalibrationConfig(output_dir=tmp_path / name, scratch_dir=tmp_path / "s",
+                                                           model_sky_beyond=levels))
+        sol = stage.execute_solve(group.stamp, ms, model, catalogue_sources=sky)
+        sources[name] = [s.name for s in sol.sources]
+        measured = cal.antenna_gains(ms, sol.table_list(), tmp_path / "s")
+        errors[name] = cal.gain_errors(measured, np.conj(group.truth.total_gains(cal.channel_frequencies(ms))))
+    assert sources["field only"] == [model[0].name]
+    assert sources["with the sky beyond"] == [model[0].name, "BEYOND"]
+    assert errors["with the sky beyond"]["amplitude_error_max"] < 0.02, errors
+    assert errors["with the sky beyond"]["phase_error_max_deg"] < 1.0, errors
+    assert errors["field only"]["amplitude_error_max"] > 5 * errors["with the sky beyond"]["amplitude_error_max"], errors
