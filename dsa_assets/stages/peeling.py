@@ -40,7 +40,7 @@ from ..calibrators import A_TEAM
 from ..catalogue import separation_deg
 from ..geometry import airy_power_beam
 from .ms_inspect import casa_table, channel_frequencies, observation_span, pointing_directions, radec_unit, row_chunks
-from .sky_model import SourceModel, direction_cosines, predict_model
+from .sky_model import SourceModel, direction_cosines, model_chunks, predict_model
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +249,6 @@ def presence(ms_path: Path | str, groups: list[list[SourceModel]], column: str, 
     both constant on the east-west baselines, where an absent 20 Jy source 2.3 deg out read as
     2.8 times present. Returns (scale, its noise) per group: 1 all of it, 0 none; the noise
     from the residual's scatter."""
-    from .sky_model import model_chunks
-
     n = len(groups) + (known_column is not None)
     gram, rhs = np.zeros((n, n)), np.zeros(n)
     power, count = 0.0, 0
@@ -286,8 +284,6 @@ def held(scale: float, noise: float, min_presence: float, min_significance: floa
     return scale >= min_presence and (noise == 0 or scale / noise >= min_significance)
 
 
-
-
 def subtract_predicted(ms_path: Path | str, sources: list[SourceModel], column: str = "DATA") -> None:
     """Subtract the model of ``sources`` (beam, smearing; :func:`sky_model.predict_model`) from
     ``column`` of ``ms_path`` in place, through a scratch column removed afterwards."""
@@ -320,7 +316,7 @@ def peel(ms_path: Path | str, sources: list[SourceModel], column: str = "DATA",
     try:
         for source in sources:
             t0 = time.perf_counter()
-            presence, noise = _projection(ms_path, [source], column)
+            presence, noise = _projection(ms_path, source, column)
             apparent = float(obs.apparent_jy([source])[0])
             offset = float(obs.offsets_deg([source])[0])
             significance = presence / noise if noise > 0 else float("inf")
@@ -403,13 +399,12 @@ def restore(image: np.ndarray, header, pb: np.ndarray, peeled: list[dict]) -> li
 def remaining_fraction(ms_path: Path | str, source: SourceModel, column: str = "DATA") -> float:
     """How much of ``source`` ``column`` holds: Re<D, M> / <M, M> over the unflagged
     cross-correlations, M its model (beam, smearing; left in MODEL_DATA). 1: all of it."""
-    return _projection(ms_path, [source], column)[0]
+    return _projection(ms_path, source, column)[0]
 
 
-def _projection(ms_path: Path | str, sources: list[SourceModel], column: str) -> tuple[float, float]:
-    """(Re<D, M> / <M, M>, its noise), M the model of ``sources``: the noise from the scatter
-    of D itself, an upper bound."""
-    predict_model(ms_path, sources, primary_beam=True, smearing=True)
+def _projection(ms_path: Path | str, source: SourceModel, column: str) -> tuple[float, float]:
+    """(Re<D, M> / <M, M>, its noise): the noise from the scatter of D itself, an upper bound."""
+    predict_model(ms_path, [source], primary_beam=True, smearing=True)
     dot = power = spread = 0.0
     count = 0
     with casa_table(ms_path) as tb:
