@@ -38,6 +38,7 @@ half the beam's major axis. ``bench/source_finding.py`` compares it with Aegean 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,6 +47,8 @@ import numpy as np
 
 from .. import catalogue
 from ..exceptions import PhotometryError
+
+log = logging.getLogger(__name__)
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
@@ -527,32 +530,75 @@ def blind_detections(planes: ImagePlanes, wcs, sources, config: PhotometryConfig
 
 
 def new_source_candidates(result: PhotometryResult, earlier_images: list[dict], factor: float = 5.0,
-                          min_snr: float = 0.0) -> list[Measurement]:
+                          min_snr: float = 0.0, box: int = PhotometryConfig.noise_box_pixels) -> list[Measurement]:
     """Blind detections with no catalogue match, at least ``min_snr`` times their noise
     (:func:`dsa_assets.variability.new_source_snr`), whose peak exceeds ``factor`` times the lowest
-    noise an earlier image had at their position (observation images: the image's rms over
-    the primary-beam response at that offset from its centre). With no earlier image covering
-    the position there is nothing to compare with, and the detection is not called new."""
-    from .. import geometry
+    noise an earlier image had at their position (:func:`noise_at`: its local noise there, as
+    VAST judges new sources, else its rms over the primary-beam response at that offset from
+    its centre). With no earlier image covering the position there is nothing to compare
+    with, and the detection is not called new."""
     from ..variability import is_new_source
 
     found = []
     for m in result.blind():
         if m.matched is not None or m.snr < min_snr:
             continue
-        rms = []
-        for img in earlier_images:
-            offset = float(catalogue.separation_deg([m], img["centre_ra_deg"], img["centre_dec_deg"])[0])
-            if offset > (img.get("radius_deg") or 0.0):
-                continue
-            response = 1.0
-            if img["kind"] == "observation":
-                response = float(geometry.airy_power_beam(np.cos(np.radians(offset)), 1.4e9))
-            if response > 0.1:
-                rms.append(img["rms_jy"] / response)
+        rms = [n for img in earlier_images if (n := noise_at(img, m.ra_deg, m.dec_deg, box)) is not None]
         if is_new_source(m.flux_jy, rms, factor):
             found.append(m)
     return found
+
+
+def noise_at(image: dict, ra_deg: float, dec_deg: float, box: int = PhotometryConfig.noise_box_pixels
+             ) -> float | None:
+    """The noise (Jy/beam, beam-corrected) of an earlier image (a products-database ``images``
+    row) at a position: the robust rms of its residual in a ``box``-pixel square there over
+    the primary beam's response (observation images), or its noise map's value (mosaics).
+    Beside a bright source that is the level of its sidelobes and artefacts, there in every
+    image, which the image's median rms hides: an artefact as bright in a later image is no
+    new source. Where the files are gone (retention), the image's rms over the beam's
+    response at that offset from its centre. None: the image does not cover the position
+    (outside it, blanked, or the beam below a tenth of its peak)."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from .. import geometry
+
+    offset = float(catalogue.angular_distance_deg(ra_deg, dec_deg, image["centre_ra_deg"], image["centre_dec_deg"]))
+    if offset > (image.get("radius_deg") or 0.0):
+        return None
+    response = 1.0
+    if image["kind"] == "observation":
+        response = float(geometry.airy_power_beam(np.cos(np.radians(offset)), 1.4e9))
+        if response <= 0.1:
+            return None
+    path = Path(image.get("path") or "")
+    if not path.name.endswith("-image.fits"):
+        return image["rms_jy"] / response
+    planes = ("residual", "pb") if image["kind"] == "observation" else ("noise",)
+    files = [path.with_name(path.name.replace("-image.fits", f"-{kind}.fits")) for kind in planes]
+    if not all(f.exists() for f in files):
+        return image["rms_jy"] / response
+    try:
+        with fits.open(files[0], memmap=True) as hdul:
+            header, data = hdul[0].header, hdul[0].data
+            x, y = (int(round(float(v))) for v in WCS(header).celestial.world_to_pixel_values(ra_deg, dec_deg))
+            plane = data.reshape(data.shape[-2:])
+            if not (0 <= x < plane.shape[1] and 0 <= y < plane.shape[0]) or not np.isfinite(plane[y, x]):
+                return None
+            if image["kind"] != "observation":
+                return float(plane[y, x])
+            half = box // 2
+            cut = np.asarray(plane[max(y - half, 0):y + half, max(x - half, 0):x + half], dtype=float)
+        with fits.open(files[1], memmap=True) as hdul:
+            pb = float(hdul[0].data.reshape(hdul[0].data.shape[-2:])[y, x])
+    except (OSError, ValueError) as exc:  # a damaged file: judge by the image's rms
+        log.warning("%s: %s; its median rms stands for its noise at (%.4f, %.4f)", files[0], exc, ra_deg, dec_deg)
+        return image["rms_jy"] / response
+    cut = cut[np.isfinite(cut)]
+    if not cut.size or not np.isfinite(pb) or pb <= 0.1:
+        return None
+    return float(1.4826 * np.median(np.abs(cut - np.median(cut))) / pb)
 
 
 class PhotometryStage:

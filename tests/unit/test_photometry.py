@@ -160,6 +160,40 @@ def test_blind_detections_match_the_catalogue_and_find_a_new_source():
     assert new_source_candidates(result, earlier, min_snr=unmatched.snr + 0.1) == []
 
 
+def test_a_detection_is_judged_new_against_the_noise_earlier_images_had_where_it_lies(tmp_path):
+    """An earlier observation image whose residual is 10 times noisier around the detection (a
+    bright source's sidelobes) than elsewhere: the detection is as bright as its artefacts
+    were there, so not new, though five times its median rms; quiet there, it is new; its
+    files gone, its median rms over the beam's response judges."""
+    from dsa_assets.stages.photometry import noise_at
+
+    rng = np.random.default_rng(5)
+    new = CatalogueSource("new", 150.1, 29.9, 0.03)
+    result = measure(synthetic_image(rng, [new]), [])
+    (detection,) = [m for m in result.blind() if m.matched is None]
+    header = image_header(256, 10.0, 40.0, 30.0, 30.0, (150.0, 30.0))
+    x, y = (int(round(float(v))) for v in WCS(header).celestial.world_to_pixel_values(150.1, 29.9))
+
+    def earlier(name, noisy: bool) -> dict:
+        residual = rng.normal(0.0, 0.001, (256, 256))
+        if noisy:
+            residual[y - 40:y + 40, x - 40:x + 40] *= 10.0
+        fits.writeto(tmp_path / f"{name}-residual.fits", residual.astype(np.float32), header)
+        fits.writeto(tmp_path / f"{name}-pb.fits", np.full((256, 256), 0.8, np.float32), header)
+        return {"centre_ra_deg": 150.0, "centre_dec_deg": 30.0, "radius_deg": 0.5, "kind": "observation",
+                "rms_jy": 0.001, "path": str(tmp_path / f"{name}-image.fits")}
+
+    noisy, quiet = earlier("noisy", True), earlier("quiet", False)
+    assert noise_at(noisy, 150.1, 29.9) == pytest.approx(0.01 / 0.8, rel=0.15)
+    assert noise_at(quiet, 150.1, 29.9) == pytest.approx(0.001 / 0.8, rel=0.15)
+    assert noise_at(quiet, 151.0, 30.0) is None, "outside the image"
+    assert new_source_candidates(result, [noisy]) == []
+    assert new_source_candidates(result, [quiet]) == [detection]
+    assert new_source_candidates(result, [noisy, quiet]) == [detection], "the lowest noise any image had"
+    (tmp_path / "noisy-residual.fits").unlink()  # retention removed it: the median rms judges
+    assert new_source_candidates(result, [noisy]) == [detection]
+
+
 def test_an_unexplained_detection_beside_an_images_east_or_west_end_begins_no_source():
     """Sidelobes of sources beyond an image fall at its edges; the east and west edges are seen
     again nearer the centre of the next image, the north and south edges never."""
