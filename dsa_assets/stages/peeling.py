@@ -253,13 +253,11 @@ def presence(ms_path: Path | str, groups: list[list[SourceModel]], column: str, 
     gram, rhs = np.zeros((n, n)), np.zeros(n)
     power, count = 0.0, 0
     with casa_table(ms_path) as tb:
-        models = [model_chunks(ms_path, tb, g) for g in groups]
-        for chunks in zip(*models):
-            start, rows = chunks[0][0], chunks[0][1]
+        for start, rows, models in model_chunks(ms_path, tb, groups):
             cross = tb.getcol("ANTENNA1", startrow=start, nrow=rows) != tb.getcol("ANTENNA2", startrow=start, nrow=rows)
             good = ~tb.getcol("FLAG", startrow=start, nrow=rows) & cross[:, None, None]
             data = tb.getcol(column, startrow=start, nrow=rows)
-            terms = [np.broadcast_to(m[:, :, None], data.shape)[good] for _, _, m in chunks]
+            terms = [np.broadcast_to(m[:, :, None], data.shape)[good] for m in models]
             if known_column is not None:
                 terms.append(tb.getcol(known_column, startrow=start, nrow=rows)[good])
             d = data[good]

@@ -92,15 +92,19 @@ def predict_model(ms: Path | str, sources: list[SourceModel], primary_beam: bool
             dm = dict(tb.getdminfo("DATA"), NAME=f"Tiled{column.title().replace('_', '')}")
             tb.addcols(maketabdesc(makearrcoldesc(column, 0j, valuetype="complex", ndim=2,
                                                   shape=list(shape), options=4)), dm)
-        for start, n, model in model_chunks(ms, tb, sources, primary_beam, smearing):
+        for start, n, (model,) in model_chunks(ms, tb, [sources], primary_beam, smearing):
             tb.putcol(column, np.repeat(model[:, :, None], shape[1], axis=2), startrow=start, nrow=n)
 
 
-def model_chunks(ms: Path | str, tb, sources: list[SourceModel], primary_beam: bool = True, smearing: bool = True):
-    """The model of ``sources`` (as :func:`predict_model` writes it, one polarisation) over the
-    rows of ``tb`` (the open main table of ``ms``), chunk by chunk: yields (first row, rows,
-    visibilities (rows, channels) complex64 in Jy). Memory: one chunk."""
+def model_chunks(ms: Path | str, tb, groups: list[list[SourceModel]], primary_beam: bool = True,
+                 smearing: bool = True):
+    """The model of each group of sources (as :func:`predict_model` writes it, one
+    polarisation) over the rows of ``tb`` (the open main table of ``ms``), chunk by chunk:
+    yields (first row, rows, [visibilities (rows, channels) complex64 in Jy, one per group]).
+    The geometry is read once for every group. Memory: one chunk per group."""
     ms = Path(ms)
+    sources = [s for g in groups for s in g]
+    bounds = np.cumsum([0] + [len(g) for g in groups])
     freqs = channel_frequencies(ms)
     with casa_table(ms / "FIELD") as field_table:
         phase_dirs = field_table.getcol("PHASE_DIR")[:, 0, :]  # (nfield, 2)
@@ -123,7 +127,7 @@ def model_chunks(ms: Path | str, tb, sources: list[SourceModel], primary_beam: b
         uvw = tb.getcol("UVW", startrow=start, nrow=n)
         field_id = tb.getcol("FIELD_ID", startrow=start, nrow=n)
         ti = t_index[start : start + n]
-        model = np.zeros((n, len(freqs)), dtype=np.complex64)
+        models = [np.zeros((n, len(freqs)), dtype=np.complex64) for _ in groups]
         for f in np.unique(field_id):
             rows = np.flatnonzero(field_id == f)
             ra0, dec0 = phase_dirs[f]
@@ -137,10 +141,12 @@ def model_chunks(ms: Path | str, tb, sources: list[SourceModel], primary_beam: b
                 gain = np.sinc(width * (projected - tracked_delay[:, None]))
                 rate = uvw_rate[start + rows] * interval[start + rows, None] / SPEED_OF_LIGHT_M_S  # s per integration
                 dtau = rate @ lmn.T - np.einsum("rx,rx->r", rate, centre)[:, None]
-            block = np.zeros((len(rows), len(freqs)), dtype=np.complex64)
-            add_point_sources(block, tau, dtau, gain, amplitude, ti[rows], freqs, smearing)
-            model[rows] = block
-        yield start, n, model
+            for model, k0, k1 in zip(models, bounds[:-1], bounds[1:]):
+                block = np.zeros((len(rows), len(freqs)), dtype=np.complex64)
+                add_point_sources(block, tau[:, k0:k1], dtau[:, k0:k1], gain[:, k0:k1], amplitude[..., k0:k1],
+                                  ti[rows], freqs, smearing)
+                model[rows] = block
+        yield start, n, models
 
 
 def _uvw_rate(tb) -> np.ndarray:
