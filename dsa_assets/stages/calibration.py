@@ -279,10 +279,7 @@ class CalibrationStage:
                 column = "CORRECTED_DATA" if cfg.keep_raw_data else "DATA"
                 t = time.perf_counter()
                 bright = bright_sources(work, catalogue_sources, cfg.peeling)
-                if bright:
-                    peeled = peel(work, bright, column, cfg.peeling, catalogue_sources)
-                    with casa_table(work, readonly=False) as tb:
-                        tb.removecols(["MODEL_DATA"])
+                peeled = peel(work, bright, column, cfg.peeling, catalogue_sources)
                 timings["peeling"] = time.perf_counter() - t
                 t = time.perf_counter()
                 subtracted = outside_sky(work, catalogue_sources, bright, cfg.peeling)

@@ -8,11 +8,14 @@ each source, brightest first, its model (beam, spectrum and the data's time and 
 smearing, :func:`sky_model.predict_model`) is fitted to the visibilities with one complex gain
 per antenna, polarisation and integration over the band (StEFCal: Salvini & Wijnholds 2014,
 A&A 571, A97; per subband as an option), and g_i conj(g_j) M_ij is taken away. Gains so free
-also take up part of any unmodelled source near the peeled one (measured at 24 antennas: 13%
-of a source 0.1 deg away, 7% at 0.2 deg, none beyond 0.35 deg), so the gains are solved against
-the source together with the reference catalogue's sources around it, and only the source is
-subtracted. What is left of each source is measured as the
-projection of the data onto its model before and after (1: all of it, 0: none).
+also take up part of any source missing from the model they are solved against, and give it
+back as artefacts around the peeled source (measured at 24 antennas: 13% of a source 0.1 deg
+away; and in a realistic field, stripes through a peeled 2.6 Jy source along the array's arms
+at 1% of it, which passed as new sources in every observation), so the gains are solved
+against the sky the data hold (:func:`sky_context`: the reference catalogue's sources above a
+few mJy apparent, wherever they are, and the candidates not yet subtracted) and only the
+source is subtracted. What is left of each source is measured as the projection of the data
+onto its model before and after (1: all of it, 0: none).
 
 Candidates (:func:`bright_sources`): the A-team (Cas A, Cyg A, Tau A, Vir A) and reference
 catalogue sources whose apparent flux density (flux x beam response at mid-observation) exceeds
@@ -81,21 +84,20 @@ class PeelingConfig:
     (``bench/peeling.py --full-scale``), one solution over the band left the image at the rms of
     the field without Cas A, where one per subband, sixteen times the free parameters, took up
     some of the rest of the sky and left it 10% above."""
-    context_radius_deg: float = 0.5
-    """Catalogue sources this near a peeled source join the model its gains are solved against
-    (not subtracted) ..."""
     context_above_jy: float = 0.01
-    """... when their apparent flux exceeds this; at most ``max_context`` (the brightest)."""
-    max_context: int = 30
+    """Catalogue sources whose apparent flux exceeds this join the model every peeled source's
+    gains are solved against (not subtracted; :func:`sky_context`) ..."""
+    max_context: int = 300
+    """... at most this many, the brightest (a realistic field at Dec +63 has ~140 above 10 mJy)."""
     iterations: int = 60
     solve_gains: bool = True
     """False: subtract the model as predicted (unit gains), as a plain model subtraction
     (CASA ``uvsub``, WSClean ``-predict``) would."""
     min_presence: float = 0.5
     """A source is subtracted only if the data hold at least this fraction of its model
-    (projection, see :func:`remaining_fraction`) ..."""
+    (fitted jointly with the other candidates and the sky around them, :func:`presence`) ..."""
     min_significance: float = 10.0
-    """... at this many times the projection's noise. Gains solved towards a source that is
+    """... at this many times that fit's noise. Gains solved towards a source that is
     not there (a wrong catalogue entry, a model in a null) would fit the noise and the field's
     own sources, and take them away."""
 
@@ -124,7 +126,8 @@ class PeeledSource:
     significance: float = float("nan")
     """The data's projection onto the model over its noise."""
     context_sources: int = 0
-    """Neighbours in the model the gains were solved against."""
+    """Other sources in the model the gains were solved against (:func:`sky_context` and the
+    candidates not yet subtracted)."""
     solved_flux_jy: float = float("nan")
     """Flux density at the band's mean frequency: the model's times the median solved gain
     power. Where the source lies inside the image, :func:`restore` puts it back at this flux."""
@@ -301,64 +304,70 @@ def subtract_predicted(ms_path: Path | str, sources: list[SourceModel], column: 
 
 def peel(ms_path: Path | str, sources: list[SourceModel], column: str = "DATA",
          config: PeelingConfig = PeelingConfig(), catalogue_sources=()) -> list[PeeledSource]:
-    """Subtract each of ``sources`` (in order) from ``column`` of ``ms_path`` in place, with
-    its own gains solved against it and its neighbours in ``catalogue_sources`` (the reference
-    catalogue); MODEL_DATA is left holding the last source's model. Returns what was done."""
+    """Subtract each of ``sources`` (in order) that the data hold from ``column`` of
+    ``ms_path`` in place, with its own gains solved against the sky the data hold:
+    :func:`sky_context` of ``catalogue_sources`` (the reference catalogue) and the ``sources``
+    not yet subtracted. Whether the data hold a source is judged for all of them at once
+    (:func:`presence`, jointly with the rest of that sky). The model columns it writes
+    (MODEL_DATA among them) are removed afterwards. Returns what was done, source by source."""
     ms_path = Path(ms_path)
     if not sources:
         return []
     obs = _Observation.of(ms_path)
-    catalogue_models = [SourceModel.from_catalogue(s) for s in catalogue_sources]
-    catalogue_apparent = obs.apparent_jy(catalogue_models)
+    context = sky_context(obs, catalogue_sources, sources, config)
+    found = presence(ms_path, [[s] for s in sources] + ([context] if context else []), column)[: len(sources)]
+    there = [held(scale, noise, config.min_presence, config.min_significance) for scale, noise in found]
+    apparent, offsets = obs.apparent_jy(sources), obs.offsets_deg(sources)
     done = []
     try:
-        for source in sources:
+        # the model of all the data hold, each source leaving it as it leaves the data
+        if any(there):
+            predict_model(ms_path, [*context, *(s for s, ok in zip(sources, there) if ok)], column=CONTEXT_COLUMN)
+        for k, (source, (scale, noise)) in enumerate(zip(sources, found)):
             t0 = time.perf_counter()
-            presence, noise = _projection(ms_path, source, column)
-            apparent = float(obs.apparent_jy([source])[0])
-            offset = float(obs.offsets_deg([source])[0])
-            significance = presence / noise if noise > 0 else float("inf")
-            if not held(presence, noise, config.min_presence, config.min_significance):
-                done.append(PeeledSource(source.name, source.ra_deg, source.dec_deg, offset, apparent, float("nan"),
-                                         presence, presence, float("nan"), time.perf_counter() - t0, False,
+            significance = scale / noise if noise > 0 else float("inf")
+            if not there[k]:
+                done.append(PeeledSource(source.name, source.ra_deg, source.dec_deg, float(offsets[k]),
+                                         float(apparent[k]), float("nan"), scale, scale, float("nan"), 0.0, False,
                                          significance))
                 log.warning("%s (%.2f deg out, %.3g Jy apparent) not peeled: the data hold %.2f of its model at "
-                            "%.1f sigma", source.name, offset, apparent, presence, significance)
+                            "%.1f sigma", source.name, offsets[k], apparent[k], scale, significance)
                 continue
-            gone = [source] + [p for p in done if p.subtracted]
-            context = _neighbours(source, catalogue_models, catalogue_apparent, gone, config)
-            if context:
-                predict_model(ms_path, context, primary_beam=True, smearing=True, column=CONTEXT_COLUMN)
-            before, after, gain_power, phase_scatter = _solve_and_subtract(ms_path, column, config, bool(context))
-            done.append(PeeledSource(source.name, source.ra_deg, source.dec_deg, offset, apparent,
-                                     apparent * gain_power, before, after, phase_scatter, time.perf_counter() - t0,
-                                     True, significance, len(context), float(source.flux_at(obs.freq_hz)) * gain_power))
-            log.info("peeled %s (%.2f deg out, %.3g Jy apparent, solved %.3g, %d neighbours in its model): %.3f of "
-                     "it left", source.name, offset, apparent, apparent * gain_power, len(context), after)
+            predict_model(ms_path, [source])
+            before, after, gain_power, phase_scatter = _solve_and_subtract(ms_path, column, config)
+            others = len(context) + sum(there[k + 1:])
+            done.append(PeeledSource(source.name, source.ra_deg, source.dec_deg, float(offsets[k]), float(apparent[k]),
+                                     float(apparent[k]) * gain_power, before, after, phase_scatter,
+                                     time.perf_counter() - t0, True, significance, others,
+                                     float(source.flux_at(obs.freq_hz)) * gain_power))
+            log.info("peeled %s (%.2f deg out, %.3g Jy apparent, solved %.3g, %d other sources in its model): "
+                     "%.3f of it left", source.name, offsets[k], apparent[k], apparent[k] * gain_power, others, after)
     finally:
         with casa_table(ms_path, readonly=False) as tb:
-            if CONTEXT_COLUMN in tb.colnames():
-                tb.removecols([CONTEXT_COLUMN])
+            tb.removecols([c for c in (CONTEXT_COLUMN, "MODEL_DATA") if c in tb.colnames()])
     return done
 
 
 CONTEXT_COLUMN = "PEEL_CONTEXT_DATA"
-"""Scratch column of the peeled source's neighbours' model, removed after peeling."""
+"""Scratch column of the model of what the data hold while peeling, removed afterwards."""
 SUBTRACT_COLUMN = "SUBTRACT_MODEL_DATA"
 """Scratch column of the model subtracted as predicted, removed afterwards."""
 
 
-def _neighbours(source, models: list[SourceModel], apparent: np.ndarray, gone, config: PeelingConfig) -> list:
-    """The catalogue sources within ``context_radius_deg`` of ``source`` above
-    ``context_above_jy`` apparent, brightest first, leaving out those within 1 arcmin of a
-    source already subtracted (``gone``, ``source`` included)."""
+def sky_context(obs: _Observation, catalogue_sources, peeled: list[SourceModel], config: PeelingConfig
+                ) -> list[SourceModel]:
+    """The reference catalogue's sources above ``context_above_jy`` apparent in ``obs``,
+    brightest first, at most ``max_context``, leaving out those within 1 arcmin of a source
+    to be ``peeled`` (its own entry). Wherever they lie: a peeled source's gains take up any
+    of them the model lacks, in the main lobe as beside the source."""
+    models = [SourceModel.from_catalogue(s) for s in catalogue_sources]
     if not models:
         return []
-    near = (separation_deg(models, source.ra_deg, source.dec_deg) < config.context_radius_deg) & (
-        apparent > config.context_above_jy)
+    apparent = obs.apparent_jy(models)
+    above = np.flatnonzero(apparent > config.context_above_jy)
     picked = []
-    for i in np.flatnonzero(near)[np.argsort(-apparent[near])]:
-        if separation_deg(gone, models[i].ra_deg, models[i].dec_deg).min() > 1 / 60:
+    for i in above[np.argsort(-apparent[above])]:
+        if not peeled or separation_deg(peeled, models[i].ra_deg, models[i].dec_deg).min() > 1 / 60:
             picked.append(models[i])
             if len(picked) == config.max_context:
                 break
@@ -396,36 +405,15 @@ def restore(image: np.ndarray, header, pb: np.ndarray, peeled: list[dict]) -> li
 
 def remaining_fraction(ms_path: Path | str, source: SourceModel, column: str = "DATA") -> float:
     """How much of ``source`` ``column`` holds: Re<D, M> / <M, M> over the unflagged
-    cross-correlations, M its model (beam, smearing; left in MODEL_DATA). 1: all of it."""
-    return _projection(ms_path, source, column)[0]
+    cross-correlations, M its model (beam, smearing). 1: all of it."""
+    return presence(ms_path, [[source]], column)[0][0]
 
 
-def _projection(ms_path: Path | str, source: SourceModel, column: str) -> tuple[float, float]:
-    """(Re<D, M> / <M, M>, its noise): the noise from the scatter of D itself, an upper bound."""
-    predict_model(ms_path, [source], primary_beam=True, smearing=True)
-    dot = power = spread = 0.0
-    count = 0
-    with casa_table(ms_path) as tb:
-        for start, n in row_chunks(tb.nrows()):
-            cross = (tb.getcol("ANTENNA1", startrow=start, nrow=n) != tb.getcol("ANTENNA2", startrow=start, nrow=n))
-            good = ~tb.getcol("FLAG", startrow=start, nrow=n) & cross[:, None, None]
-            d = tb.getcol(column, startrow=start, nrow=n)[good]
-            m = tb.getcol("MODEL_DATA", startrow=start, nrow=n)[good]
-            dot += float(np.sum(np.real(d * np.conj(m))))
-            power += float(np.sum(np.abs(m) ** 2))
-            spread += float(np.sum(d.real**2))
-            count += d.size
-    if not power:
-        return float("nan"), float("nan")
-    sigma = np.sqrt(spread / max(count, 1))  # per real part, Jy
-    return dot / power, float(sigma / np.sqrt(power))
-
-
-def _solve_and_subtract(ms_path: Path, column: str, config: PeelingConfig,
-                        with_context: bool = False) -> tuple[float, float, float, float]:
-    """Fit MODEL_DATA (plus, ``with_context``, the neighbours' CONTEXT_COLUMN) to ``column``
-    with per-antenna gains per solution cell and subtract the gains times MODEL_DATA; returns
-    (remaining before, remaining after, median |g|^2, robust gain-phase scatter in deg)."""
+def _solve_and_subtract(ms_path: Path, column: str, config: PeelingConfig) -> tuple[float, float, float, float]:
+    """Fit CONTEXT_COLUMN (the model of all the data hold) to ``column`` with per-antenna
+    gains per solution cell, subtract the gains times MODEL_DATA (one source's model) from
+    ``column`` and MODEL_DATA from CONTEXT_COLUMN; returns (remaining before, remaining after,
+    median |g|^2, robust gain-phase scatter in deg)."""
     projections = np.zeros(3)  # Re<D, M> before, after; <M, M>
     powers, phases = [], []
     with casa_table(ms_path, readonly=False) as tb:
@@ -439,11 +427,12 @@ def _solve_and_subtract(ms_path: Path, column: str, config: PeelingConfig,
         for i in range(0, len(starts), step):
             first, last = int(starts[i]), int(ends[min(i + step, len(starts)) - 1])
             n = last - first
+            model = tb.getcol("MODEL_DATA", startrow=first, nrow=n)
+            fitted = tb.getcol(CONTEXT_COLUMN, startrow=first, nrow=n)
+            tb.putcol(CONTEXT_COLUMN, fitted - model, startrow=first, nrow=n)
             a1 = tb.getcol("ANTENNA1", startrow=first, nrow=n)
             a2 = tb.getcol("ANTENNA2", startrow=first, nrow=n)
             data = tb.getcol(column, startrow=first, nrow=n)  # (rows, chan, pol)
-            model = tb.getcol("MODEL_DATA", startrow=first, nrow=n)
-            fitted = model + tb.getcol(CONTEXT_COLUMN, startrow=first, nrow=n) if with_context else model
             weight = ~tb.getcol("FLAG", startrow=first, nrow=n) & (a1 != a2)[:, None, None]
             projections[0] += np.sum(np.real(data * np.conj(model))[weight])
             projections[2] += np.sum(np.abs(model[weight]) ** 2)

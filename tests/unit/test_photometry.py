@@ -160,6 +160,23 @@ def test_blind_detections_match_the_catalogue_and_find_a_new_source():
     assert new_source_candidates(result, earlier, min_snr=unmatched.snr + 0.1) == []
 
 
+def test_a_detection_between_two_catalogued_sources_is_their_blend_not_a_new_source():
+    """Two catalogued sources 1.5 beams apart make one island above 5 sigma, whose centroid
+    falls between them, out of reach of either: it is their blend (matched to the brighter,
+    flagged), not an uncatalogued source; each is still measured by the forced fits."""
+    rng = np.random.default_rng(3)
+    dra = 30 / 3600 / np.cos(np.radians(30.0))
+    pair = [CatalogueSource("east", 150.0 + dra, 30.0, 0.06), CatalogueSource("west", 150.0 - dra, 30.0, 0.04)]
+    result = measure(synthetic_image(rng, pair), pair)
+    (blend,) = result.blind()
+    assert abs(blend.ra_deg - 150.0) < 0.5 * dra, "the centroid lies between them"
+    assert blend.matched == "east" and blend.flags == "blend"
+    earlier = [{"centre_ra_deg": 150.0, "centre_dec_deg": 30.0, "radius_deg": 1.0, "kind": "mosaic", "rms_jy": 0.001}]
+    assert new_source_candidates(result, earlier) == []
+    forced = {m.source: m.flux_jy for m in result.forced()}
+    assert forced["east"] == pytest.approx(0.06, abs=0.005) and forced["west"] == pytest.approx(0.04, abs=0.005)
+
+
 def test_a_detection_is_judged_new_against_the_noise_earlier_images_had_where_it_lies(tmp_path):
     """An earlier observation image whose residual is 10 times noisier around the detection (a
     bright source's sidelobes) than elsewhere: the detection is as bright as its artefacts
