@@ -547,8 +547,9 @@ def _blends(labels: np.ndarray, wcs, sources) -> dict[int, str]:
     if not sources:
         return {}
     x, y = wcs.world_to_pixel_values([s.ra_deg for s in sources], [s.dec_deg for s in sources])
-    xi, yi = np.round(x).astype(int), np.round(y).astype(int)
-    inside = (xi >= 0) & (xi < labels.shape[1]) & (yi >= 0) & (yi < labels.shape[0])
+    on_grid = np.isfinite(x) & np.isfinite(y)  # not on a far side of the projection
+    xi, yi = (np.round(np.where(on_grid, v, -1)).astype(int) for v in (x, y))
+    inside = on_grid & (xi >= 0) & (xi < labels.shape[1]) & (yi >= 0) & (yi < labels.shape[0])
     held: dict[int, list] = {}
     for k in np.flatnonzero(inside):
         if label := int(labels[yi[k], xi[k]]):
