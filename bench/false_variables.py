@@ -58,8 +58,10 @@ def full_array_sefd_jy(antennas: int, channels: int = 16 * CHANNELS_PER_SUBBAND,
     return C.SEFD_JY * (visibilities(antennas, channels, integrations or C.N_INTEGRATIONS) / full) ** 0.5
 
 
-def simulate(directory: Path, hours: float, antennas: int, sefd_jy: float, sim_flags: list[str]) -> None:
-    """The calibrator's transit, then ``hours`` of observations centred on Cas A's transit."""
+def simulate(directory: Path, hours: float, antennas: int, sefd_jy: float, sim_flags: list[str],
+             first: int | None = None) -> None:
+    """The calibrator's transit, then ``hours`` of observations centred on Cas A's transit (or
+    beginning ``first`` observations after the calibrator's)."""
     from astropy.time import Time
 
     from dsa_assets import constants as C
@@ -73,7 +75,8 @@ def simulate(directory: Path, hours: float, antennas: int, sefd_jy: float, sim_f
     cal_start = transit_start(cal, near, dec, duration)
     n = max(2, round(hours * 3600 / C.OBSERVATION_CADENCE_S))
     cas_a = transit_start(A_TEAM[0], cal_start, dec, duration)
-    first = round((cas_a - cal_start).total_seconds() / C.OBSERVATION_CADENCE_S) - n // 2
+    if first is None:
+        first = round((cas_a - cal_start).total_seconds() / C.OBSERVATION_CADENCE_S) - n // 2
     common = ["--output-dir", str(directory), "--start", cal_start.strftime("%Y-%m-%dT%H:%M:%S"),
               "--calibrator", CALIBRATOR, "--antennas", str(antennas), "--integrations", str(C.N_INTEGRATIONS),
               "--channels-per-subband", str(CHANNELS_PER_SUBBAND), "--sefd-jy", f"{sefd_jy:.1f}", *sim_flags]

@@ -41,14 +41,10 @@ from .ms_inspect import casa_table, channel_frequencies, dish_diameter_m, flag_f
 from .peeling import (
     PeeledSource,
     PeelingConfig,
-    bright_sources,
     held,
-    outside_sky,
-    peel,
     presence,
     sky_beyond,
-    subtract_predicted,
-    write_record,
+    subtract_sky,
 )
 from .sky_model import SourceModel, calibrator_model, predict_model, write_component_list
 
@@ -277,15 +273,8 @@ class CalibrationStage:
             peeled, subtracted = [], []
             if cfg.peeling is not None:
                 column = "CORRECTED_DATA" if cfg.keep_raw_data else "DATA"
-                t = time.perf_counter()
-                bright = bright_sources(work, catalogue_sources, cfg.peeling)
-                peeled = peel(work, bright, column, cfg.peeling, catalogue_sources)
-                timings["peeling"] = time.perf_counter() - t
-                t = time.perf_counter()
-                subtracted = outside_sky(work, catalogue_sources, bright, cfg.peeling)
-                subtract_predicted(work, [m for m, _ in subtracted], column)
-                timings["outside_subtraction"] = time.perf_counter() - t
-                write_record(work, peeled, subtracted)
+                peeled, subtracted, steps = subtract_sky(work, catalogue_sources, column, cfg.peeling)
+                timings.update(steps)
             with casa_table(work) as tb:
                 flagged = flag_fraction(tb)
             fsutil.publish(work, dest)

@@ -285,6 +285,24 @@ def held(scale: float, noise: float, min_presence: float, min_significance: floa
     return scale >= min_presence and (noise == 0 or scale / noise >= min_significance)
 
 
+def subtract_sky(ms_path: Path | str, catalogue_sources, column: str = "DATA",
+                 config: PeelingConfig = PeelingConfig()) -> tuple[list[PeeledSource], list, dict]:
+    """Peel the bright sources of ``ms_path`` (:func:`bright_sources`, :func:`peel`), subtract
+    the fainter sky outside the image as predicted (:func:`outside_sky`) from ``column`` and
+    record both in the Measurement Set (:func:`write_record`). Returns (peeled, subtracted
+    (model, apparent Jy), seconds per step)."""
+    t = time.perf_counter()
+    bright = bright_sources(ms_path, catalogue_sources, config)
+    peeled = peel(ms_path, bright, column, config, catalogue_sources)
+    timings = {"peeling": time.perf_counter() - t}
+    t = time.perf_counter()
+    subtracted = outside_sky(ms_path, catalogue_sources, bright, config)
+    subtract_predicted(ms_path, [m for m, _ in subtracted], column)
+    timings["outside_subtraction"] = time.perf_counter() - t
+    write_record(ms_path, peeled, subtracted)
+    return peeled, subtracted, timings
+
+
 def subtract_predicted(ms_path: Path | str, sources: list[SourceModel], column: str = "DATA") -> None:
     """Subtract the model of ``sources`` (beam, smearing; :func:`sky_model.predict_model`) from
     ``column`` of ``ms_path`` in place, through a scratch column removed afterwards."""
