@@ -124,7 +124,7 @@ class PeeledSource:
     subtracted: bool = True
     """False: not found in the data (presence or significance below the configured levels), left alone."""
     significance: float = float("nan")
-    """The data's projection onto the model over its noise."""
+    """The share of its model the data hold (:func:`presence`, fitted jointly) over its noise."""
     context_sources: int = 0
     """Other sources in the model the gains were solved against (:func:`sky_context` and the
     candidates not yet subtracted)."""
