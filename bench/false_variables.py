@@ -58,6 +58,14 @@ def full_array_sefd_jy(antennas: int, channels: int = 16 * CHANNELS_PER_SUBBAND,
     return C.SEFD_JY * (visibilities(antennas, channels, integrations or C.N_INTEGRATIONS) / full) ** 0.5
 
 
+def pick_variants(parser: argparse.ArgumentParser, text: str, variants: dict) -> list[str]:
+    """The comma-separated variant names of ``text``, each one of ``variants`` (else a usage error)."""
+    chosen = [v.strip() for v in text.split(",")]
+    if unknown := set(chosen) - set(variants):
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {list(variants)}")
+    return chosen
+
+
 def simulate(directory: Path, hours: float, antennas: int, sefd_jy: float, sim_flags: list[str],
              first: int | None = None) -> None:
     """The calibrator's transit, then ``hours`` of observations centred on Cas A's transit (or
@@ -136,9 +144,7 @@ def main() -> int:
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = p.parse_args()
-    chosen = [v.strip() for v in args.variants.split(",")]
-    if unknown := set(chosen) - set(VARIANTS):
-        p.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
+    chosen = pick_variants(p, args.variants, VARIANTS)
     sefd = args.sefd_jy or full_array_sefd_jy(args.antennas)
     print(f"{args.hours:g} h centred on Cas A's transit, {args.antennas} antennas, SEFD {sefd:.0f} Jy")
     root = Path(tempfile.mkdtemp(prefix="dsa110-false-variables-", dir=args.scratch))

@@ -40,7 +40,7 @@ FIRST = 6
 
 def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from false_variables import full_array_sefd_jy, run_platform, simulate
+    from false_variables import full_array_sefd_jy, pick_variants, run_platform, simulate
 
     from dsa_assets import catalogue
     from dsa_assets.stages import peeling
@@ -53,9 +53,7 @@ def main() -> int:
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
     p.add_argument("--no-noise", action="store_true", help="simulate without thermal noise (and gains)")
     args = p.parse_args()
-    chosen = [v.strip() for v in args.variants.split(",")]
-    if unknown := set(chosen) - set(VARIANTS):
-        p.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
+    chosen = pick_variants(p, args.variants, VARIANTS)
     sefd = full_array_sefd_jy(20)
     root = Path(tempfile.mkdtemp(prefix="dsa110-field-peeling-", dir=args.scratch))
     try:
