@@ -134,3 +134,33 @@ def test_missing_input_is_refused(tmp_path):
         stage.execute("2026-01-15-13:00", [])
     with pytest.raises(MosaicError, match="missing input"):
         stage.execute("2026-01-15-13:00", [MosaicInput("x", tmp_path / "i.fits", tmp_path / "r.fits", tmp_path / "p.fits")])
+
+
+def test_mosaic_noise_is_held_to_artefacts_alike_in_its_inputs(tmp_path):
+    """Two observations of one field whose residuals carry the same artefacts in one corner (a
+    bright source's sidelobes, alike in consecutive observations of a transit array): averaging
+    leaves them as they were, and the noise map says so there, where the minimum-variance formula
+    would claim sqrt(2) below one input's noise; elsewhere it is the formula's."""
+    rng = np.random.default_rng(8)
+    inputs = [write_input(tmp_path, name, 150.0, 0.01, [], rng) for name in ("a", "b")]
+    artefacts = np.zeros((SIZE, SIZE))
+    artefacts[20:80, 20:80] = 0.1 * np.random.default_rng(9).standard_normal((60, 60))
+    for i in inputs:
+        for path in (i.residual, i.image):
+            with fits.open(path, mode="update") as hdul:
+                hdul[0].data = hdul[0].data + artefacts.astype(np.float32)
+    # cells smaller than the corner: a robust rms sees what covers most of its cell
+    stage = MosaicStage(MosaicConfig(output_dir=tmp_path / "out", noise_box_pixels=16))
+    result = stage.execute("2026-01-15-13:00", inputs)
+    noise = fits.getdata(result.paths["noise"])
+    wcs = WCS(fits.getheader(result.paths["noise"])).celestial
+    pb = np.exp(-0.5 * ((np.mgrid[0:SIZE, 0:SIZE] - SIZE / 2) ** 2).sum(axis=0) * CELL**2 / 0.6**2)
+    formula = 0.01 / np.sqrt(2) / pb  # each input's robust rms is barely moved by the corner
+    world = WCS(fits.getheader(inputs[0].residual)).celestial.pixel_to_world_values
+    for (x, y), level in (((50, 50), 0.1), ((150, 150), None)):
+        mx, my = (int(round(float(v))) for v in wcs.world_to_pixel_values(*world(x, y)))
+        if level is None:
+            assert noise[my, mx] == pytest.approx(formula[y, x], rel=0.15)
+        else:
+            assert noise[my, mx] == pytest.approx(level / pb[y, x], rel=0.3)
+            assert noise[my, mx] > 5 * formula[y, x]
