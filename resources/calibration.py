@@ -74,9 +74,10 @@ class CalibrationResource(dg.ConfigurableResource):
     """Every other reference-catalogue source outside the image above this apparent flux density
     (Jy) is subtracted as predicted, through the calibrated gains (inf: none)."""
     peel_in_field_above_jy: float = option(1.0, metavar="JY")
-    """A source inside the image is peeled and restored when its apparent flux density (Jy)
-    exceeds this: drifting through the beam it changes during the observation, which
-    CLEAN cannot follow (inf: leave the field to CLEAN)."""
+    """A source inside the image is peeled and restored when its apparent flux density at
+    transit (Jy; the most the beam gives it) exceeds this: drifting through the beam it changes
+    during the observation, which CLEAN cannot follow; judged at transit, it is treated alike in
+    every observation of its passage (inf: leave the field to CLEAN)."""
 
     def stage(self, output_dir: Path, scratch_dir: Path,
               image_half_width_deg: float = PeelingConfig.image_half_width_deg) -> CalibrationStage:

@@ -19,7 +19,7 @@ onto its model before and after (1: all of it, 0: none).
 
 Candidates (:func:`bright_sources`): the A-team (Cas A, Cyg A, Tau A, Vir A) and reference
 catalogue sources whose apparent flux density (flux x beam response at mid-observation) exceeds
-the configured levels, one level outside the image and one inside it. A source inside the
+the configured level outside the image, or whose apparent flux at transit does inside it. A source inside the
 image drifts through the beam during the observation, its apparent flux changing by percents,
 which CLEAN's constant sky cannot follow: the difference is left as sidelobes that change from
 one observation to the next around it. Such a source is subtracted likewise, and every peeled
@@ -73,8 +73,9 @@ class PeelingConfig:
     """The image reaches this far (deg) from the phase centre along each axis (the imaging
     settings' size x cell / 2): a source inside that square is in the image."""
     in_field_above_jy: float = 1.0
-    """A source inside the image is peeled above this too, and restored into the image at its
-    solved flux (inf: none; the image's sources are then left to deconvolution)."""
+    """A source inside the image is peeled when its apparent flux at transit (the most the beam
+    gives it) exceeds this, and restored into the image at its solved flux (inf: none; the
+    image's sources are then left to deconvolution)."""
     max_sources: int = 8
     """At most this many (the brightest)."""
     solution_integrations: int = 1
@@ -172,6 +173,20 @@ class _Observation:
     def apparent_jy(self, sources) -> np.ndarray:
         return apparent_flux_jy(sources, self.pointing, self.freq_hz, self.diameter_m)
 
+    def transit_apparent_jy(self, sources) -> np.ndarray:
+        """Flux density x beam response (Jy) of ``sources`` at their transit, the most a transit
+        array's fixed beam gives them: the beam centre at the source's right ascension and the
+        pointing's declination. (Both in ICRS: the diurnal circle is the precessed pole's, which
+        moves the closest approach of a source within the image by under 0.01 deg.)"""
+        if not len(sources):
+            return np.zeros(0)
+        dec = np.arcsin(np.clip(self.pointing[2], -1, 1))
+        ra = np.radians([s.ra_deg for s in sources])
+        centre = radec_unit(ra, np.full(len(sources), dec))
+        unit = radec_unit(ra, np.radians([s.dec_deg for s in sources]))
+        beam = airy_power_beam(np.clip(np.sum(unit * centre, axis=1), -1, 1), self.freq_hz, self.diameter_m)
+        return beam * np.array([float(s.flux_at(self.freq_hz)) for s in sources])
+
     def offsets_deg(self, sources) -> np.ndarray:
         return separation_deg(sources, self.centre_ra_deg, self.centre_dec_deg)
 
@@ -189,8 +204,12 @@ def bright_sources(ms_path: Path | str, catalogue_sources=(), config: PeelingCon
     """The sources to peel from ``ms_path``, brightest (apparent) first: the A-team above
     ``a_team_above_jy`` and above the horizon, and the VLA calibrators (the bright sky, with
     1.4 GHz fluxes) and ``catalogue_sources`` (the reference catalogue) above ``above_jy``
-    outside the image and above ``in_field_above_jy`` inside it. A source in several of these
-    counts once (within 1 arcmin)."""
+    outside the image and above ``in_field_above_jy`` at its transit inside it (so a source
+    is treated alike in every observation of its passage through the image: judged by its
+    apparent flux of the moment, one crossing the level mid-transit was peeled and restored in
+    some observations and left to CLEAN in others, and the two leave different artefacts,
+    which came and went as false new sources beside it). A source in several of these counts
+    once (within 1 arcmin)."""
     from ..calibrators import catalogue as vla_calibrators
 
     obs = _Observation.of(ms_path)
@@ -203,8 +222,8 @@ def bright_sources(ms_path: Path | str, catalogue_sources=(), config: PeelingCon
         if a > config.a_team_above_jy:
             picked.append((float(a), s))
     inside = obs.in_image(others, config.image_half_width_deg) if others else []
-    for s, a, in_image in zip(others, obs.apparent_jy(others), inside):
-        if a > (config.in_field_above_jy if in_image else config.above_jy):
+    for s, a, peak, in_image in zip(others, obs.apparent_jy(others), obs.transit_apparent_jy(others), inside):
+        if (peak > config.in_field_above_jy) if in_image else (a > config.above_jy):
             picked.append((float(a), s))
     unique: list[tuple[float, SourceModel]] = []
     for a, s in sorted(picked, key=lambda p: -p[0]):

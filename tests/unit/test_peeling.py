@@ -90,7 +90,9 @@ def test_cas_a_is_chosen_and_peeled_leaving_the_field(cas_a_field, tmp_path):
 
 def test_the_images_square_decides_which_level_a_source_is_held_to(cas_a_field):
     """Outside the image (CLEAN never sees it) a source is peeled above 0.3 Jy apparent; inside
-    it, also in the corners beyond the half width's circle, only above the in-image level."""
+    it, also in the corners beyond the half width's circle, when its apparent flux at transit
+    exceeds the in-image level, so that it is treated alike throughout its passage."""
+    from dsa_assets.geometry import airy_power_beam
     from dsa_assets.stages.peeling import _Observation
 
     ms, _ = cas_a_field
@@ -102,14 +104,23 @@ def test_the_images_square_decides_which_level_a_source_is_held_to(cas_a_field):
         response = float(obs.apparent_jy([SourceModel.from_catalogue(unit)])[0])
         return CatalogueSource(name, unit.ra_deg, unit.dec_deg, apparent_jy / response)
 
-    corner = at("CORNER", 1.5, 1.5, 0.6)  # 2.1 deg out, inside the 1.7 deg square
+    drifting = at("DRIFTING", 1.2, 0.0, 0.7)  # on the pointing's declination: at transit 1.2 Jy
+    corner = at("CORNER", 1.5, 1.5, 0.6)  # 2.1 deg out, inside the 1.7 deg square; 1.6 Jy at transit
+    dim_corner = at("DIM", -1.5, -1.5, 0.31)  # above the outside level; 0.9 Jy at transit
     beyond_edge = at("EDGE", 1.95, 0.0, 0.6)  # 0.25 deg beyond the east edge
     faint = at("FAINT", 0.0, -1.95, 0.2)
+    sky = [drifting, corner, dim_corner, beyond_edge, faint]
+    models = [SourceModel.from_catalogue(s) for s in sky]
     config = replace(PeelingConfig(), a_team_above_jy=np.inf)
-    assert obs.in_image([corner, beyond_edge, faint], config.image_half_width_deg).tolist() == [True, False, False]
-    assert [s.name for s in bright_sources(ms, [corner, beyond_edge, faint], config)] == ["EDGE"]
-    wider = replace(config, image_half_width_deg=2.5)
-    assert bright_sources(ms, [corner, beyond_edge, faint], wider) == [], "inside a wider image, under 1 Jy"
+    assert obs.in_image(sky, config.image_half_width_deg).tolist() == [True, True, True, False, False]
+    transit = obs.transit_apparent_jy(models)
+    assert transit[0] == pytest.approx(drifting.flux_jy, rel=0.01), "on the pointing's declination the beam's peak"
+    assert transit[1] == pytest.approx(corner.flux_jy * airy_power_beam(np.cos(np.radians(1.5)), obs.freq_hz,
+                                                                         obs.diameter_m), rel=0.02)
+    assert 1.0 < transit[0] < 1.3 and transit[2] < 1.0 and transit[1] > 1.0
+    assert {s.name for s in bright_sources(ms, sky, config)} == {"DRIFTING", "CORNER", "EDGE"}
+    assert {s.name for s in bright_sources(ms, sky, replace(config, in_field_above_jy=np.inf))} == {"EDGE"}
+
 
 def test_the_fainter_sky_outside_the_image_is_subtracted_as_predicted(tmp_path):
     """A source outside the image under the peeling level is subtracted as predicted; one
