@@ -43,7 +43,7 @@ from ..calibrators import A_TEAM
 from ..catalogue import separation_deg
 from ..geometry import airy_power_beam
 from .ms_inspect import casa_table, channel_frequencies, observation_span, pointing_directions, radec_unit, row_chunks
-from .sky_model import SourceModel, direction_cosines, model_chunks, predict_model
+from .sky_model import SourceModel, add_data_column, direction_cosines, model_chunks, predict_model
 
 log = logging.getLogger(__name__)
 
@@ -261,8 +261,8 @@ def sky_beyond(ms_path: Path | str, model: list[SourceModel], catalogue_sources,
     return bright, [m for m, _ in outside_sky(ms_path, catalogue_sources, [*model, *bright], config)]
 
 
-def presence(ms_path: Path | str, groups: list[list[SourceModel]], column: str, known_column: str | None = None
-             ) -> list[tuple[float, float]]:
+def presence(ms_path: Path | str, groups: list[list[SourceModel]], column: str, known_column: str | None = None,
+             sum_column: str | None = None) -> list[tuple[float, float]]:
     """How much of each group of sources ``column`` of ``ms_path`` (calibrated data) holds:
     the least-squares scale of each group's model (beam, smearing), fitted jointly over the
     unflagged cross-correlations with ``known_column`` (a model already known to be in the
@@ -270,12 +270,17 @@ def presence(ms_path: Path | str, groups: list[list[SourceModel]], column: str, 
     like it on some baselines: a source due north of the pointing and the calibrator at it are
     both constant on the east-west baselines, where an absent 20 Jy source 2.3 deg out read as
     2.8 times present. Returns (scale, its noise) per group: 1 all of it, 0 none; the noise
-    from the residual's scatter."""
+    from the residual's scatter. ``sum_column``: also write the sum of all groups' models there
+    (every polarisation alike), sparing a second prediction of them."""
     n = len(groups) + (known_column is not None)
     gram, rhs = np.zeros((n, n)), np.zeros(n)
     power, count = 0.0, 0
-    with casa_table(ms_path) as tb:
+    with casa_table(ms_path, readonly=sum_column is None) as tb:
+        npol = add_data_column(tb, sum_column) if sum_column else 0
         for start, rows, models in model_chunks(ms_path, tb, groups):
+            if sum_column:
+                tb.putcol(sum_column, np.repeat(np.sum(models, axis=0)[:, :, None], npol, axis=2),
+                          startrow=start, nrow=rows)
             cross = tb.getcol("ANTENNA1", startrow=start, nrow=rows) != tb.getcol("ANTENNA2", startrow=start, nrow=rows)
             good = ~tb.getcol("FLAG", startrow=start, nrow=rows) & cross[:, None, None]
             data = tb.getcol(column, startrow=start, nrow=rows)
@@ -352,14 +357,16 @@ def peel(ms_path: Path | str, sources: list[SourceModel], column: str = "DATA",
         return []
     obs = _Observation.of(ms_path)
     context = sky_context(obs, catalogue_sources, sources, config)
-    found = presence(ms_path, [[s] for s in sources] + ([context] if context else []), column)[: len(sources)]
-    there = [held(scale, noise, config.min_presence, config.min_significance) for scale, noise in found]
     apparent, offsets = obs.apparent_jy(sources), obs.offsets_deg(sources)
     done = []
     try:
-        # the model of all the data hold, each source leaving it as it leaves the data
+        # the model of all the data hold (the candidates the data lack taken out of it), each
+        # source leaving it as it leaves the data
+        found = presence(ms_path, [[s] for s in sources] + ([context] if context else []), column,
+                         sum_column=CONTEXT_COLUMN)[: len(sources)]
+        there = [held(scale, noise, config.min_presence, config.min_significance) for scale, noise in found]
         if any(there):
-            predict_model(ms_path, [*context, *(s for s, ok in zip(sources, there) if ok)], column=CONTEXT_COLUMN)
+            subtract_predicted(ms_path, [s for s, ok in zip(sources, there) if not ok], CONTEXT_COLUMN)
         for k, (source, (scale, noise)) in enumerate(zip(sources, found)):
             t0 = time.perf_counter()
             significance = scale / noise if noise > 0 else float("inf")

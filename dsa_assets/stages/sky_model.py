@@ -84,16 +84,23 @@ def predict_model(ms: Path | str, sources: list[SourceModel], primary_beam: bool
     with ``smearing`` off, the model is the fringe at each integration's middle and each
     channel's centre.
     """
+    with casa_table(ms, readonly=False) as tb:
+        npol = add_data_column(tb, column)
+        for start, n, (model,) in model_chunks(ms, tb, [sources], primary_beam, smearing):
+            tb.putcol(column, np.repeat(model[:, :, None], npol, axis=2), startrow=start, nrow=n)
+
+
+def add_data_column(tb, column: str) -> int:
+    """Add ``column`` to ``tb`` (an MS main table open for writing) shaped and stored like DATA,
+    unless it is there; returns the number of polarisations."""
     from casacore.tables import makearrcoldesc, maketabdesc
 
-    with casa_table(ms, readonly=False) as tb:
-        shape = tb.getcell("DATA", 0).shape  # (nchan, npol)
-        if column not in tb.colnames():
-            dm = dict(tb.getdminfo("DATA"), NAME=f"Tiled{column.title().replace('_', '')}")
-            tb.addcols(maketabdesc(makearrcoldesc(column, 0j, valuetype="complex", ndim=2,
-                                                  shape=list(shape), options=4)), dm)
-        for start, n, (model,) in model_chunks(ms, tb, [sources], primary_beam, smearing):
-            tb.putcol(column, np.repeat(model[:, :, None], shape[1], axis=2), startrow=start, nrow=n)
+    shape = tb.getcell("DATA", 0).shape  # (nchan, npol)
+    if column not in tb.colnames():
+        dm = dict(tb.getdminfo("DATA"), NAME=f"Tiled{column.title().replace('_', '')}")
+        tb.addcols(maketabdesc(makearrcoldesc(column, 0j, valuetype="complex", ndim=2, shape=list(shape), options=4)),
+                   dm)
+    return shape[1]
 
 
 def model_chunks(ms: Path | str, tb, groups: list[list[SourceModel]], primary_beam: bool = True,
