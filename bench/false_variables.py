@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -143,7 +144,10 @@ def main() -> int:
     p.add_argument("--sefd-jy", type=float, help="default: the full array's image noise (see full_array_sefd_jy)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    p.add_argument("--stream-flags", default="", help="more dsa110-stream options for every variant, e.g. "
+                   "'--peel-in-field-above-jy 0.5' (shown after the variant's name)")
     args = p.parse_args()
+    extra = shlex.split(args.stream_flags)
     chosen = pick_variants(p, args.variants, VARIANTS)
     sefd = args.sefd_jy or full_array_sefd_jy(args.antennas)
     print(f"{args.hours:g} h centred on Cas A's transit, {args.antennas} antennas, SEFD {sefd:.0f} Jy")
@@ -158,8 +162,8 @@ def main() -> int:
                 simulate(skies[key], args.hours, args.antennas, sefd, sim_flags)
             work = root / "-".join(name.replace("+", " ").split())
             shutil.copytree(skies[key], work / "in")
-            run_platform(work / "in", work / "out", stream_flags, work / "stream.log", sefd)
-            report(name, work / "in", work / "out")
+            run_platform(work / "in", work / "out", [*stream_flags, *extra], work / "stream.log", sefd)
+            report(" ".join([name, *extra]), work / "in", work / "out")
             shutil.rmtree(work / "in")
         return 0
     finally:

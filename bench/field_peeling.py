@@ -30,7 +30,7 @@ import numpy as np
 VARIANTS = {
     "default": {},
     "gains over the whole observation": {"solution_integrations": 10_000},
-    "gains per subband": {"solution_channels": 4},
+    "gains per subband": {"solution_bands": 16},
     "only the candidates in the gains' model": {"context_above_jy": np.inf},
     "nothing peeled inside the image": {"in_field_above_jy": np.inf},
 }

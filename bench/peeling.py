@@ -100,7 +100,7 @@ def main() -> None:
                     "model subtracted (unit gains)": (ms["with"], PeelingConfig(solve_gains=False)),
                     "peeled (per-antenna gains per integration over the band)": (ms["with"], PeelingConfig()),
                     "peeled (per-antenna gains per integration and subband)": (ms["with"],
-                                                                               PeelingConfig(solution_channels=48)),
+                                                                               PeelingConfig(solution_bands=16)),
                     "CASA: gaincal over the band, corrupt, uvsub": (ms["with"], "casa")}
         imaging = ImagingStage(ImagingConfig(output_dir=root / "images", scratch_dir=root / "scratch"))
         rows = []

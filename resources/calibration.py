@@ -78,6 +78,10 @@ class CalibrationResource(dg.ConfigurableResource):
     transit (Jy; the most the beam gives it) exceeds this: drifting through the beam it changes
     during the observation, which CLEAN cannot follow; judged at transit, it is treated alike in
     every observation of its passage (inf: leave the field to CLEAN)."""
+    peel_solution_bands: int = option(1, metavar="N")
+    """Each peeled source's gains are solved per integration over this many equal parts of the
+    band (1: the whole band; 16: per subband, for sidelobes whose errors change with frequency,
+    at about twice the time)."""
 
     def stage(self, output_dir: Path, scratch_dir: Path,
               image_half_width_deg: float = PeelingConfig.image_half_width_deg) -> CalibrationStage:
@@ -85,6 +89,7 @@ class CalibrationResource(dg.ConfigurableResource):
         (``ImagingResource.half_width_deg``), where peeling's level changes."""
         levels = PeelingConfig(a_team_above_jy=self.peel_a_team_above_jy, above_jy=self.peel_above_jy,
                                in_field_above_jy=self.peel_in_field_above_jy,
+                               solution_bands=self.peel_solution_bands,
                                subtract_above_jy=self.subtract_outside_above_jy,
                                image_half_width_deg=image_half_width_deg)
         return CalibrationStage(CalibrationConfig(

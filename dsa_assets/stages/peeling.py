@@ -80,11 +80,12 @@ class PeelingConfig:
     """At most this many (the brightest)."""
     solution_integrations: int = 1
     """Integrations per gain solution."""
-    solution_channels: int = 0
-    """Channels per gain solution (0: the whole band; 48: a subband). Measured at full scale
-    (``bench/peeling.py --full-scale``), one solution over the band left the image at the rms of
-    the field without Cas A, where one per subband, sixteen times the free parameters, took up
-    some of the rest of the sky and left it 10% above."""
+    solution_bands: int = 1
+    """The band is cut into this many equal runs of channels, each with its own gains (1: one
+    solution over the band; 16: one per subband). Measured at full scale with the 0.5 deg
+    neighbourhood model (``bench/peeling.py --full-scale``), one solution over the band left the
+    image at the rms of the field without Cas A, where one per subband, sixteen times the free
+    parameters, took up some of the rest of the sky and left it 10% above."""
     context_above_jy: float = 0.01
     """Catalogue sources whose apparent flux exceeds this join the model every peeled source's
     gains are solved against (not subtracted; :func:`sky_context`) ..."""
@@ -481,7 +482,7 @@ def _solve_and_subtract(ms_path: Path, column: str, config: PeelingConfig) -> tu
             projections[0] += np.sum(np.real(data * np.conj(model))[weight])
             projections[2] += np.sum(np.abs(model[weight]) ** 2)
             n_ant = int(max(a1.max(), a2.max())) + 1
-            width = config.solution_channels or data.shape[1]
+            width = -(-data.shape[1] // max(1, config.solution_bands))
             for c0 in range(0, data.shape[1], width):
                 sl = slice(c0, c0 + width)
                 for p in range(data.shape[2]):

@@ -256,3 +256,17 @@ def test_a_source_drifting_through_the_field_is_peeled_and_restored_its_neighbou
 
     _, alone, _ = measured("alone", ())
     assert alone["NEAR"].flux_jy < 0.95 * fluxes["NEAR"].flux_jy, "solved without it, the gains take up the neighbour"
+
+
+def test_gains_per_subband_peel_cas_a_as_well(cas_a_field, tmp_path):
+    """Gains solved per subband (sixteen runs of channels) take Cas A away as the band's one
+    solution does, and, solved against the sky the data hold, leave the field source alone
+    (solved against Cas A alone, their sixteen times the freedom took 10% of it)."""
+    ms, field = cas_a_field
+    work = tmp_path / "peeled.ms"
+    shutil.copytree(ms, work)
+    cas = next(s for s in bright_sources(work, (), PeelingConfig()) if s.name == "CasA")
+    sky = [CatalogueSource(field.name, field.ra_deg, field.dec_deg, field.flux_jy, field.spectral_index)]
+    [peeled] = peel(work, [cas], "DATA", PeelingConfig(solution_bands=16), sky)
+    assert peeled.subtracted and abs(peeled.remaining_after) < 0.005 and peeled.context_sources == 1
+    assert _projection(work, field) == pytest.approx(1.0, abs=0.02)
