@@ -482,20 +482,27 @@ def _solve_and_subtract(ms_path: Path, column: str, config: PeelingConfig) -> tu
             projections[0] += np.sum(np.real(data * np.conj(model))[weight])
             projections[2] += np.sum(np.abs(model[weight]) ** 2)
             n_ant = int(max(a1.max(), a2.max())) + 1
+            # one solution per run of channels (band) and polarisation, all solved at once
             width = -(-data.shape[1] // max(1, config.solution_bands))
-            for c0 in range(0, data.shape[1], width):
-                sl = slice(c0, c0 + width)
-                for p in range(data.shape[2]):
-                    d, m, w = data[:, sl, p], model[:, sl, p], weight[:, sl, p]
-                    g = (stefcal(d, fitted[:, sl, p], w, a1, a2, n_ant, config.iterations) if config.solve_gains
-                         else np.ones(n_ant, dtype=np.complex128))
-                    corrupted = g[a1, None] * np.conj(g[a2, None]) * m
-                    data[:, sl, p] = d - corrupted
-                    used = np.unique(np.concatenate([a1[w.any(1)], a2[w.any(1)]]))
-                    if len(used):  # gains' power and phases about their mean, for the record
-                        mean = np.mean(g[used])
-                        powers.append(np.abs(g[used]) ** 2)
-                        phases.append(np.angle(g[used] * np.conj(mean / (abs(mean) or 1.0))))
+            band_starts = np.arange(0, data.shape[1], width)
+            sums = [np.add.reduceat(x, band_starts, axis=1) for x in
+                    (weight * data * np.conj(fitted), weight * np.abs(fitted) ** 2, weight.astype(float))]
+            k = sums[0].shape[1] * sums[0].shape[2]
+            cells = (stefcal_sums(*(x.reshape(n, k) for x in sums[:2]), a1, a2, n_ant, config.iterations)
+                     if config.solve_gains else np.ones((n_ant, k), dtype=np.complex128))
+            g = cells.reshape(n_ant, len(band_starts), data.shape[2])[:, np.arange(data.shape[1]) // width]
+            data -= g[a1] * np.conj(g[a2]) * model
+            # each cell's gains' power and phases about their mean over the antennas with data there
+            has_data = sums[2].reshape(n, k) > 0
+            used = np.zeros((n_ant, k), bool)
+            np.logical_or.at(used, a1, has_data)
+            np.logical_or.at(used, a2, has_data)
+            for c in range(k):
+                cell = cells[used[:, c], c]
+                if len(cell):
+                    mean = np.mean(cell)
+                    powers.append(np.abs(cell) ** 2)
+                    phases.append(np.angle(cell * np.conj(mean / (abs(mean) or 1.0))))
             projections[1] += np.sum(np.real(data * np.conj(model))[weight])
             tb.putcol(column, data, startrow=first, nrow=n)
     total = projections[2] or 1.0
@@ -508,25 +515,40 @@ def _solve_and_subtract(ms_path: Path, column: str, config: PeelingConfig) -> tu
 def stefcal(data: np.ndarray, model: np.ndarray, weight: np.ndarray, ant1: np.ndarray, ant2: np.ndarray,
             n_ant: int, iterations: int = 60, tolerance: float = 1e-6) -> np.ndarray:
     """Antenna gains g (n_ant complex) minimising sum w |D_ij - g_i conj(g_j) M_ij|^2 over rows
-    (baselines) and channels; antennas without data get 0. StEFCal: each antenna's gain in turn
-    is the least-squares answer given the others', every second step averaged with the last."""
+    (baselines) and channels (axis 1); antennas without data get 0. See :func:`stefcal_sums`."""
     w = weight.astype(float)
-    p = np.sum(w * data * np.conj(model), axis=1)  # (rows,)
-    q = np.sum(w * np.abs(model) ** 2, axis=1)
-    g = np.ones(n_ant, dtype=np.complex128)
+    return stefcal_sums(np.sum(w * data * np.conj(model), axis=1)[:, None],
+                        np.sum(w * np.abs(model) ** 2, axis=1)[:, None], ant1, ant2, n_ant, iterations, tolerance)[:, 0]
+
+
+def stefcal_sums(p: np.ndarray, q: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, n_ant: int,
+                 iterations: int = 60, tolerance: float = 1e-6) -> np.ndarray:
+    """StEFCal (Salvini & Wijnholds 2014) for K independent problems at once (a band's
+    channels, a polarisation): ``p`` = sum w D conj(M) and ``q`` = sum w |M|^2 per row (baseline)
+    and problem, shape (rows, K). Each antenna's gain in turn is the least-squares answer given
+    the others', every second step averaged with the last, until every problem has converged.
+    Returns (n_ant, K) complex gains; an antenna without data gets 0."""
+    rows, k = p.shape
+    cells = np.arange(k)
+    i1, i2 = (ant1[:, None] * k + cells).ravel(), (ant2[:, None] * k + cells).ravel()
+
+    def per_antenna(index, values):
+        values = values.ravel()
+        total = np.bincount(index, values.real, n_ant * k)
+        if np.iscomplexobj(values):
+            total = total + 1j * np.bincount(index, values.imag, n_ant * k)
+        return total.reshape(n_ant, k)
+
+    g = np.ones((n_ant, k), dtype=np.complex128)
     for it in range(iterations):
-        num = np.bincount(ant1, weights=(g[ant2] * p).real, minlength=n_ant) + 1j * np.bincount(
-            ant1, weights=(g[ant2] * p).imag, minlength=n_ant)
-        num += np.bincount(ant2, weights=(g[ant1] * np.conj(p)).real, minlength=n_ant) + 1j * np.bincount(
-            ant2, weights=(g[ant1] * np.conj(p)).imag, minlength=n_ant)
-        den = np.bincount(ant1, weights=np.abs(g[ant2]) ** 2 * q, minlength=n_ant) + np.bincount(
-            ant2, weights=np.abs(g[ant1]) ** 2 * q, minlength=n_ant)
+        num = per_antenna(i1, g[ant2] * p) + per_antenna(i2, g[ant1] * np.conj(p))
+        den = per_antenna(i1, np.abs(g[ant2]) ** 2 * q) + per_antenna(i2, np.abs(g[ant1]) ** 2 * q)
         new = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
         if it % 2:
             new = 0.5 * (new + g)
-        change = np.linalg.norm(new - g) / max(np.linalg.norm(new), 1e-30)
+        change = np.linalg.norm(new - g, axis=0) / np.maximum(np.linalg.norm(new, axis=0), 1e-30)
         g = new
-        if change < tolerance:
+        if np.all(change < tolerance):
             break
     return g
 
