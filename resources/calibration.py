@@ -73,12 +73,12 @@ class CalibrationResource(dg.ConfigurableResource):
     subtract_outside_above_jy: float = option(0.01, metavar="JY")
     """Every other reference-catalogue source outside the image above this apparent flux density
     (Jy) is subtracted as predicted, through the calibrated gains (inf: none)."""
-    peel_in_field_above_jy: float = option(1.0, metavar="JY")
+    peel_in_field_above_jy: float = option(0.5, metavar="JY")
     """A source inside the image is peeled and restored when its apparent flux density at
     transit (Jy; the most the beam gives it) exceeds this: drifting through the beam it changes
     during the observation, which CLEAN cannot follow; judged at transit, it is treated alike in
     every observation of its passage (inf: leave the field to CLEAN)."""
-    peel_solution_bands: int = option(1, metavar="N")
+    peel_solution_bands: int = option(16, metavar="N")
     """Each peeled source's gains are solved per integration over this many equal parts of the
     band (1: the whole band; 16: per subband, for sidelobes whose errors change with frequency,
     at about twice the time)."""

@@ -72,7 +72,7 @@ class PeelingConfig:
     image_half_width_deg: float = 1.7
     """The image reaches this far (deg) from the phase centre along each axis (the imaging
     settings' size x cell / 2): a source inside that square is in the image."""
-    in_field_above_jy: float = 1.0
+    in_field_above_jy: float = 0.5
     """A source inside the image is peeled when its apparent flux at transit (the most the beam
     gives it) exceeds this, and restored into the image at its solved flux (inf: none; the
     image's sources are then left to deconvolution)."""
@@ -80,7 +80,7 @@ class PeelingConfig:
     """At most this many (the brightest)."""
     solution_integrations: int = 1
     """Integrations per gain solution."""
-    solution_bands: int = 1
+    solution_bands: int = 16
     """The band is cut into this many equal runs of channels, each with its own gains (1: one
     solution over the band; 16: one per subband). Measured at full scale with the 0.5 deg
     neighbourhood model (``bench/peeling.py --full-scale``), one solution over the band left the
