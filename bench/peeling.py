@@ -71,6 +71,7 @@ def main() -> None:
 
     from dsa_assets import constants as C
     from dsa_assets.calibrators import A_TEAM, transit_start
+    from dsa_assets.catalogue import CatalogueSource
     from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig
     from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
     from dsa_assets.stages.imaging import ImagingConfig, ImagingStage, robust_rms
@@ -93,12 +94,16 @@ def main() -> None:
                 group_id=group.stamp, hdf5_files=group.files).ms_path
             print(f"simulated and converted the field {label} the A-team: {len(group.truth.sources)} sources, "
                   f"{time.perf_counter() - t:.0f} s", flush=True)
+        # the reference catalogue the platform would pass: the simulated sky, whose sources
+        # above 10 mJy apparent join the model each peeled source's gains are solved against
+        sky = [CatalogueSource(s.name, s.ra_deg, s.dec_deg, s.flux_jy, s.spectral_index) for s in group.truth.sources]
         sources = bright_sources(ms["with"], (), PeelingConfig())
         print("to peel:", ", ".join(s.name for s in sources))
         variants = {"field without the A-team": (ms["without"], None),
                     "nothing subtracted": (ms["with"], None),
                     "model subtracted (unit gains)": (ms["with"], PeelingConfig(solve_gains=False)),
-                    "peeled (per-antenna gains per integration over the band)": (ms["with"], PeelingConfig()),
+                    "peeled (per-antenna gains per integration over the band)": (ms["with"],
+                                                                                 PeelingConfig(solution_bands=1)),
                     "peeled (per-antenna gains per integration and subband)": (ms["with"],
                                                                                PeelingConfig(solution_bands=16)),
                     "CASA: gaincal over the band, corrupt, uvsub": (ms["with"], "casa")}
@@ -118,7 +123,7 @@ def main() -> None:
                     casa_peel(work, source, root)
                     left += f"{source.name} {before:.3f} -> {remaining_fraction(work, source):.4f}"
             elif cfg is not None:
-                peeled = peel(work, sources, "DATA", cfg)
+                peeled = peel(work, sources, "DATA", cfg, sky)
             seconds = time.perf_counter() - t
             result = imaging.execute(group_id=f"2026-03-01T00:00:{k:02d}", ms_path=work)
             with fits.open(result.images["residual"]) as hdul:
