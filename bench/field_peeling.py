@@ -30,7 +30,8 @@ import numpy as np
 VARIANTS = {
     "default": {},
     "gains over the whole observation": {"solution_integrations": 10_000},
-    "gains per subband": {"solution_bands": 16},
+    "gains over the band": {"solution_bands": 1},
+    "two passes": {"cycles": 2},
     "only the candidates in the gains' model": {"context_above_jy": np.inf},
     "nothing peeled inside the image": {"in_field_above_jy": np.inf},
 }
@@ -52,13 +53,14 @@ def main() -> int:
     p.add_argument("--scratch", default=os.environ.get("DSA110_BENCH_DIR"))
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
     p.add_argument("--no-noise", action="store_true", help="simulate without thermal noise (and gains)")
+    p.add_argument("--first", type=int, default=FIRST, help="the first observation, counted from the calibrator's")
     args = p.parse_args()
     chosen = pick_variants(p, args.variants, VARIANTS)
     sefd = full_array_sefd_jy(20)
     root = Path(tempfile.mkdtemp(prefix="dsa110-field-peeling-", dir=args.scratch))
     try:
         flags = ["--no-noise", "--no-gains"] if args.no_noise else []
-        simulate(root / "in", 3 * 309 / 3600, 20, sefd, flags, first=FIRST)
+        simulate(root / "in", 3 * 309 / 3600, 20, sefd, flags, first=args.first)
         run_platform(root / "in", root / "out", ["--no-peeling"], root / "stream.log", sefd)
         sky = catalogue.read(root / "in" / "sky_catalogue.csv")
         calibrated = sorted((root / "out" / "calibrated").rglob("*.ms"))[1:]  # not the calibrator's

@@ -82,6 +82,9 @@ class CalibrationResource(dg.ConfigurableResource):
     """Each peeled source's gains are solved per integration over this many equal parts of the
     band (1: the whole band; 16: per subband, for sidelobes whose errors change with frequency,
     at about twice the time)."""
+    peel_cycles: int = option(1, metavar="N")
+    """Passes over the peeled sources: from the second on, each is put back with its last gains
+    and peeled again against the sky left once the others have been taken with theirs."""
 
     def stage(self, output_dir: Path, scratch_dir: Path,
               image_half_width_deg: float = PeelingConfig.image_half_width_deg) -> CalibrationStage:
@@ -89,7 +92,7 @@ class CalibrationResource(dg.ConfigurableResource):
         (``ImagingResource.half_width_deg``), where peeling's level changes."""
         levels = PeelingConfig(a_team_above_jy=self.peel_a_team_above_jy, above_jy=self.peel_above_jy,
                                in_field_above_jy=self.peel_in_field_above_jy,
-                               solution_bands=self.peel_solution_bands,
+                               solution_bands=self.peel_solution_bands, cycles=self.peel_cycles,
                                subtract_above_jy=self.subtract_outside_above_jy,
                                image_half_width_deg=image_half_width_deg)
         return CalibrationStage(CalibrationConfig(

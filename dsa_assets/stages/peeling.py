@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +86,11 @@ class PeelingConfig:
     neighbourhood model (``bench/peeling.py --full-scale``), one solution over the band left the
     image at the rms of the field without Cas A, where one per subband, sixteen times the free
     parameters, took up some of the rest of the sky and left it 10% above."""
+    cycles: int = 1
+    """Passes over the peeled sources. In the first, each source's gains are solved against the
+    catalogue's models of the candidates not yet subtracted, which for a source seen through a
+    sidelobe can be percents wrong; in each further pass every source is put back with its last
+    gains and solved again against the sky left once the others have been taken with theirs."""
     context_above_jy: float = 0.01
     """Catalogue sources whose apparent flux exceeds this join the model every peeled source's
     gains are solved against (not subtracted; :func:`sky_context`) ..."""
@@ -359,7 +364,7 @@ def peel(ms_path: Path | str, sources: list[SourceModel], column: str = "DATA",
     obs = _Observation.of(ms_path)
     context = sky_context(obs, catalogue_sources, sources, config)
     apparent, offsets = obs.apparent_jy(sources), obs.offsets_deg(sources)
-    done = []
+    done, gains = [], {}
     try:
         # the model of all the data hold (the candidates the data lack taken out of it), each
         # source leaving it as it leaves the data
@@ -379,7 +384,7 @@ def peel(ms_path: Path | str, sources: list[SourceModel], column: str = "DATA",
                             "%.1f sigma", source.name, offsets[k], apparent[k], scale, significance)
                 continue
             predict_model(ms_path, [source])
-            before, after, gain_power, phase_scatter = _solve_and_subtract(ms_path, column, config)
+            before, after, gain_power, phase_scatter, gains[k] = _solve_and_subtract(ms_path, column, config)
             others = len(context) + sum(there[k + 1:])
             done.append(PeeledSource(source.name, source.ra_deg, source.dec_deg, float(offsets[k]), float(apparent[k]),
                                      float(apparent[k]) * gain_power, before, after, phase_scatter,
@@ -387,6 +392,19 @@ def peel(ms_path: Path | str, sources: list[SourceModel], column: str = "DATA",
                                      float(source.flux_at(obs.freq_hz)) * gain_power))
             log.info("peeled %s (%.2f deg out, %.3g Jy apparent, solved %.3g, %d other sources in its model): "
                      "%.3f of it left", source.name, offsets[k], apparent[k], apparent[k] * gain_power, others, after)
+        for _ in range(1, config.cycles if len(gains) > 1 else 1):
+            for k, source in enumerate(sources):
+                if k not in gains:
+                    continue
+                t0 = time.perf_counter()
+                predict_model(ms_path, [source])
+                _, after, gain_power, phase_scatter, gains[k] = _solve_and_subtract(ms_path, column, config, gains[k])
+                i = [d.name for d in done].index(source.name)
+                done[i] = replace(done[i], remaining_after=after, gain_phase_scatter_deg=phase_scatter,
+                                  solved_apparent_jy=float(apparent[k]) * gain_power,
+                                  solved_flux_jy=float(source.flux_at(obs.freq_hz)) * gain_power,
+                                  seconds=done[i].seconds + time.perf_counter() - t0,
+                                  context_sources=len(context))
     finally:
         with casa_table(ms_path, readonly=False) as tb:
             tb.removecols([c for c in (CONTEXT_COLUMN, "MODEL_DATA") if c in tb.colnames()])
@@ -454,13 +472,16 @@ def remaining_fraction(ms_path: Path | str, source: SourceModel, column: str = "
     return presence(ms_path, [[source]], column)[0][0]
 
 
-def _solve_and_subtract(ms_path: Path, column: str, config: PeelingConfig) -> tuple[float, float, float, float]:
+def _solve_and_subtract(ms_path: Path, column: str, config: PeelingConfig, put_back: list | None = None
+                        ) -> tuple[float, float, float, float, list]:
     """Fit CONTEXT_COLUMN (the model of all the data hold) to ``column`` with per-antenna
     gains per solution cell, subtract the gains times MODEL_DATA (one source's model) from
-    ``column`` and MODEL_DATA from CONTEXT_COLUMN; returns (remaining before, remaining after,
-    median |g|^2, robust gain-phase scatter in deg)."""
+    ``column`` and MODEL_DATA from CONTEXT_COLUMN. ``put_back``: the source was subtracted
+    before with these gains (as returned) and has left CONTEXT_COLUMN; it is put back into both
+    first. Returns (remaining before, remaining after, median |g|^2, robust gain-phase scatter in
+    deg, the gains: one (antennas, cells) array per solution interval)."""
     projections = np.zeros(3)  # Re<D, M> before, after; <M, M>
-    powers, phases = [], []
+    powers, phases, solved = [], [], []
     with casa_table(ms_path, readonly=False) as tb:
         t = tb.getcol("TIME")
         breaks = np.flatnonzero(np.diff(t)) + 1
@@ -469,27 +490,33 @@ def _solve_and_subtract(ms_path: Path, column: str, config: PeelingConfig) -> tu
         if np.any(np.diff(t[starts]) <= 0):
             raise ValueError(f"{ms_path}: rows are not in time order; peeling needs time-major rows")
         step = max(1, config.solution_integrations)
-        for i in range(0, len(starts), step):
+        for interval, i in enumerate(range(0, len(starts), step)):
             first, last = int(starts[i]), int(ends[min(i + step, len(starts)) - 1])
             n = last - first
             model = tb.getcol("MODEL_DATA", startrow=first, nrow=n)
             fitted = tb.getcol(CONTEXT_COLUMN, startrow=first, nrow=n)
-            tb.putcol(CONTEXT_COLUMN, fitted - model, startrow=first, nrow=n)
             a1 = tb.getcol("ANTENNA1", startrow=first, nrow=n)
             a2 = tb.getcol("ANTENNA2", startrow=first, nrow=n)
             data = tb.getcol(column, startrow=first, nrow=n)  # (rows, chan, pol)
+            # one solution per run of channels (band) and polarisation, all solved at once
+            width = -(-data.shape[1] // max(1, config.solution_bands))
+            band_starts = np.arange(0, data.shape[1], width)
+            if put_back is None:
+                tb.putcol(CONTEXT_COLUMN, fitted - model, startrow=first, nrow=n)
+            else:  # the column stays without the source; the fit has it
+                g = put_back[interval].reshape(-1, len(band_starts), data.shape[2])[:, np.arange(data.shape[1]) // width]
+                data += g[a1] * np.conj(g[a2]) * model
+                fitted = fitted + model
             weight = ~tb.getcol("FLAG", startrow=first, nrow=n) & (a1 != a2)[:, None, None]
             projections[0] += np.sum(np.real(data * np.conj(model))[weight])
             projections[2] += np.sum(np.abs(model[weight]) ** 2)
             n_ant = int(max(a1.max(), a2.max())) + 1
-            # one solution per run of channels (band) and polarisation, all solved at once
-            width = -(-data.shape[1] // max(1, config.solution_bands))
-            band_starts = np.arange(0, data.shape[1], width)
             sums = [np.add.reduceat(x, band_starts, axis=1) for x in
                     (weight * data * np.conj(fitted), weight * np.abs(fitted) ** 2, weight.astype(float))]
             k = sums[0].shape[1] * sums[0].shape[2]
             cells = (stefcal_sums(*(x.reshape(n, k) for x in sums[:2]), a1, a2, n_ant, config.iterations)
                      if config.solve_gains else np.ones((n_ant, k), dtype=np.complex128))
+            solved.append(cells)
             g = cells.reshape(n_ant, len(band_starts), data.shape[2])[:, np.arange(data.shape[1]) // width]
             data -= g[a1] * np.conj(g[a2]) * model
             # each cell's gains' power and phases about their mean over the antennas with data there
@@ -509,7 +536,7 @@ def _solve_and_subtract(ms_path: Path, column: str, config: PeelingConfig) -> tu
     power = float(np.median(np.concatenate(powers))) if powers else float("nan")
     ph = np.concatenate(phases) if phases else np.zeros(1)
     scatter = float(np.degrees(1.4826 * np.median(np.abs(ph - np.median(ph)))))
-    return float(projections[0] / total), float(projections[1] / total), power, scatter
+    return float(projections[0] / total), float(projections[1] / total), power, scatter, solved
 
 
 def stefcal(data: np.ndarray, model: np.ndarray, weight: np.ndarray, ant1: np.ndarray, ant2: np.ndarray,

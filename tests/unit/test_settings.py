@@ -87,6 +87,7 @@ def test_one_default_everywhere(tmp_path, monkeypatch):
     assert CalibrationResource.model_fields["peel_above_jy"].default == PeelingConfig.above_jy
     assert CalibrationResource.model_fields["peel_in_field_above_jy"].default == PeelingConfig.in_field_above_jy
     assert CalibrationResource.model_fields["peel_solution_bands"].default == PeelingConfig.solution_bands
+    assert CalibrationResource.model_fields["peel_cycles"].default == PeelingConfig.cycles
     assert CalibrationResource.model_fields["subtract_outside_above_jy"].default == PeelingConfig.subtract_above_jy
     assert resources_science().model_fields["expected_false_variables"].default == \
         VariabilityConfig.expected_false_variables
