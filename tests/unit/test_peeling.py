@@ -279,3 +279,25 @@ def test_gains_solved_without_the_field_in_their_model_take_part_of_it(cas_a_fie
         left[label] = _projection(work, field)
     assert left["alone"] < 0.95
     assert left["with the sky"] == pytest.approx(1.0, abs=0.02)
+
+
+def test_a_second_pass_frees_a_source_from_a_neighbours_wrong_model(cas_a_field, tmp_path):
+    """Peeled first, the field source's gains are solved against the candidates not yet
+    subtracted at their catalogue models; Cas A's 10% too bright there (as a dish's sidelobe
+    errors can make it) pulls its solved flux away. A second pass, after Cas A has left with its
+    own gains, solves it again against what is left, and reads it right (measured: 0.454 Jy in
+    one pass, 0.498 in two, of 0.5)."""
+    ms, field = cas_a_field
+    cas = next(s for s in bright_sources(ms, (), PeelingConfig()) if s.name == "CasA")
+    wrong = replace(cas, flux_jy=1.1 * cas.flux_jy)
+    target = SourceModel(field.name, field.ra_deg, field.dec_deg, field.flux_jy, 1.4e9, field.spectral_index)
+    solved = {}
+    for cycles in (1, 2):
+        work = tmp_path / f"cycles{cycles}" / "peeled.ms"
+        shutil.copytree(ms, work)
+        peeled = peel(work, [target, wrong], "DATA", PeelingConfig(cycles=cycles))
+        assert [p.subtracted for p in peeled] == [True, True]
+        solved[cycles] = peeled[0].solved_flux_jy
+        assert abs(_projection(work, CAS_A)) < 0.01
+    assert abs(solved[2] - field.flux_jy) < 0.02 * field.flux_jy
+    assert abs(solved[1] - field.flux_jy) > 2 * abs(solved[2] - field.flux_jy)
