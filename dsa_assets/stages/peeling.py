@@ -6,8 +6,8 @@ fix (at 3.3 deg, Cas A sits on the steep side of the first null, where 1 arcsec 
 changes its response by a percent). So it is subtracted with direction-dependent gains: for
 each source, brightest first, its model (beam, spectrum and the data's time and bandwidth
 smearing, :func:`sky_model.predict_model`) is fitted to the visibilities with one complex gain
-per antenna, polarisation and integration over the band (StEFCal: Salvini & Wijnholds 2014,
-A&A 571, A97; per subband as an option), and g_i conj(g_j) M_ij is taken away. Gains so free
+per antenna, polarisation, integration and subband (StEFCal: Salvini & Wijnholds 2014,
+A&A 571, A97; ``solution_bands``), and g_i conj(g_j) M_ij is taken away. Gains so free
 also take up part of any source missing from the model they are solved against, and give it
 back as artefacts around the peeled source (measured at 24 antennas: 13% of a source 0.1 deg
 away; and in a realistic field, stripes through a peeled 2.6 Jy source along the array's arms
