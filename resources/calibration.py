@@ -82,9 +82,10 @@ class CalibrationResource(dg.ConfigurableResource):
     """Each peeled source's gains are solved per integration over this many equal parts of the
     band (1: the whole band; 16: per subband, for sidelobes whose errors change with frequency,
     at about twice the time)."""
-    peel_cycles: int = option(1, metavar="N")
+    peel_cycles: int = option(2, metavar="N")
     """Passes over the peeled sources: from the second on, each is put back with its last gains
-    and peeled again against the sky left once the others have been taken with theirs."""
+    and peeled again against the sky left once the others have been taken with theirs (1: one
+    pass, each solved against the others' catalogue models)."""
 
     def stage(self, output_dir: Path, scratch_dir: Path,
               image_half_width_deg: float = PeelingConfig.image_half_width_deg) -> CalibrationStage:

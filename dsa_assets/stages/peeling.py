@@ -86,11 +86,14 @@ class PeelingConfig:
     neighbourhood model (``bench/peeling.py --full-scale``), one solution over the band left the
     image at the rms of the field without Cas A, where one per subband, sixteen times the free
     parameters, took up some of the rest of the sky and left it 10% above."""
-    cycles: int = 1
+    cycles: int = 2
     """Passes over the peeled sources. In the first, each source's gains are solved against the
     catalogue's models of the candidates not yet subtracted, which for a source seen through a
     sidelobe can be percents wrong; in each further pass every source is put back with its last
-    gains and solved again against the sky left once the others have been taken with theirs."""
+    gains and solved again against the sky left once the others have been taken with theirs.
+    Measured (``bench/field_peeling.py --first 23``: a 12.5 Jy source at 5.6 Jy apparent peeled
+    while Cas A sat in a sidelobe at 4.3 Jy apparent), two passes left 1.53 mJy/beam and no
+    uncatalogued detection where one left 2.04 and five beside the source."""
     context_above_jy: float = 0.01
     """Catalogue sources whose apparent flux exceeds this join the model every peeled source's
     gains are solved against (not subtracted; :func:`sky_context`) ..."""
