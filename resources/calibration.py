@@ -80,8 +80,8 @@ class CalibrationResource(dg.ConfigurableResource):
     every observation of its passage (inf: leave the field to CLEAN)."""
     peel_solution_bands: int = option(16, metavar="N")
     """Each peeled source's gains are solved per integration over this many equal parts of the
-    band (1: the whole band; 16: per subband, for sidelobes whose errors change with frequency,
-    at about twice the time)."""
+    band (1: the whole band; 16: per subband, for sidelobes whose errors change with frequency;
+    1.4 times the time at full scale)."""
     peel_cycles: int = option(2, metavar="N")
     """Passes over the peeled sources: from the second on, each is put back with its last gains
     and peeled again against the sky left once the others have been taken with theirs (1: one
