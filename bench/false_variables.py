@@ -9,9 +9,10 @@ transit 80 minutes later, when Cas A (1,600 Jy) passes 3.9 deg from the beam cen
 first sidelobe. The array is the demo's scaled-down one (20 antennas, 64 channels) over whole
 observations (24 integrations: each source drifts 0.6 deg through the beam), at the SEFD that
 gives it the full array's image noise (``--sefd-jy``). The sky is the realistic one
-(``dsa110-sim --sky realistic``: counts to the sidelobes, each dish's own sidelobes) and every
-source in it is constant: every source flagged variable is a false variable, every new source
-a false one. Variants: with and without the A-team in the sky, with and without peeling (and peeling only
+(``dsa110-sim --sky realistic``: counts to the sidelobes, the VLA calibrators where they are,
+each dish's own sidelobes) and every source in it is constant: every source flagged variable is
+a false variable, every new source a false one. Over a day (``--hours 24 --first 1``) the
+platform solves on each calibrator that transits, as it would on the real sky. Variants: with and without the A-team in the sky, with and without peeling (and peeling only
 outside the image, leaving the image's bright sources to CLEAN).
 
 Prints per variant: the images' rms over the thermal expectation, the number of sources with a
@@ -19,7 +20,8 @@ light curve, the variables (their fraction, and the nearest source brighter than
 and the new sources.
 
     python bench/false_variables.py [--hours 1] [--variants "a-team+peeling,a-team+no peeling"]
-    python bench/false_variables.py --hours 24      # a whole day (288 observations per variant)
+    python bench/false_variables.py --hours 24 --first 1 --root /scratch/day   # a whole day (280
+                                                    # observations per variant), resumable
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 VARIANTS = {
@@ -94,10 +97,11 @@ def simulate(directory: Path, hours: float, antennas: int, sefd_jy: float, sim_f
                         "--calibrator-observation", str(transit_observation)], check=True, stdout=subprocess.DEVNULL)
 
 
-def run_platform(incoming: Path, output: Path, stream_flags: list[str], log: Path, sefd_jy: float) -> None:
+def run_platform(incoming: Path, output: Path, stream_flags: list[str], log: Path, sefd_jy: float,
+                 append: bool = False) -> None:
     """``dsa110-stream --once`` over ``incoming``; its thermal-noise expectation at the
     simulated ``sefd_jy``."""
-    with log.open("w") as out:
+    with log.open("a" if append else "w") as out:
         subprocess.run([sys.executable, "-m", "dsa_assets.service.cli", "--input-dir", str(incoming),
                         "--output-dir", str(output), "--sefd-jy", f"{sefd_jy:.1f}", "--stable-seconds", "0",
                         "--enable-calibration-solving",
@@ -140,35 +144,55 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scratch", default=os.environ.get("DSA110_BENCH_DIR"))
     p.add_argument("--hours", type=float, default=1.0)
+    p.add_argument("--first", type=int, help="begin this many observations after the calibrator's (default: the "
+                   "stretch centred on Cas A's transit)")
     p.add_argument("--antennas", type=int, default=20, help="the demo's scaled-down array")
     p.add_argument("--sefd-jy", type=float, help="default: the full array's image noise (see full_array_sefd_jy)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    p.add_argument("--root", help="work in this directory and keep it: the same command again continues a run "
+                   "that stopped (the simulation is kept; the platform resumes from its queue and Dagster's storage)")
     p.add_argument("--stream-flags", default="", help="more dsa110-stream options for every variant, e.g. "
                    "'--peel-in-field-above-jy 0.5' (shown after the variant's name)")
     args = p.parse_args()
     extra = shlex.split(args.stream_flags)
     chosen = pick_variants(p, args.variants, VARIANTS)
     sefd = args.sefd_jy or full_array_sefd_jy(args.antennas)
-    print(f"{args.hours:g} h centred on Cas A's transit, {args.antennas} antennas, SEFD {sefd:.0f} Jy")
-    root = Path(tempfile.mkdtemp(prefix="dsa110-false-variables-", dir=args.scratch))
+    where = "centred on Cas A's transit" if args.first is None else f"from observation {args.first} after the calibrator's"
+    print(f"{args.hours:g} h {where}, {args.antennas} antennas, SEFD {sefd:.0f} Jy")
+    resumable = args.root is not None
+    root = Path(args.root) if resumable else Path(tempfile.mkdtemp(prefix="dsa110-false-variables-", dir=args.scratch))
     try:
         skies = {}
         for name in chosen:
             sim_flags, stream_flags = VARIANTS[name]
             key = " ".join(sim_flags) or "a-team"
             if key not in skies:
-                skies[key] = root / f"sky-{len(skies)}"
-                simulate(skies[key], args.hours, args.antennas, sefd, sim_flags)
+                skies[key] = root / ("sky-" + "-".join(key.split()))
+                once(skies[key], partial(simulate, hours=args.hours, antennas=args.antennas, sefd_jy=sefd,
+                                          sim_flags=sim_flags, first=args.first))
             work = root / "-".join(name.replace("+", " ").split())
-            shutil.copytree(skies[key], work / "in")
-            run_platform(work / "in", work / "out", [*stream_flags, *extra], work / "stream.log", sefd)
+            once(work / "in", partial(shutil.copytree, skies[key]))
+            # a resumed run appends to its log: what the stopped one did stays readable
+            run_platform(work / "in", work / "out", [*stream_flags, *extra], work / "stream.log", sefd,
+                         append=resumable)
             report(" ".join([name, *extra]), work / "in", work / "out")
-            shutil.rmtree(work / "in")
+            if not resumable:
+                shutil.rmtree(work / "in")
         return 0
     finally:
-        if not args.keep:
+        if not (args.keep or resumable):
             shutil.rmtree(root, ignore_errors=True)
+
+
+def once(directory: Path, make) -> None:
+    """``make(directory)`` unless an earlier run completed it; a directory it left unfinished
+    (no ``.complete`` marker) is made again from scratch."""
+    if (directory / ".complete").exists():
+        return
+    shutil.rmtree(directory, ignore_errors=True)
+    make(directory)
+    (directory / ".complete").touch()
 
 
 if __name__ == "__main__":

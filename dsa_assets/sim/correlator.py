@@ -216,6 +216,9 @@ class CorrelatorSimulator:
         times = Time(data_start) + (np.arange(cfg.n_integrations) + 0.5) * C.INTEGRATION_TIME_S * u.s
         s0 = geometry.meridian_unit_vectors(cfg.pointing_dec_rad, times, self.location)
         mid = geometry.meridian_icrs(cfg.pointing_dec_rad, times[len(times) // 2], self.location)
+        # the calibrator is in every observation, however far (the field was chosen by it); a
+        # realistic sky already holds it among the VLA calibrators
+        calibrator = [calibrator_source(cfg.calibrator)] if cfg.calibrator else []
         if cfg.sources is not None:
             sources = list(cfg.sources)
         else:
@@ -225,12 +228,11 @@ class CorrelatorSimulator:
             else:
                 sources = self._seen(sky, times)
             if not (out / SKY_CATALOGUE).exists():  # every source of the sky, the calibrator's too
-                catalogue.write(out / SKY_CATALOGUE, sky + (list(A_TEAM) if cfg.a_team else [])
-                                + ([calibrator_source(cfg.calibrator)] if cfg.calibrator else []))
+                catalogue.write(out / SKY_CATALOGUE, _without(sky, calibrator) + (list(A_TEAM) if cfg.a_team else [])
+                                + calibrator)
         if cfg.a_team:
             sources += self._seen(list(A_TEAM), times)
-        if cfg.calibrator:
-            sources.append(calibrator_source(cfg.calibrator))
+        sources = _without(sources, calibrator) + calibrator
         if cfg.variations:
             sources = apply_variations(sources, cfg.variations, times[len(times) // 2].unix)
         all_freqs = np.concatenate([C.subband_frequencies_hz(sb, self.channels) for sb in range(C.N_SUBBANDS)])
@@ -463,6 +465,12 @@ def simulate_observations(
         data_start = start + timedelta(seconds=i * cadence_s)
         groups.append(sim.write_observation(output_dir, data_start, seed=config.seed + i))
     return groups
+
+
+def _without(sources: list[PointSource], these: list[PointSource]) -> list[PointSource]:
+    """``sources`` but those named as one of ``these``."""
+    names = {s.name for s in these}
+    return [s for s in sources if s.name not in names]
 
 
 def calibrator_source(name: str) -> PointSource:

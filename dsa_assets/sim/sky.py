@@ -135,7 +135,8 @@ def beam_envelope(offset_deg: np.ndarray, freqs_hz=(1.31e9, 1.50e9)) -> np.ndarr
 
 
 def realistic_strip(dec_deg: float, seed: int, floor_jy: float = 1e-3, counts: SourceCounts = SourceCounts(),
-                    max_offset_deg: float = 30.0, band_deg: float = 0.05) -> list[PointSource]:
+                    max_offset_deg: float = 30.0, band_deg: float = 0.05, with_calibrators: bool = True
+                    ) -> list[PointSource]:
     """A fixed random sky, all right ascensions, with the counts of the real sky down to the
     flux density whose response anywhere in the beam (its sidelobes' envelope, at the
     declination's closest approach to the pointing ``dec_deg``) is ``floor_jy`` (Jy, apparent):
@@ -157,8 +158,21 @@ def realistic_strip(dec_deg: float, seed: int, floor_jy: float = 1e-3, counts: S
     alpha = rng.normal(-0.7, 0.2, len(band))
     order = np.argsort(ra)
     names = unique_names([catalogue.iau_name(ra[i], dec[i], "SIM") for i in order])
-    return [PointSource(name, float(ra[i]), float(dec[i]), float(flux[i]), float(alpha[i]))
-            for name, i in zip(names, order)]
+    drawn = [PointSource(name, float(ra[i]), float(dec[i]), float(flux[i]), float(alpha[i]))
+             for name, i in zip(names, order)]
+    return drawn + known_calibrators(dec_deg, floor_jy, max_offset_deg) if with_calibrators else drawn
+
+
+def known_calibrators(dec_deg: float, floor_jy: float = 1e-3, max_offset_deg: float = 30.0) -> list[PointSource]:
+    """The VLA calibrators within ``max_offset_deg`` of declination ``dec_deg`` whose response
+    anywhere in the beam reaches ``floor_jy`` (Jy), at their catalogue positions, flux densities
+    (Jy at 1.4 GHz) and spectral indices, named as the list names them: the bright compact
+    sources a real declination strip holds at known places, which the platform solves on as
+    they transit and peels beyond the image. (The list holds none of the A-team.)"""
+    cals = [c for c in calibrators.catalogue() if abs(c.dec_deg - dec_deg) <= max_offset_deg]
+    response = beam_envelope(np.array([abs(c.dec_deg - dec_deg) for c in cals]))
+    return [PointSource(c.name, c.ra_deg, c.dec_deg, c.flux_jy, c.spectral_index)
+            for c, r in zip(cals, response) if c.flux_jy * r >= floor_jy]
 
 
 def unique_names(names: list[str]) -> list[str]:

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 from astropy.time import Time
 
-from dsa_assets import catalogue, geometry
+from dsa_assets import calibrators, catalogue, geometry
 from dsa_assets import constants as C
 from dsa_assets.calibrators import transit_start
 from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator_source
@@ -78,6 +78,8 @@ def test_reference_catalogue_holds_every_simulated_source(tmp_path):
     seen = {s.name for s in group.truth.sources}
     assert len(seen) > 20 and seen <= names, "the calibrator too"
     assert {"CasA", "CygA", calibrator_source("3C286").name} <= names
+    in_truth = [s.name for s in group.truth.sources]
+    assert in_truth.count(calibrator_source("3C286").name) == 1, "the sky's calibrator is not added twice"
     # the observation's sources are those above the floor somewhere in the beam (the
     # calibrator is simulated wherever it is)
     field = [s for s in group.truth.sources if s.name != calibrator_source("3C286").name]
@@ -85,6 +87,18 @@ def test_reference_catalogue_holds_every_simulated_source(tmp_path):
     offsets = catalogue.separation_deg(field, centre.ra.deg, centre.dec.deg)
     flux = np.array([s.flux_jy for s in field])
     assert np.all(flux * beam_envelope(np.maximum(offsets - 1.0, 0.0)) >= 0.02)
+
+
+def test_the_sky_holds_the_vla_calibrators_where_they_are():
+    sky = {s.name: s for s in realistic_strip(62.7, seed=3)}
+    for name in ("2203+626", "1634+627", "0014+612"):  # 2.75, 4.8 and 3.85 Jy within 1.5 deg of +62.7
+        cal = calibrators.by_name(name)
+        assert sky[name] == PointSource(cal.name, cal.ra_deg, cal.dec_deg, cal.flux_jy, cal.spectral_index)
+    # far from the strip only those whose sidelobes still reach the 1 mJy floor
+    far = [c for c in calibrators.catalogue() if 20 < abs(c.dec_deg - 62.7) < 30]
+    assert {c.name for c in far if c.name in sky} == {c.name for c in far if c.flux_jy * beam_envelope(abs(c.dec_deg - 62.7)) >= 1e-3}
+    assert any(c.name not in sky for c in far) and any(c.name in sky for c in far)
+    assert all(s.name in sky for s in realistic_strip(62.7, seed=3, with_calibrators=False)), "added, nothing drawn moved"
 
 
 def test_visibilities_are_averages_over_the_integration_and_the_channel(tmp_path):
