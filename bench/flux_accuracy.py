@@ -10,6 +10,11 @@ Prints the pull distribution (measured minus true flux over the error) for sourc
 
     python bench/flux_accuracy.py [--scratch DIR] [--antennas 96] [--sources 30]
     python bench/flux_accuracy.py --sky realistic [--no-peeling]
+    python bench/flux_accuracy.py --sky realistic --field cas-a [--no-a-team] [--no-peeling]
+
+``--field cas-a`` solves on the transit of 2203+626 (+62.7 deg) and measures the field of Cas A's
+transit 80 minutes later, Cas A 3.9 deg from the beam centre in the first sidelobe (the
+false-variable bench's field at full scale); ``--no-a-team`` simulates the same sky without it.
 """
 
 from __future__ import annotations
@@ -33,9 +38,13 @@ def main() -> int:
     p.add_argument("--sources", type=float, default=30.0, help="mean sources within 1.2 deg of the pointing")
     p.add_argument("--sky", choices=("uniform", "realistic"), default="uniform")
     p.add_argument("--no-peeling", action="store_true", help="subtract no bright source before imaging")
+    p.add_argument("--field", choices=tuple(FIELDS), default="3c286")
+    p.add_argument("--no-a-team", action="store_true", help="the realistic sky without the A-team")
     args = p.parse_args()
 
     from dsa_assets import calibrators, catalogue, naming
+    from dsa_assets import constants as C
+    from dsa_assets.calibrators import A_TEAM, transit_start
     from dsa_assets.sim.correlator import CorrelatorSimulator, SimConfig, calibrator_field
     from dsa_assets.sim.sky import SKY_CATALOGUE
     from dsa_assets.stages.conversion import ConversionConfig, ConversionStage
@@ -48,11 +57,14 @@ def main() -> int:
     try:
         base = SimConfig(n_antennas=args.antennas, n_sources=args.sources, flux_range_jy=(0.02, 0.3), seed=21)
         if args.sky == "realistic":
-            base = replace(base, sky="realistic", a_team=True, sidelobe_errors=0.1)
-        config, start = calibrator_field(base, "3C286", datetime(2026, 4, 1, tzinfo=UTC))
+            base = replace(base, sky="realistic", a_team=not args.no_a_team, sidelobe_errors=0.1)
+        calibrator = FIELDS[args.field]
+        config, start = calibrator_field(base, calibrator, datetime(2026, 4, 1, tzinfo=UTC))
         cal = CorrelatorSimulator(config).write_observation(root / "in", start)
+        field_start = (start + timedelta(minutes=20) if args.field == "3c286" else
+                       transit_start(A_TEAM[0], start, config.pointing_dec_rad, config.n_integrations * C.INTEGRATION_TIME_S))
         field = CorrelatorSimulator(replace(config, calibrator=None)).write_observation(
-            root / "in", start + timedelta(minutes=20), seed=100)
+            root / "in", field_start, seed=100)
         out, scratch = root / "out", root / "scratch"
         convert = ConversionStage(ConversionConfig(output_dir=out, scratch_dir=scratch))
         cal_ms = convert.execute(group_id=cal.stamp, hdf5_files=cal.files).ms_path
@@ -60,7 +72,7 @@ def main() -> int:
         sky = catalogue.read(root / "in" / SKY_CATALOGUE)
         resource = CalibrationResource(peeling=not args.no_peeling)
         calibration = resource.stage(out, scratch)
-        model = resource.model(calibrators.by_name("3C286"), observation_span(cal_ms), sky)
+        model = resource.model(calibrators.by_name(calibrator), observation_span(cal_ms), sky)
         solved = calibration.execute_solve(cal.stamp, cal_ms, model, catalogue_sources=sky)
         applied = calibration.execute_apply(field.stamp, field_ms, solved, sky)
         imaged = ImagingStage(ImagingConfig(output_dir=out, scratch_dir=scratch)).execute(
@@ -79,7 +91,8 @@ def main() -> int:
         rows = np.array(rows)
         pulls = rows[:, 2]
         peeled = ", ".join(f"{q.name} ({q.offset_deg:.1f} deg, {q.model_apparent_jy:.2g} Jy)" for q in applied.peeled)
-        print(f"{args.antennas} antennas, {args.sky} sky ({len(field.truth.sources)} sources in the field's data); "
+        print(f"{args.antennas} antennas, {args.sky} sky{' without the A-team' if args.no_a_team else ''}, field "
+              f"{args.field} ({len(field.truth.sources)} sources in the field's data); "
               f"peeled: {peeled or 'nothing'}")
         print(f"subtracted outside the image as predicted: {len(applied.subtracted)} sources "
               f"({sum(a for _, a in applied.subtracted):.2f} Jy apparent); peeling "
@@ -111,6 +124,11 @@ def main() -> int:
         return 0
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+FIELDS = {"3c286": "3C286", "cas-a": "2203+626"}
+"""Field -> the calibrator solved on: 3C286's transit and a field 20 minutes later; 2203+626's
+transit and the field of Cas A's transit."""
 
 
 if __name__ == "__main__":
