@@ -74,7 +74,7 @@ def peeled_markdown(peeled, restored=()) -> str:
     rows = [p if isinstance(p, dict) else p.as_dict() for p in peeled]
     if not rows:
         return "nothing peeled"
-    lines = ["| source | offset (deg) | model apparent (Jy) | solved apparent (Jy) | left before -> after "
+    lines = ["| source | offset (deg) | model apparent (Jy) | taken, apparent (Jy) | left before -> after "
              "| gain phase scatter (deg) | restored into the image |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['name']} | {r['offset_deg']:.2f} | {r['model_apparent_jy']:.3g} | {r['solved_apparent_jy']:.3g} | "
               f"{r['remaining_before']:.3f} -> {r['remaining_after']:.4f} | {r['gain_phase_scatter_deg']:.1f} | "
