@@ -90,7 +90,8 @@ def main() -> int:
                              / m.flux_err_jy, m.snr, truth[m.source].flux_jy / m.flux_err_jy))
         rows = np.array(rows)
         pulls = rows[:, 2]
-        peeled = ", ".join(f"{q.name} ({q.offset_deg:.1f} deg, {q.model_apparent_jy:.2g} Jy)" for q in applied.peeled)
+        peeled = ", ".join(f"{q.name} ({q.offset_deg:.1f} deg, {q.model_apparent_jy:.2g} Jy"
+                           f"{'' if q.subtracted else ', not in the data: left'})" for q in applied.peeled)
         print(f"{args.antennas} antennas, {args.sky} sky{' without the A-team' if args.no_a_team else ''}, field "
               f"{args.field} ({len(field.truth.sources)} sources in the field's data); "
               f"peeled: {peeled or 'nothing'}")
