@@ -12,12 +12,13 @@ gives it the full array's image noise (``--sefd-jy``). The sky is the realistic 
 (``dsa110-sim --sky realistic``: counts to the sidelobes, the VLA calibrators where they are,
 each dish's own sidelobes) and every source in it is constant: every source flagged variable is
 a false variable, every new source a false one. Over a day (``--hours 24 --first 1``) the
-platform solves on each calibrator that transits, as it would on the real sky. Variants: with and without the A-team in the sky, with and without peeling (and peeling only
-outside the image, leaving the image's bright sources to CLEAN).
+platform solves on each calibrator that transits, as it would on the real sky. Variants: with
+and without the A-team in the sky, with and without peeling (and peeling only outside the
+image, leaving the image's bright sources to CLEAN).
 
-Prints per variant: the images' rms over the thermal expectation, the number of sources with a
-light curve, the variables (their fraction, and the nearest source brighter than 1 Jy to each)
-and the new sources.
+Prints per variant: the images' rms over the thermal expectation (by hour too, over more than
+three hours), the number of sources with a light curve, the variables (their fraction, and the
+nearest source brighter than 1 Jy to each) and the new sources.
 
     python bench/false_variables.py [--hours 1] [--variants "a-team+peeling,a-team+no peeling"]
     python bench/false_variables.py --hours 24 --first 1 --root /scratch/day   # a whole day (280
@@ -129,6 +130,11 @@ def report(name: str, incoming: Path, output: Path) -> None:
     print(f"{name}: {len(images)} images, rms / thermal median {np.median(rot):.2f} (max {rot.max():.2f}); "
           f"{len(stats)} light curves, {len(variables)} variable ({len(variables) / max(len(stats), 1):.2%}), "
           f"{len(new)} new sources")
+    hours = sorted({r["group_id"][:13] for r in images})
+    if len(hours) > 3:  # a long run: where in the sky the images were worse
+        by_hour = [np.array([r["rms_over_thermal"] for r in images if r["group_id"].startswith(h)]) for h in hours]
+        print("    rms / thermal by hour, median (max): " + "; ".join(
+            f"{h[11:]}h {np.median(x):.1f} ({x.max():.1f})" for h, x in zip(hours, by_hour)))
     for s in new[:12]:
         d = catalogue.separation_deg(bright, s["ra_deg"], s["dec_deg"])
         near = f"; {d.min():.2f} deg from {bright[int(np.argmin(d))].name}" if len(d) else ""
