@@ -174,7 +174,7 @@ def main() -> int:
             sim_flags, stream_flags = VARIANTS[name]
             key = " ".join(sim_flags) or "a-team"
             if key not in skies:
-                skies[key] = root / ("sky-" + "-".join(key.split()))
+                skies[key] = root / ("sky-" + key.replace("--", "").replace(" ", "-"))
                 once(skies[key], partial(simulate, hours=args.hours, antennas=args.antennas, sefd_jy=sefd,
                                           sim_flags=sim_flags, first=args.first))
             work = root / "-".join(name.replace("+", " ").split())
