@@ -62,7 +62,7 @@ class CalibrationResource(dg.ConfigurableResource):
     """Peel bright sources from each calibrated observation, each with its own antenna gains:
     the A-team, and VLA calibrators and reference-catalogue sources above --peel-above-jy outside
     the image and --peel-in-field-above-jy inside it, those inside the image put back into it at
-    their solved flux; then the fainter sky outside the image above --subtract-outside-above-jy,
+    the flux peeling took; then the fainter sky outside the image above --subtract-outside-above-jy,
     as predicted (--no-peeling: subtract nothing)."""
     peel_a_team_above_jy: float = option(0.5, metavar="JY")
     """An A-team source is peeled when its apparent flux density (flux x beam response at

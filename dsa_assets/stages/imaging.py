@@ -11,7 +11,7 @@ image is the 4.65 m Airy power pattern centred on the pointing (the meridian at 
 declination) at every integration, averaged over the integrations and over the band.
 
 Sources peeled from the visibilities before imaging (:mod:`.peeling`) that lie inside the
-image are put back into the restored image at their solved flux (:func:`peeling.restore`).
+image are put back into the restored image at the flux peeling took (:func:`peeling.restore`).
 
 Plain Python: no Dagster import.
 """

@@ -23,7 +23,7 @@ the configured level outside the image, or whose apparent flux at transit does i
 image drifts through the beam during the observation, its apparent flux changing by percents,
 which CLEAN's constant sky cannot follow: the difference is left as sidelobes that change from
 one observation to the next around it. Such a source is subtracted likewise, and every peeled
-source inside the image is put back as the restoring beam at its solved flux
+source inside the image is put back as the restoring beam at the flux peeling took
 (:func:`restore`), so the image keeps it and loses its sidelobes. The fainter sky outside the
 image (:func:`outside_sky`) is subtracted as predicted, all of it in one pass. Plain Python:
 casacore tables and numpy.
@@ -74,7 +74,7 @@ class PeelingConfig:
     settings' size x cell / 2): a source inside that square is in the image."""
     in_field_above_jy: float = 0.5
     """A source inside the image is peeled when its apparent flux at transit (the most the beam
-    gives it) exceeds this, and restored into the image at its solved flux (inf: none; the
+    gives it) exceeds this, and restored into the image at the flux peeling took (inf: none; the
     image's sources are then left to deconvolution)."""
     max_sources: int = 8
     """At most this many (the brightest)."""
@@ -443,7 +443,7 @@ def sky_context(obs: _Observation, catalogue_sources, peeled: list[SourceModel],
 def restore(image: np.ndarray, header, pb: np.ndarray, peeled: list[dict]) -> list[str]:
     """Put the peeled sources that lie inside ``image`` (Jy/beam, 2-D, in place) back into it,
     each as the restoring beam (``header``'s BMAJ, BMIN, BPA) at its position with a peak of its
-    solved flux density times the primary beam ``pb`` there: what CLEAN would have restored for
+    ``solved_flux_jy`` (what peeling took) times the primary beam ``pb`` there: what CLEAN would restore for
     a constant source of that flux. An A-team source inside the image is put back too, so that
     whether it was peeled never changes what the image shows of it. Returns the names restored."""
     from astropy.wcs import WCS
