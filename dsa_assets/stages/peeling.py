@@ -388,14 +388,14 @@ def peel(ms_path: Path | str, sources: list[SourceModel], column: str = "DATA",
                 continue
             predict_model(ms_path, [source])
             before, after, phase_scatter, gains[k] = _solve_and_subtract(ms_path, column, config)
+            taken = before - after  # the share of the model subtracted
             others = len(context) + sum(there[k + 1:])
             done.append(PeeledSource(source.name, source.ra_deg, source.dec_deg, float(offsets[k]), float(apparent[k]),
-                                     float(apparent[k]) * (before - after), before, after, phase_scatter,
+                                     float(apparent[k]) * taken, before, after, phase_scatter,
                                      time.perf_counter() - t0, True, significance, others,
-                                     float(source.flux_at(obs.freq_hz)) * (before - after)))
+                                     float(source.flux_at(obs.freq_hz)) * taken))
             log.info("peeled %s (%.2f deg out, %.3g Jy apparent, %.3g taken, %d other sources in its model): "
-                     "%.3f of it left", source.name, offsets[k], apparent[k], apparent[k] * (before - after), others,
-                     after)
+                     "%.3f of it left", source.name, offsets[k], apparent[k], apparent[k] * taken, others, after)
         for _ in range(1, config.cycles if len(gains) > 1 else 1):
             for k, source in enumerate(sources):
                 if k not in gains:
@@ -403,9 +403,10 @@ def peel(ms_path: Path | str, sources: list[SourceModel], column: str = "DATA",
                 t0 = time.perf_counter()
                 predict_model(ms_path, [source])
                 before, after, phase_scatter, gains[k] = _solve_and_subtract(ms_path, column, config, gains[k])
+                taken = before - after
                 done[k] = replace(done[k], remaining_after=after, gain_phase_scatter_deg=phase_scatter,
-                                  solved_apparent_jy=float(apparent[k]) * (before - after),
-                                  solved_flux_jy=float(source.flux_at(obs.freq_hz)) * (before - after),
+                                  solved_apparent_jy=float(apparent[k]) * taken,
+                                  solved_flux_jy=float(source.flux_at(obs.freq_hz)) * taken,
                                   seconds=done[k].seconds + time.perf_counter() - t0,
                                   context_sources=len(context))
     finally:
@@ -443,8 +444,8 @@ def sky_context(obs: _Observation, catalogue_sources, peeled: list[SourceModel],
 def restore(image: np.ndarray, header, pb: np.ndarray, peeled: list[dict]) -> list[str]:
     """Put the peeled sources that lie inside ``image`` (Jy/beam, 2-D, in place) back into it,
     each as the restoring beam (``header``'s BMAJ, BMIN, BPA) at its position with a peak of its
-    ``solved_flux_jy`` (what peeling took) times the primary beam ``pb`` there: what CLEAN would restore for
-    a constant source of that flux. An A-team source inside the image is put back too, so that
+    ``solved_flux_jy`` (what peeling took) times the primary beam ``pb`` there: what CLEAN would
+    have restored for a constant source of that flux. An A-team source inside the image is put back too, so that
     whether it was peeled never changes what the image shows of it. Returns the names restored."""
     from astropy.wcs import WCS
 
