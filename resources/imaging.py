@@ -37,8 +37,8 @@ class ImagingResource(dg.ConfigurableResource):
     """Clean freely down to this many sigma, then only inside the mask so formed."""
     mgain: float = 0.8
     """Major-cycle gain: the fraction of the peak cleaned before the next major cycle."""
-    gridder: Literal["wstacking", "wgridder"] = "wstacking"
-    """WSClean's gridder."""
+    gridder: Literal["wgridder", "wstacking"] = "wgridder"
+    """WSClean's gridder (w-stacking leaves false sources at a bright off-centre source's far sidelobes)."""
     padding: float = 1.5
     """WSClean's padding factor of the gridded image."""
     baseline_averaging_wavelengths: float = 4.0
