@@ -120,7 +120,10 @@ def noise_passes(rms_over_thermal: float) -> bool:
 # -- photometry ------------------------------------------------------------------------------
 
 PULL_SNR = 5.0
-"""Forced fluxes of simulated sources above this many sigma enter the pull distribution."""
+"""Forced fluxes of simulated sources whose true flux is above this many times the
+measurement's error enter the pull distribution. (Chosen by the measured signal-to-noise,
+the sources near the cut that noise lifted above it are in and those it lowered are out:
+the demo's pull means read +0.13 higher, one image's +0.51 against +0.36.)"""
 MIN_PULLS = 5
 """Fewer pulls than this say nothing: the check passes and says so."""
 MAX_PULL_MEAN = 0.5
@@ -147,10 +150,12 @@ class PullSummary:
 
 def forced_pulls(measurements: list[dict], truth) -> list[float]:
     """Pulls of forced ``measurements`` (products-database rows: source_name, flux_jy,
-    flux_err_jy, snr) of the sources in ``truth``."""
+    flux_err_jy; Jy) of the sources in ``truth`` whose true flux is above ``PULL_SNR`` times
+    the measurement's error."""
     true_flux = {s.name: s.flux_jy for s in truth.sources}
     return [(m["flux_jy"] - true_flux[m["source_name"]]) / m["flux_err_jy"] for m in measurements
-            if m["source_name"] in true_flux and (m["snr"] or 0.0) > PULL_SNR]
+            if m["source_name"] in true_flux and m["flux_err_jy"]
+            and true_flux[m["source_name"]] > PULL_SNR * m["flux_err_jy"]]
 
 
 def summarize_pulls(pulls: list[float]) -> PullSummary:

@@ -212,7 +212,7 @@ def simulated_sources_recovered(context: dg.AssetCheckExecutionContext, pipeline
 @dg.asset_check(
     asset="photometry", name="forced_fluxes_match_truth",
     description=(
-        f"For simulated observations: forced fluxes of the simulated sources above {qa.PULL_SNR:g} sigma agree with "
+        f"For simulated observations: forced fluxes of the simulated sources truly above {qa.PULL_SNR:g} sigma agree with "
         f"their true flux densities within their errors: pull mean within +-{qa.MAX_PULL_MEAN:g} and standard "
         f"deviation below {qa.MAX_PULL_STD:g}."
     ),

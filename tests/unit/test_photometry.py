@@ -479,3 +479,23 @@ def test_a_survey_of_thousands_flags_no_constant_source():
     flare = 0.2 + err * rng.standard_normal(n_epochs)
     flare[5:7] *= 1.4
     assert variability.metrics(flare, err, survey).variable
+
+
+def test_pulls_of_simulated_sources_are_chosen_by_their_true_flux():
+    """Sources near the pull check's 5 sigma cut, measured with unit Gaussian errors: chosen by
+    their true flux the pulls have mean 0; chosen by the measured signal-to-noise they would
+    read high (noise lifts some over the cut and drops others under it)."""
+    from types import SimpleNamespace
+
+    from dsa_assets import qa
+
+    rng = np.random.default_rng(5)
+    true = rng.uniform(3.0, 7.0, 20000)  # Jy, with 1 Jy errors: 3-7 sigma
+    measured = true + rng.standard_normal(true.size)
+    truth = SimpleNamespace(sources=[SimpleNamespace(name=f"S{i}", flux_jy=f) for i, f in enumerate(true)])
+    rows = [{"source_name": f"S{i}", "flux_jy": m, "flux_err_jy": 1.0, "snr": m} for i, m in enumerate(measured)]
+    pulls = np.array(qa.forced_pulls(rows, truth))
+    assert len(pulls) == int(np.sum(true > qa.PULL_SNR))
+    assert abs(pulls.mean()) < 0.03 and abs(pulls.std() - 1) < 0.03
+    by_measured = (measured - true)[measured > qa.PULL_SNR]
+    assert by_measured.mean() > 0.15  # what the check read before
