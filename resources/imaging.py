@@ -41,6 +41,9 @@ class ImagingResource(dg.ConfigurableResource):
     """WSClean's gridder (w-stacking leaves false sources at a bright off-centre source's far sidelobes)."""
     padding: float = 1.5
     """WSClean's padding factor of the gridded image."""
+    channels_out: int = 1
+    """Sub-bands deconvolved jointly with a fitted spectrum (WSClean -channels-out; 1: the band
+    as one image): follows bright off-centre sources across the band, for 1.7-3 times the time."""
     baseline_averaging_wavelengths: float = 4.0
     """WSClean's baseline-dependent averaging (wavelengths of uv-track; 0: off)."""
     threads: int = option(2, flag="--imaging-threads")
