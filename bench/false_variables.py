@@ -123,13 +123,14 @@ def report(name: str, incoming: Path, output: Path) -> None:
     stats = db.source_statistics()
     variables = [r for r in stats if r["variable"]]
     new = db.new_sources()
+    candidates = db.new_source_candidates()
     sky = catalogue.read(incoming / "sky_catalogue.csv")
     bright = [s for s in sky if s.flux_jy > 1.0]
     where = {s.name: (s.ra_deg, s.dec_deg) for s in sky}
     where.update({s["name"]: (s["ra_deg"], s["dec_deg"]) for s in db.uncatalogued_sources()})
     print(f"{name}: {len(images)} images, rms / thermal median {np.median(rot):.2f} (max {rot.max():.2f}); "
           f"{len(stats)} light curves, {len(variables)} variable ({len(variables) / max(len(stats), 1):.2%}), "
-          f"{len(new)} new sources")
+          f"{len(new)} new sources ({len(candidates)} candidates seen once)")
     hours = sorted({r["group_id"][:13] for r in images})
     if len(hours) > 3:  # a long run: where in the sky the images were worse
         by_hour = [np.array([r["rms_over_thermal"] for r in images if r["group_id"].startswith(h)]) for h in hours]

@@ -39,6 +39,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .exceptions import ProductsError
 from .qa import EXCLUDED_FLAGS
+from .variability import NEW_SOURCE_IMAGES
 
 SCHEMA_VERSION = 8
 """2: calibration solutions, assignments and calibrated Measurement Sets.
@@ -656,10 +657,31 @@ class ProductsDB:
                                 position_error_arcsec=max(s["ra_err_arcsec"] or 0, s["dec_err_arcsec"] or 0) or None)
                 for s in self.uncatalogued_sources()]
 
-    def new_sources(self) -> list[dict]:
-        """Uncatalogued sources that were new when first seen: brighter than earlier images at
-        their position could have missed."""
-        return [s for s in self.uncatalogued_sources() if s["new"]]
+    def new_sources(self, min_images: int = NEW_SOURCE_IMAGES) -> list[dict]:
+        """Uncatalogued sources that were new when first seen (brighter than earlier images at
+        their position could have missed) and are confirmed: detected in ``min_images``
+        observation images, or in as many mosaics (a mosaic holds its hour's observations, so
+        one image and its hour's mosaic are one look). Each row carries
+        ``n_observation_images`` and ``n_mosaics``."""
+        return [s for s in self._new_when_first_seen() if _confirmed(s, min_images)]
+
+    def new_source_candidates(self, min_images: int = NEW_SOURCE_IMAGES) -> list[dict]:
+        """Sources that were new when first seen but not yet confirmed (see :meth:`new_sources`):
+        a single look's noise peak or artefact, or a transient shorter than the looks that cover
+        it."""
+        return [s for s in self._new_when_first_seen() if not _confirmed(s, min_images)]
+
+    def _new_when_first_seen(self) -> list[dict]:
+        d = detections.c
+        q = (select(d.source_name, images.c.kind, func.count(func.distinct(d.image_id)))
+             .select_from(detections.join(images, images.c.image_id == d.image_id)
+                          .join(uncatalogued, uncatalogued.c.name == d.source_name))
+             .where(uncatalogued.c.new.is_(True)).group_by(d.source_name, images.c.kind))
+        with self.engine.connect() as conn:
+            looks = {(name, kind): n for name, kind, n in conn.execute(q)}
+        return [{**s, "n_observation_images": looks.get((s["name"], "observation"), 0),
+                 "n_mosaics": looks.get((s["name"], "mosaic"), 0)}
+                for s in self.uncatalogued_sources() if s["new"]]
 
     def source_detections(self, name: str) -> list[dict]:
         """One source's detections in time order (positions in degrees, errors in arcsec)."""
@@ -809,3 +831,7 @@ class ProductsDB:
     def count_measurements(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(measurements)).scalar())
+
+
+def _confirmed(source: dict, min_images: int) -> bool:
+    return max(source["n_observation_images"], source["n_mosaics"]) >= min_images

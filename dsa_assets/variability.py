@@ -155,6 +155,16 @@ EXPECTED_FALSE_NEW_SOURCES_PER_DAY = 0.1
 a day of mosaics), on average (see :func:`new_source_snr`)."""
 
 
+NEW_SOURCE_IMAGES = 2
+"""Looks in which a new source must be detected before it is declared (observation images, or
+mosaics of different hours). At Dec +62.7 deg a source stays in the field for about six
+consecutive observations, so anything lasting longer than one is seen again; a single image's
+noise peak or deconvolution artefact is not. On a simulated day of a constant sky (20
+antennas, ``bench/false_variables.py --hours 24``) all 24 sources that single detections
+began were such, 5.5-7.1 times their local noise, and none was detected in a second observation image or a
+second mosaic."""
+
+
 def new_source_snr(n_beams: float, expected_false: float, floor: float = 5.0) -> float:
     """The signal-to-noise a detection needs to be called new in an image of ``n_beams``
     independent beams in which ``expected_false`` noise peaks may pass: the Gaussian tail's

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import numpy as np
 
-from dsa_assets.variability import EXPECTED_FALSE_NEW_SOURCES_PER_DAY, EXPECTED_FALSE_VARIABLES
+from dsa_assets.variability import EXPECTED_FALSE_NEW_SOURCES_PER_DAY, EXPECTED_FALSE_VARIABLES, NEW_SOURCE_IMAGES
 
 from .options import option
 
@@ -33,6 +33,10 @@ class ScienceResource(dg.ConfigurableResource):
     """Noise peaks that may be called new sources in a day of observation images (as many in a
     day of mosaics): a detection must reach the signal-to-noise at which an image of its size
     offers its share of them (5.7 sigma for the full array's images at 0.1)."""
+    new_source_images: int = option(NEW_SOURCE_IMAGES, metavar="N")
+    """A new source is declared once detected in this many observation images (or mosaics of
+    different hours); until then it is a candidate (a single look's noise peak or artefact, or
+    a transient shorter than the looks that cover it)."""
     backfill_days: float = option(3.0, metavar="DAYS")
     """A source found in an image is measured (forced) there and, when new, in the observation
     images of this many days (d) before it, so its light curve shows it absent before (0: only

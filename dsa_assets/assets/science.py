@@ -193,8 +193,8 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
             "n_uncatalogued_begun": sum(len(m.created) for m in done.values()),
             "n_backfilled": sum(m.backfilled for m in done.values()),
             "n_blended": sum(sum(1 for m in r.forced() if "blend" in m.flags) for r in results),
-            "new_sources": dg.MetadataValue.json([name for m in done.values() for name in m.new]),
-            **_explorer_links(science, [name for m in done.values() for name in m.new]),
+            "new_source_candidates": dg.MetadataValue.json([name for m in done.values() for name in m.new]),
+            **_explorer_links(science, [name for m in done.values() for name in m.new], "new_source_candidate_pages"),
             "median_noise_mjy": round(results[0].rms_jy * 1e3, 4),
             "error_scale": round(max(r.error_scale for r in results), 3),
             "photometry_s": round(sum(sum(r.timings_s.values()) for r in results), 2),
@@ -203,7 +203,7 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
     return dg.MaterializeResult(metadata=metadata, check_results=[catalogue_check(CATALOGUE_CHECK, done)])
 
 
-def _explorer_links(science, names: list[str], label: str = "new_source_pages") -> dict:
+def _explorer_links(science, names: list[str], label: str) -> dict:
     """Links to the source explorer: its home page, and the pages of ``names`` (markdown,
     under ``label``)."""
     home = science.explorer_link()
@@ -293,8 +293,8 @@ def mosaic_photometry(context: dg.AssetExecutionContext, pipeline: PipelineResou
     image_id = f"mosaic:{context.partition_key}"
     return dg.MaterializeResult(metadata={
         "n_forced": len(m.result.forced()), "n_blind": len(m.result.blind()),
-        "new_sources": dg.MetadataValue.json(m.new),
-        **_explorer_links(science, m.new),
+        "new_source_candidates": dg.MetadataValue.json(m.new),
+        **_explorer_links(science, m.new, "new_source_candidate_pages"),
         "median_noise_mjy": round(m.result.rms_jy * 1e3, 4),
         "error_scale": round(m.result.error_scale, 3),
         **_catalogue_metadata({image_id: m}),
@@ -329,7 +329,9 @@ def variability(context: dg.AssetExecutionContext, pipeline: PipelineResource, s
         "variable_sources": dg.MetadataValue.json([v.name for v in result.variable]),
         "ese_candidates": dg.MetadataValue.json(result.ese_candidates),
         **_explorer_links(science, result.ese_candidates, "ese_candidate_pages"),
-        "new_sources": dg.MetadataValue.json([s["name"] for s in db.new_sources()]),
+        "new_sources": dg.MetadataValue.json([s["name"] for s in db.new_sources(science.new_source_images)]),
+        "new_source_candidates": dg.MetadataValue.json(
+            [s["name"] for s in db.new_source_candidates(science.new_source_images)]),
         "table": dg.MetadataValue.md(result.markdown()),
         "path": dg.MetadataValue.path(str(result.table)),
     }

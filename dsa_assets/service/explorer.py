@@ -83,10 +83,14 @@ the latest at {{ latest }} UTC{% endif %}.</p>
 median eta threshold (chi-squared tail probability 0.001). Red: variable; orange: ESE candidate. Click a point to open it.</p>
 <div id="etav"></div>
 <h2>New tonight</h2>
-{% if new %}<table><tr><th>source</th><th>RA (deg)</th><th>Dec (deg)</th><th>first seen (UTC)</th><th>detections</th></tr>
+{% if new %}<table><tr><th>source</th><th>RA (deg)</th><th>Dec (deg)</th><th>first seen (UTC)</th><th>detections</th>
+<th>images, mosaics</th><th>status</th></tr>
 {% for s in new %}<tr><td><a href="{{ s.url }}">{{ s.name }}</a></td><td class="num">{{ '%.5f' % s.ra_deg }}</td>
-<td class="num">{{ '%.5f' % s.dec_deg }}</td><td>{{ s.first }}</td><td class="num">{{ s.n_detections }}</td></tr>{% endfor %}
+<td class="num">{{ '%.5f' % s.dec_deg }}</td><td>{{ s.first }}</td><td class="num">{{ s.n_detections }}</td>
+<td class="num">{{ s.n_observation_images }}, {{ s.n_mosaics }}</td><td>{{ s.status }}</td></tr>{% endfor %}
 </table>{% else %}<p class="muted">No new source in the last 24 hours of data.</p>{% endif %}
+<p class="muted">Confirmed: detected in two or more observation images (or mosaics of different hours);
+candidates have been seen in one.</p>
 <h2>ESE candidates</h2>
 {{ ese_table }}
 <h2>Variable sources</h2>
@@ -285,8 +289,9 @@ def build_app(products_db: str):
         started = time.perf_counter()
         stats = db.source_statistics()
         latest = db.latest_image_epoch()
-        new = [{**s, "url": source_url(s["name"]), "first": exports.utc(s["first_epoch_unix"])}
-               for s in db.new_sources()
+        new = [{**s, "url": source_url(s["name"]), "first": exports.utc(s["first_epoch_unix"]), "status": status}
+               for status, found in (("confirmed", db.new_sources()), ("candidate", db.new_source_candidates()))
+               for s in found
                if latest is not None and s["first_epoch_unix"] is not None and s["first_epoch_unix"] >= latest - NEW_WINDOW_S]
         candidates = sorted((r for r in stats if r["ese_candidate"]), key=lambda r: -r["ese_score"])[:50]
         variable = sorted((r for r in stats if r["variable"]), key=lambda r: -r["eta"])[:50]

@@ -47,6 +47,32 @@ def test_light_curve_separates_observations_from_mosaics(tmp_path):
     assert len(db.light_curve("S1", image_kind=None)) == 2
 
 
+def _detect(db, image_id, epoch, ra_deg, kind="observation", new=True):
+    """An image (centred on the detection) holding one blind detection no known source explains."""
+    image = {**_image(image_id, epoch, kind), "centre_ra_deg": ra_deg, "centre_dec_deg": 60.0, "radius_deg": 1.0}
+    db.record_photometry(image, [], [{"ra_deg": ra_deg, "dec_deg": 60.0, "ra_err_arcsec": 3.0, "dec_err_arcsec": 3.0,
+                                      "flux_jy": 0.03, "flux_err_jy": 0.005, "local_rms_jy": 0.005, "snr": 6.0,
+                                      "source_name": None, "new": new}])
+
+
+def test_a_new_source_is_declared_when_a_second_look_confirms_it(tmp_path):
+    db = ProductsDB(tmp_path / "p.sqlite3")
+    _detect(db, "obs1", 100.0, 150.0)                  # seen once, then in its hour's mosaic: one look
+    _detect(db, "mosaic:h1", 1800.0, 150.0, kind="mosaic")
+    _detect(db, "obs2", 100.0, 170.0)                  # seen in two observation images
+    _detect(db, "obs3", 409.0, 170.0)
+    _detect(db, "mosaic:h2", 1800.0, 190.0, kind="mosaic")  # in the mosaics of two hours
+    _detect(db, "mosaic:h3", 5400.0, 190.0, kind="mosaic")
+    _detect(db, "obs4", 100.0, 210.0, new=False)       # seen twice, but earlier images could have missed it
+    _detect(db, "obs5", 409.0, 210.0, new=False)
+    confirmed = {round(s["ra_deg"]): (s["n_observation_images"], s["n_mosaics"]) for s in db.new_sources()}
+    assert confirmed == {170: (2, 0), 190: (0, 2)}
+    assert [(round(s["ra_deg"]), s["n_observation_images"], s["n_mosaics"]) for s in db.new_source_candidates()] \
+        == [(150, 1, 1)]
+    assert {round(s["ra_deg"]) for s in db.new_sources(min_images=1)} == {150, 170, 190}
+    assert len(db.uncatalogued_sources()) == 4
+
+
 def test_a_light_curve_is_one_range_of_the_clustered_table(tmp_path):
     """On SQLite the measurements are stored in (source, epoch) order, so the query reads a
     contiguous range of the table itself, not an index then scattered rows."""

@@ -74,7 +74,7 @@ def test_one_default_everywhere(tmp_path, monkeypatch):
     pairs = [(ImagingResource, ImagingConfig, set()), (resources_science(), PhotometryConfig, {
         "enable_photometry", "enable_mosaic_creation", "new_source_factor", "mosaic_inputs", "mosaic_timeout_s",
         "max_rms_over_thermal", "variability_interval_s", "backfill_days",
-        "explorer_url", "expected_false_variables", "expected_false_new_sources_per_day"})]
+        "explorer_url", "expected_false_variables", "expected_false_new_sources_per_day", "new_source_images"})]
     for resource, config, elsewhere in pairs:
         defaults = {f.name: f.default for f in dataclasses.fields(config)}
         assert set(resource.model_fields) - elsewhere <= set(defaults), resource.__name__
@@ -93,6 +93,7 @@ def test_one_default_everywhere(tmp_path, monkeypatch):
         VariabilityConfig.expected_false_variables
     assert resources_science().model_fields["expected_false_new_sources_per_day"].default == \
         variability.EXPECTED_FALSE_NEW_SOURCES_PER_DAY
+    assert resources_science().model_fields["new_source_images"].default == variability.NEW_SOURCE_IMAGES
     # peeling's levels meet at the image's edge, which the imaging settings place
     assert ImagingResource().half_width_deg == pytest.approx(PeelingConfig.image_half_width_deg, abs=0.01)
     wide = ImagingResource(size=3000, cell_arcsec=6.0)
