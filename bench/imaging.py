@@ -13,9 +13,11 @@ the spread over the sources at that offset): any departure from 1 is the imager'
 data are exact.
 
 ``--compare pixels`` (default) compares pixel sizes and baseline averaging at the default
-gridder; ``--compare gridders`` the gridders, padding, baseline averaging and weighting.
+gridder; ``--compare gridders`` the gridders, padding, baseline averaging, weighting and
+sub-bands deconvolved jointly; ``--rows`` runs some of a comparison's rows (numbered from 0).
 
     python bench/imaging.py [--scratch DIR] [--antennas 96] [--integrations 24] [--compare pixels] [--dec-deg D]
+                            [--rows 1,6]
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ GRIDDER_SETTINGS = (  # departures from the platform's defaults (the second row)
     {"gridder": "wstacking", "padding": 1.2},
     {"baseline_averaging_wavelengths": 0.0},
     {"weighting": "natural"},
+    {"channels_out": 4},
 )
 
 
@@ -91,7 +94,15 @@ def main() -> int:
     p.add_argument("--compare", choices=("pixels", "gridders"), default="pixels")
     p.add_argument("--dec-deg", type=float, help="pointing declination (default: the platform's, "
                    "+54.6 deg; the w-terms grow with the zenith angle, 17 deg there)")
+    p.add_argument("--rows", help="comma-separated row numbers of the comparison (default: all)")
     args = p.parse_args()
+    n_rows = len(PIXEL_SETTINGS if args.compare == "pixels" else GRIDDER_SETTINGS)
+    try:
+        rows = [int(n) for n in args.rows.split(",")] if args.rows else list(range(n_rows))
+    except ValueError:
+        p.error(f"--rows: comma-separated numbers, got {args.rows!r}")
+    if any(not 0 <= n < n_rows for n in rows):
+        p.error(f"--rows: --compare {args.compare} has rows 0 to {n_rows - 1}")
 
     from astropy.time import Time
 
@@ -119,9 +130,10 @@ def main() -> int:
         print(f"{args.antennas} antennas, {args.integrations} integrations, Dec {np.degrees(dec_rad):+.1f} deg; "
               f"{len(sources)} sources of "
               f"{FLUX_JY} Jy; measured / true flux by offset from the pointing (deg)")
-        print("pixel(\")  gridder    padding  BDA(lambda)  weighting  time(s)  beam(\")   away(mJy)  "
+        print("pixel(\")  gridder    padding  BDA(lambda)  weighting  bands  time(s)  beam(\")   away(mJy)  "
               + "  ".join(f"{o:11.1f}" for o in OFFSETS_DEG))
-        for n, setting in enumerate(PIXEL_SETTINGS if args.compare == "pixels" else GRIDDER_SETTINGS):
+        for n in rows:
+            setting = (PIXEL_SETTINGS if args.compare == "pixels" else GRIDDER_SETTINGS)[n]
             stage = ImagingStage(ImagingConfig(output_dir=root / f"images-{n}", scratch_dir=root / "scratch",
                                                data_column="DATA", **setting))
             t = time.perf_counter()
@@ -139,7 +151,7 @@ def main() -> int:
             away = largest_away_from_sources(files["image"], sources)
             beam = f"{result.metrics['beam_major_arcsec']:.0f}x{result.metrics['beam_minor_arcsec']:.0f}"
             print(f"{c.cell_arcsec:8g}  {c.gridder:10s} {c.padding:7.1f}  {c.baseline_averaging_wavelengths:11g}  "
-                  f"{c.weighting:9s}  {seconds:7.1f}  {beam:8s}  {away * 1e3:9.2f}  {cells}", flush=True)
+                  f"{c.weighting:9s}  {c.channels_out:5d}  {seconds:7.1f}  {beam:8s}  {away * 1e3:9.2f}  {cells}", flush=True)
         return 0
     finally:
         shutil.rmtree(root, ignore_errors=True)
