@@ -27,6 +27,10 @@ class ScienceResource(dg.ConfigurableResource):
     what an image's width exceeds one observation's drift by, so no sky goes unsearched."""
     systematic_fraction: float = option(0.03, flag="--flux-systematic-fraction")
     """Fraction of each flux added in quadrature to its error (calibration and deconvolution)."""
+    catalogue_position_error_arcsec: float = option(2.0, flag="--catalogue-position-error", metavar="ARCSEC")
+    """1-sigma position error (arcsec, per axis) of reference-catalogue sources that give none:
+    detections are associated with them by the de Ruiter radius, and a forced measurement that
+    a neighbour's position error can move by more than its own error is flagged ``blend``."""
     new_source_factor: float = 5.0
     """A detection absent from the catalogue is new above this many times the lowest earlier rms."""
     expected_false_new_sources_per_day: float = EXPECTED_FALSE_NEW_SOURCES_PER_DAY
@@ -89,4 +93,5 @@ class ScienceResource(dg.ConfigurableResource):
         from dsa_assets.stages.photometry import PhotometryConfig, PhotometryStage
 
         return PhotometryStage(PhotometryConfig(detect_snr=self.detect_snr, edge_margin_deg=self.edge_margin_deg,
-                                                systematic_fraction=self.systematic_fraction))
+                                                systematic_fraction=self.systematic_fraction,
+                                                catalogue_position_error_arcsec=self.catalogue_position_error_arcsec))

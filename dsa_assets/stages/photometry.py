@@ -22,14 +22,20 @@ hand (an observation's image), the fit is therefore done in two parts, each with
     S = sum((d - r) K w) / sum(K^2 w) + sum(r P w) / sum(P^2 w),    w = 1 / sigma^2
 
 with r the residual and P the dirty beam centred on the position; the noise is the residual's,
-correlated like P, and the error is the second term's under that correlation.
+correlated like P, and the error is the second term's under that correlation, at the level of
+the residual's rms around the position (a 64-pixel square, the fit's own pixels left out):
+the noise map, smoothed over cells wider than a neighbour's sidelobes, understates the noise
+where they cross a source, and a constant source there read as variable.
 
 Each position is fitted together with its neighbours within three fit radii, as VAST's forced
 extraction fits clusters: the same two parts with one amplitude per position, solved by least
 squares over the union of their fit pixels, so that a faint source beside a bright one reads
 its own flux, not the bright one's wings. Detections that no catalogue source accounts for join the fit
 (their flux stays theirs) without being reported; a source whose fitted shape correlates more
-than 0.9 with a neighbour's cannot be separated, and its measurement is flagged ``blend``.
+than 0.9 with a neighbour's cannot be separated, and its measurement is flagged ``blend``, as
+is one whose flux a catalogued neighbour's position error (the catalogue's, 2 arcsec unless it
+gives one) moves by more than its error: a 2 mJy source 25 arcsec from a 3.5 Jy one moved by
+27 mJy when that one's position moved 0.2 arcsec.
 
 Blind detection uses photutils (image segmentation above ``detect_snr`` of the local noise,
 then a beam fit at each segment's centroid); detections are matched to the catalogue within
@@ -144,6 +150,9 @@ class ImagePlanes:
     """The residual part of ``data`` (Jy/beam, corrected like it), when known."""
     psf: np.ndarray | None = None
     """The dirty beam (peak 1) on the image's pixel grid, when known."""
+    noise_box_pixels: int = 64
+    """Side (pixels) of the box around a measurement whose residual gives its noise
+    (:meth:`surrounding_rms`)."""
     _psf_spline: tuple | None = field(default=None, repr=False, compare=False)
     _correlation: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -169,9 +178,9 @@ class ImagePlanes:
             return np.where(ok, plane / np.where(ok, beam, 1.0), np.nan)
 
         if psf is None:
-            return cls(corrected(flat), corrected(rms), header)
+            return cls(corrected(flat), corrected(rms), header, noise_box_pixels=config.noise_box_pixels)
         return cls(corrected(flat), corrected(rms), header, corrected(flat_residual),
-                   np.squeeze(fits.getdata(psf)).astype(np.float64))
+                   np.squeeze(fits.getdata(psf)).astype(np.float64), config.noise_box_pixels)
 
     def dirty_beam(self, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
         """The dirty beam at pixel offsets (dx, dy) from its peak (cubic spline; 0 beyond the
@@ -188,6 +197,33 @@ class ImagePlanes:
         half, coefficients = self._psf_spline
         return map_coordinates(coefficients, [half + dy, half + dx], order=3, mode="constant", cval=0.0,
                                prefilter=False)
+
+    def surrounding_rms(self, x: float, y: float, core_pixels: float, components=()) -> float | None:
+        """The rms (Jy/beam) of the residual in the ``noise_box_pixels`` square centred on pixel
+        (x, y), beyond ``core_pixels`` of it, once the fitted ``components`` ((x, y, peak in
+        Jy/beam) of dirty beams) are taken out; None without a residual, or when less than a
+        quarter of the square is on the image.
+
+        The noise map is a median over cells a few boxes wide: where a neighbour's sidelobes or
+        a deconvolution error cross a source, the noise its fit meets is higher than the map's,
+        and a constant source reads as variable. The rms, not a robust estimate, because those
+        are the tails a forced fit feels."""
+        if self.residual is None or self.psf is None:
+            return None
+        ny, nx = self.residual.shape
+        half = self.noise_box_pixels // 2
+        xc, yc = int(round(x)), int(round(y))
+        y0, y1, x0, x1 = max(yc - half, 0), min(yc + half, ny), max(xc - half, 0), min(xc + half, nx)
+        if y1 <= y0 or x1 <= x0:
+            return None
+        ys, xs = np.mgrid[y0:y1, x0:x1]
+        box = self.residual[y0:y1, x0:x1]
+        if components:
+            box = box - sum(a * self.dirty_beam(xs - cx, ys - cy) for cx, cy, a in components)
+        use = np.isfinite(box) & ((xs - x) ** 2 + (ys - y) ** 2 > core_pixels**2)
+        if use.sum() < 0.25 * (2 * half) ** 2:
+            return None
+        return float(np.sqrt(np.mean(box[use] ** 2)))
 
     def noise_correlation(self, half: int) -> np.ndarray:
         """Correlation of the image noise between pixels (dy, dx) apart, |dy| and |dx| up to
@@ -304,25 +340,30 @@ def forced_fit(planes: ImagePlanes, x: float, y: float, radius_pixels: float) ->
 
 
 def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_pixels: float,
-              report: int | None = None) -> tuple[list[tuple[float, float, float] | None], list[bool]]:
+              report: int | None = None, position_errors: list[float] | None = None,
+              ) -> tuple[list[tuple[float, float, float] | None], list[float]]:
     """Beams fitted jointly at pixel ``positions`` over the pixels within ``radius_pixels`` of
     any of them (module docstring; one position is the single fit): a faint source beside a
     bright one reads its own flux, not the bright one's wings. Returns, per position, (flux
     (Jy), error (Jy), local rms (Jy/beam)) or None (off the image, too few pixels, or not the
-    ``report`` position when one is given: the others are then only fitted), and whether it
-    could not be told apart from another position (its shape correlates more than
-    ``BLEND_CORRELATION`` with another's)."""
+    ``report`` position when one is given: the others are then only fitted), and its leakage
+    (Jy): how far its flux moves when its neighbours are where ``position_errors`` (1 sigma
+    per axis, pixels) allow rather than where they were placed, infinite when its shape
+    correlates more than ``BLEND_CORRELATION`` with another's.
+
+    With a residual, the error's noise is the residual's around the position
+    (:meth:`ImagePlanes.surrounding_rms`) rather than the noise map's there."""
     from scipy.signal import correlate
 
     ny, nx = planes.data.shape
     r = int(np.ceil(radius_pixels))
     n = len(positions)
     fits: list[tuple[float, float, float] | None] = [None] * n
-    blended = [False] * n
+    leakage = [0.0] * n
     members = [i for i, (x, y) in enumerate(positions)
                if r <= int(round(x)) < nx - r and r <= int(round(y)) < ny - r]
     if not members or (report is not None and report not in members):
-        return fits, blended
+        return fits, leakage
     px = np.array([positions[i][0] for i in members])
     py = np.array([positions[i][1] for i in members])
     x0, x1 = max(int(np.floor(px.min())) - r, 0), min(int(np.ceil(px.max())) + r, nx - 1)
@@ -334,24 +375,33 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_
     circles = [(xs - x) ** 2 + (ys - y) ** 2 <= radius_pixels**2 for x, y in zip(px, py)]
     keep = [k for k, c in enumerate(circles) if (good & c).sum() >= 3]
     if not keep:
-        return fits, blended
+        return fits, leakage
     members, px, py = [members[k] for k in keep], px[keep], py[keep]
     use = good & np.logical_or.reduce([circles[k] for k in keep])
     # everything on the fit pixels alone, as vectors (a neighbour's box is mostly unused)
     xu, yu = xs[use], ys[use]
     w = 1.0 / sigma[use] ** 2
-    kernels = np.stack([beam_kernel(planes.header, x, y, xu, yu) for x, y in zip(px, py)])
-    if planes.residual is None or planes.psf is None:
-        clean = np.zeros(len(members))
+
+    def restoring(dx=0.0, dy=0.0):
+        return np.stack([beam_kernel(planes.header, x + dx, y + dy, xu, yu) for x, y in zip(px, py)])
+
+    def dirty(dx=0.0, dy=0.0):
+        return np.stack([planes.dirty_beam(xu - x - dx, yu - y - dy) for x, y in zip(px, py)])
+
+    kernels = restoring()
+    two_part = planes.residual is not None and planes.psf is not None
+    if not two_part:
+        clean_estimator = None
         shapes, noisy = kernels, d[use]
     else:  # the CLEAN part with the restoring beam, the residual with the dirty beam
         resid = planes.residual[yu, xu]
-        clean = np.linalg.pinv((kernels * w) @ kernels.T) @ ((kernels * w) @ (d[use] - resid))
-        shapes = np.stack([planes.dirty_beam(xu - x, yu - y) for x, y in zip(px, py)])
-        noisy = resid
+        clean_estimator = np.linalg.pinv((kernels * w) @ kernels.T) @ (kernels * w)
+        shapes, noisy = dirty(), resid
     normal = (shapes * w) @ shapes.T
     estimator = np.linalg.pinv(normal) @ (shapes * w)  # (members, pixels): flux = estimator @ data
-    flux = clean + estimator @ noisy
+    clean = clean_estimator @ (d[use] - resid) if two_part else np.zeros(len(members))
+    noisy_part = estimator @ noisy
+    flux = clean + noisy_part
     # each flux's variance: sum_ij u_i u_j rho(i - j), u = its estimator row times sigma, the
     # autocorrelation of u against the noise correlation rho, lag by lag
     h, wd = xs.shape
@@ -362,16 +412,43 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_
     diag = np.sqrt(np.diag(normal))
     correlation = normal / np.outer(diag, diag)
     np.fill_diagonal(correlation, 0.0)
+    errors = np.zeros(len(members)) if position_errors is None else np.array([position_errors[i] for i in members])
     for k, i in enumerate(members):
         if report is not None and i != report:
             continue
         u = np.zeros((h, wd))
         u[use] = u_all[k]
-        variance = float(np.sum(correlate(u, u, mode="full", method="fft") * rho))
+        error = float(np.sqrt(max(float(np.sum(correlate(u, u, mode="full", method="fft") * rho)), 0.0)))
         yi, xi = int(round(py[k])), int(round(px[k]))
-        fits[i] = (float(flux[k]), float(np.sqrt(max(variance, 0.0))), float(planes.noise[yi, xi]))
-        blended[i] = bool(np.any(np.abs(correlation[k]) > BLEND_CORRELATION))
-    return fits, blended
+        rms = float(planes.noise[yi, xi])
+        # the dirty-beam parts bright enough to matter leave the box, the rest is its noise
+        bright = [(px[j], py[j], noisy_part[j]) for j in range(len(members))
+                  if abs(noisy_part[j]) > planes.noise[int(round(py[j])), int(round(px[j]))]]
+        if (around := planes.surrounding_rms(px[k], py[k], radius_pixels, bright)) is not None and rms > 0:
+            error, rms = error * around / rms, around
+        fits[i] = (float(flux[k]), error, rms)
+        if np.any(np.abs(correlation[k]) > BLEND_CORRELATION):
+            leakage[i] = float("inf")
+        elif np.any(errors[np.arange(len(members)) != k] > 0):
+            leakage[i] = _leakage(k, errors, clean_estimator, clean, restoring, estimator, noisy_part,
+                                  dirty if two_part else restoring)
+    return fits, leakage
+
+
+def _leakage(k: int, errors: np.ndarray, clean_estimator, clean, clean_shapes, estimator, amplitudes,
+             shapes) -> float:
+    """The 1-sigma change (Jy) of member ``k``'s flux when each other member j moves by
+    ``errors[j]`` pixels along each axis: the fitted amplitude times the estimator's response
+    to the shape's derivative, per part (:func:`fit_group`), added in quadrature."""
+    step = 0.5  # pixels: a central difference, on shapes a few pixels wide
+    total = 0.0
+    for dx, dy in ((step, 0.0), (0.0, step)):
+        change = (amplitudes * (estimator[k] @ (shapes(dx, dy) - shapes(-dx, -dy)).T)) / (2 * step)
+        if clean_estimator is not None:
+            change = change + clean * (clean_estimator[k] @ (clean_shapes(dx, dy) - clean_shapes(-dx, -dy)).T) / (2 * step)
+        change[k] = 0.0  # its own position is the catalogue's, where the fit is flat to first order
+        total += float(np.sum((change * errors) ** 2))
+    return float(np.sqrt(total))
 
 
 def measure(planes: ImagePlanes, catalogue_sources, config: PhotometryConfig = PhotometryConfig(),
@@ -394,7 +471,7 @@ def measure(planes: ImagePlanes, catalogue_sources, config: PhotometryConfig = P
         blind = []
         targets, others = [s for s in sources if s.name in only], [s for s in sources if s.name not in only]
     t1 = time.perf_counter()
-    out = forced_measurements(planes, wcs, targets, others, radius)
+    out, leakage = forced_measurements(planes, wcs, targets, others, radius, config.catalogue_position_error_arcsec)
     t2 = time.perf_counter()
     placed = out + blind if only is None else sources
     occupied = [(float(x), float(y)) for x, y in zip(*wcs.world_to_pixel_values(
@@ -402,6 +479,10 @@ def measure(planes: ImagePlanes, catalogue_sources, config: PhotometryConfig = P
     scale = blank_sky_error_scale(planes, occupied, radius, config.blank_fits)
     measured = [replace(m, flux_err_jy=float(np.hypot(m.flux_err_jy * scale, config.systematic_fraction * m.flux_jy)))
                 for m in out + blind]
+    # a measurement its neighbours' position errors can move by more than its error is theirs
+    # as much as its own
+    measured[:len(out)] = [replace(m, flags="blend") if leak > m.flux_err_jy else m
+                           for m, leak in zip(measured, leakage)]
     margin = edge_margin_deg(header, planes.data.shape[1], config.edge_margin_deg) / abs(header["CDELT1"])
     if blind and margin > 0:
         measured = [m for m in measured if m.kind == "forced" or m.matched is not None
@@ -412,24 +493,30 @@ def measure(planes: ImagePlanes, catalogue_sources, config: PhotometryConfig = P
                             {"forced": t2 - t1, "blind": t1 - t0}, error_scale=scale)
 
 
-def forced_measurements(planes: ImagePlanes, wcs, sources, others: list[Measurement],
-                        radius_pixels: float) -> list[Measurement]:
+def forced_measurements(planes: ImagePlanes, wcs, sources, others: list[Measurement], radius_pixels: float,
+                        catalogue_error_arcsec: float = 0.0) -> tuple[list[Measurement], list[float]]:
     """Forced fits at the ``sources``' positions, in their order, each fitted together with its
     nearest neighbours (up to ``MAX_NEIGHBOURS`` within ``GROUP_RADII`` fit radii) among the
     other sources and the ``others`` (detections no catalogue source accounts for), whose
-    fluxes are fitted so that they stay theirs (:func:`fit_group`). A measurement whose source
-    cannot be told apart from a neighbour is flagged ``blend``."""
+    fluxes are fitted so that they stay theirs (:func:`fit_group`). Returns the measurements
+    and each one's leakage (Jy) from its catalogued neighbours' position errors (their own
+    ``position_error_arcsec`` or ``catalogue_error_arcsec``)."""
     from scipy.spatial import cKDTree
 
     if not sources:
-        return []
+        return [], []
     positions = list(sources) + list(others)
     xs, ys = wcs.world_to_pixel_values([p.ra_deg for p in positions], [p.dec_deg for p in positions])
     xy = np.column_stack([np.atleast_1d(xs), np.atleast_1d(ys)])
+    cell_arcsec = abs(planes.header["CDELT1"]) * 3600
+    # a detection is where this image has it, to within its fit's error: at the noise's level,
+    # in the measurement's error already
+    errors = [0.0 if isinstance(p, Measurement) else
+              (getattr(p, "position_error_arcsec", None) or catalogue_error_arcsec) / cell_arcsec for p in positions]
     on_sky = np.flatnonzero(np.isfinite(xy).all(axis=1))  # the far side of the sky is not projected
     ny, nx = planes.data.shape
     tree = cKDTree(xy[on_sky])
-    out = []
+    out, leakage = [], []
     for i in on_sky[on_sky < len(sources)]:
         x, y = xy[i]
         if not (-radius_pixels <= x < nx + radius_pixels and -radius_pixels <= y < ny + radius_pixels):
@@ -437,13 +524,14 @@ def forced_measurements(planes: ImagePlanes, wcs, sources, others: list[Measurem
         _, near = tree.query(xy[i], k=min(MAX_NEIGHBOURS + 1, len(on_sky)),
                              distance_upper_bound=GROUP_RADII * radius_pixels)
         group = [i] + [int(on_sky[j]) for j in np.atleast_1d(near) if j < len(on_sky) and on_sky[j] != i]
-        fits, blended = fit_group(planes, [tuple(xy[j]) for j in group], radius_pixels, report=0)
+        fits, leaks = fit_group(planes, [tuple(xy[j]) for j in group], radius_pixels, report=0,
+                                position_errors=[errors[j] for j in group])
         fit = fits[0]
         if fit is not None and np.isfinite(fit[0]):
             s = sources[i]
-            out.append(Measurement(s.name, s.ra_deg, s.dec_deg, fit[0], fit[1], fit[2], "forced",
-                                   flags="blend" if blended[0] else ""))
-    return out
+            out.append(Measurement(s.name, s.ra_deg, s.dec_deg, fit[0], fit[1], fit[2], "forced"))
+            leakage.append(leaks[0])
+    return out, leakage
 
 
 def blank_sky_error_scale(planes: ImagePlanes, occupied: list[tuple[float, float]], radius_pixels: float,

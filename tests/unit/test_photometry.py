@@ -17,6 +17,7 @@ from dsa_assets.stages.photometry import (
     PhotometryConfig,
     beam_kernel,
     edge_margin_deg,
+    fit_group,
     forced_fit,
     measure,
     near_row_end,
@@ -139,6 +140,51 @@ def test_errors_calibrated_on_blank_sky_when_the_noise_map_understates_the_noise
     for m in honest.forced():
         expected = np.hypot(m.flux_err_jy, 0.03 * m.flux_jy)
         assert with_systematic[m.source].flux_err_jy == pytest.approx(expected, rel=1e-6)
+
+
+def test_errors_follow_the_residual_around_each_source_not_the_noise_map():
+    """The residual three times noisier over the image's east half than its west (a
+    neighbour's sidelobes, a deconvolution error), the noise map one level everywhere (a map
+    smoothed over cells wider than the disturbance): each forced error follows the residual
+    around its own source, and the pulls of both halves have unit width. The noise map's
+    errors, even scaled on blank sky, leave the east half's pulls wide and the west's narrow."""
+    rng = np.random.default_rng(11)
+    size, quiet, loud = 256, 1e-3, 3e-3
+    header = image_header(size, 10.0, 40.0, 30.0, 30.0)
+    wcs = WCS(header).celestial
+    ys, xs = np.mgrid[0:size, 0:size]
+    east = xs < size // 2  # RA increases to the left
+    columns = {"east": np.arange(20, 110, 22), "west": np.arange(150, 240, 22)}
+    pulls: dict[str, list] = {"east": [], "west": []}
+    map_pulls: dict[str, list] = {"east": [], "west": []}
+    config = PhotometryConfig(detect_snr=1e9, systematic_fraction=0)
+    for _trial in range(6):
+        residual = np.where(east, beam_correlated_noise(header, (size, size), loud, rng),
+                            beam_correlated_noise(header, (size, size), quiet, rng))
+        sources, half_of = [], {}
+        for half, cols in columns.items():
+            for x in cols:
+                for y in np.arange(20, 240, 22):
+                    x_j, y_j = x + rng.uniform(-3, 3), y + rng.uniform(-3, 3)
+                    ra, dec = wcs.pixel_to_world_values(x_j, y_j)
+                    name = f"S{len(sources)}"
+                    sources.append(CatalogueSource(name, float(ra), float(dec), float(rng.uniform(0.02, 0.05))))
+                    half_of[name] = half
+        cleaned = sum(s.flux_jy * beam_kernel(header, *(float(v) for v in wcs.world_to_pixel_values(s.ra_deg, s.dec_deg)),
+                                              xs, ys) for s in sources)
+        noise_map = np.full((size, size), quiet * 2)
+        psf = beam_kernel(header, size // 2, size // 2, xs, ys)
+        truth = {s.name: s.flux_jy for s in sources}
+        for planes, out in ((ImagePlanes(cleaned + residual, noise_map, header, residual, psf), pulls),
+                            (ImagePlanes(cleaned + residual, noise_map, header), map_pulls)):
+            for m in measure(planes, sources, config).forced():
+                out[half_of[m.source]].append((m.flux_jy - truth[m.source]) / m.flux_err_jy)
+    widths = {half: float(np.std(p)) for half, p in pulls.items()}
+    map_widths = {half: float(np.std(p)) for half, p in map_pulls.items()}
+    print("pull widths around each source", widths, "noise map and blank sky", map_widths)
+    assert all(len(p) > 250 for p in pulls.values())
+    assert all(0.8 < w < 1.2 for w in widths.values()), widths
+    assert map_widths["east"] > 1.3 and map_widths["west"] < 0.75, map_widths
 
 
 def test_blind_detections_match_the_catalogue_and_find_a_new_source():
@@ -318,15 +364,18 @@ def test_flare_and_step_flagged_constant_sources_rarely():
     assert false_positives / trials < 0.01
 
 
-def _pair(separation_fwhm: float, faint_jy: float = 0.01, bright_jy: float = 5.0, seed: int = 5):
+def _pair(separation_fwhm: float, faint_jy: float = 0.01, bright_jy: float = 5.0, seed: int = 5,
+          bright_position_error_arcsec: float = 0.01):
     """A bright and a faint source ``separation_fwhm`` restoring beams apart (north), on a
-    40" round beam: (planes, bright, faint, faint pixel position)."""
+    40" round beam, the bright one's position known to ``bright_position_error_arcsec``:
+    (planes, bright, faint, faint pixel position)."""
     rng = np.random.default_rng(seed)
     header = image_header(256, 10.0, 40.0, 40.0, 0.0)
     wcs = WCS(header).celestial
     xy = (128.0, 128.0 + 4.0 * separation_fwhm)
     (ra0, dec0), (ra1, dec1) = wcs.pixel_to_world_values(128.0, 128.0), wcs.pixel_to_world_values(*xy)
-    bright = CatalogueSource("BRIGHT", float(ra0), float(dec0), bright_jy)
+    bright = CatalogueSource("BRIGHT", float(ra0), float(dec0), bright_jy,
+                             position_error_arcsec=bright_position_error_arcsec)
     faint = CatalogueSource("FAINT", float(ra1), float(dec1), faint_jy)
     return synthetic_image(rng, [bright, faint], sigma=1e-3, bpa=0.0, bmin=40.0), bright, faint, xy
 
@@ -350,6 +399,29 @@ def test_a_faint_source_beside_a_bright_one_reads_its_own_flux(two_part):
         assert m["FAINT"].flags == "" and m["FAINT"].flux_err_jy < 2 * err
         if len(catalogue) == 2:
             assert m["BRIGHT"].flux_jy == pytest.approx(5.0, rel=0.01)
+
+
+def test_a_faint_source_its_neighbours_position_error_can_swamp_is_flagged_blend():
+    """10 mJy 1.5 beams from 5 Jy, the bright one's position known to 2 arcsec: moved by that,
+    its wing moves the faint one's fit by several times its error (the leakage the fit
+    predicts), so the faint measurement is the neighbour's as much as its own and is flagged;
+    known to 0.01 arcsec (a calibrator's position), it is not. The leakage predicted is the change a 2 arcsec shift
+    makes."""
+    config = PhotometryConfig(systematic_fraction=0, blank_fits=0)
+    planes, bright, faint, _ = _pair(1.5, bright_position_error_arcsec=2.0)
+    m = {x.source: x for x in measure(planes, [bright, faint], config).forced()}
+    assert m["FAINT"].flags == "blend" and m["BRIGHT"].flags == ""
+    shifted = replace(bright, dec_deg=bright.dec_deg + 2.0 / 3600)
+    moved = {x.source: x for x in measure(planes, [shifted, faint], config).forced()}
+    change = abs(moved["FAINT"].flux_jy - m["FAINT"].flux_jy)
+    assert change > 2 * m["FAINT"].flux_err_jy, (change, m["FAINT"].flux_err_jy)
+    wcs = WCS(planes.header).celestial
+    xy = [tuple(float(v) for v in wcs.world_to_pixel_values(s.ra_deg, s.dec_deg)) for s in (faint, bright)]
+    _, leakage = fit_group(planes, xy, 4.0, report=0, position_errors=[0.0, 0.2])  # 2" in 10" pixels
+    # moved along the line between them: all of the leakage, the wing being symmetric across it
+    assert change == pytest.approx(leakage[0], rel=0.2), (change, leakage[0])
+    precise, bright, faint, _ = _pair(1.5, bright_position_error_arcsec=0.01)
+    assert {x.source: x.flags for x in measure(precise, [bright, faint], config).forced()}["FAINT"] == ""
 
 
 def test_sources_that_cannot_be_separated_are_flagged_blend():
