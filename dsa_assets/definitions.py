@@ -14,6 +14,7 @@ import dagster as dg
 from resources.settings import ServiceSettings, Settings
 from sensors.alerts import operations_alerts, run_failure_alerts
 from sensors.hourly_products import hourly_products_sensor, mosaic_job, variability_job
+from sensors.late_calibration import late_calibration_sensor
 from sensors.retention import retention_sensor
 from sensors.subband_arrival import OBSERVATION_JOB, subband_arrival_sensor
 
@@ -64,7 +65,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=ASSETS,
         asset_checks=TRUTH_CHECKS if settings.pipeline.simulated else [],
         jobs=[observation_job_for(science.enable_photometry), mosaic_job, variability_job, retention_job],
-        sensors=[subband_arrival_sensor, run_failure_alerts, operations_alerts, retention_sensor]
+        sensors=[subband_arrival_sensor, late_calibration_sensor, run_failure_alerts, operations_alerts,
+                 retention_sensor]
         + ([hourly_products_sensor] if automated_science else []),
         resources=settings.resources(),
     )

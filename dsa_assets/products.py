@@ -38,6 +38,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from .exceptions import ProductsError
+from .naming import parse_time
 from .qa import EXCLUDED_FLAGS
 from .variability import NEW_SOURCE_IMAGES
 
@@ -422,6 +423,18 @@ class ProductsDB:
             return None
         best = min(rows, key=lambda r: (abs(r.mid_unix - mid_unix), r.mid_unix))
         return self.solution(best.group_id)
+
+    def uncalibrated_observations(self) -> list[dict]:
+        """Observations whose Measurement Set has no calibration solution assigned: group_id,
+        partition_key and mid_unix (its stamp plus half its duration; Unix s)."""
+        ms, assigned = measurement_sets.c, calibration_assignments.c
+        q = (select(ms.group_id, ms.partition_key, ms.duration_s)
+             .select_from(measurement_sets.outerjoin(calibration_assignments, ms.group_id == assigned.group_id))
+             .where(assigned.group_id.is_(None)).order_by(ms.group_id))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [{"group_id": r.group_id, "partition_key": r.partition_key,
+                 "mid_unix": parse_time(r.group_id).timestamp() + (r.duration_s or 0.0) / 2} for r in rows]
 
     def record_assignment(self, **row) -> None:
         """Which solution calibrates an observation (insert or replace)."""

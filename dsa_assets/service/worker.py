@@ -213,10 +213,11 @@ class StreamingWorker:
     def run_once(self) -> OnceReport:
         """In this process and against the deployment's Dagster instance: evaluate the arrival
         sensor (over the whole input directory) and execute the observation runs it requests;
-        resume the windows whose runs a crash interrupted after conversion; then evaluate the
-        hourly-products sensor (its cursor kept between passes in the state directory) and execute
-        its mosaic and variability runs; then run the retention job. Returns what was run and what
-        failed."""
+        resume the windows whose runs a crash interrupted after conversion; run again, from
+        calibration on, those that found no solution and one solved since reaches (the
+        late-calibration sensor); then evaluate the hourly-products sensor (its cursor kept
+        between passes in the state directory) and execute its mosaic and variability runs; then
+        run the retention job. Returns what was run and what failed."""
         import dagster as dg
 
         from ..assets.retention import RETENTION_JOB
@@ -242,6 +243,16 @@ class StreamingWorker:
                 report.add(self._execute(defs, instance, None, "observation_job", window, selection,
                                          note=" (after conversion)"))
                 report.windows[window] = observations
+            # windows that failed for want of a solution, now that this pass solved on a later calibrator
+            for request in self._tick(defs, "late_calibration_sensor", instance, None, resources).run_requests:
+                what, failure = self._execute(defs, instance, request, "observation_job", selection=request.asset_selection,
+                                              note=" (a later calibrator's solution reaches it)")
+                if failure:
+                    report.failures[what] = failure
+                else:  # its earlier failure in this pass is mended
+                    report.failures.pop(what, None)
+                report.windows.setdefault(request.partition_key, []).extend(
+                    request.tags["dsa110/observation"].split(","))
             if any(s.name == "hourly_products_sensor" for s in defs.sensors):
                 hourly = self._tick(defs, "hourly_products_sensor", instance, cursors.get("hourly_products_sensor"),
                                     resources)

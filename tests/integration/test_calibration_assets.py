@@ -113,6 +113,65 @@ def test_apply_only_without_any_solution_fails_with_the_reason(two_windows, tmp_
         assert not instance.get_materialized_partitions(CALIBRATED)
 
 
+def test_a_window_before_its_calibrator_is_calibrated_once_the_calibrator_is_solved(two_windows, tmp_path):
+    """The ordinary observation's window runs before the transit's (as in streaming the
+    second half of a calibrator gap runs before the next calibrator, here out of order): it
+    fails for want of a solution. Once the transit is solved, the late-calibration sensor
+    requests the window again from calibration on, the solution 10 minutes from it is applied,
+    and the window is imaged; then nothing more is requested. A solution out of the validity's
+    reach requests nothing."""
+    from sensors.late_calibration import evaluate
+
+    incoming, cal, target = two_windows
+    pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0, simulated=True)
+    settings = Settings(pipeline=pipeline, imaging=scaled_imaging(size=256, cell_arcsec=30, niter=50),
+                        calibration=CalibrationResource(enable_solving=True))
+    defs = build_definitions(settings)
+    w_cal, w_target = partitions.window_key(cal.data_start), partitions.window_key(target.data_start)
+    with dg.instance_for_test() as instance:
+        assert not run(defs, instance, w_target).success
+        assert not evaluate(instance, pipeline, settings.calibration, settings.science).run_requests
+        assert run(defs, instance, w_cal).success
+        short = settings.calibration.model_copy(update={"validity_hours": 0.1})
+        assert not evaluate(instance, pipeline, short, settings.science).run_requests, "10 minutes away: out of reach"
+        (request,) = evaluate(instance, pipeline, settings.calibration, settings.science).run_requests
+        assert request.partition_key == w_target and request.run_key == f"late-calibration:{w_target}:{cal.stamp}"
+        assert request.tags["dsa110/observation"] == target.stamp
+        assert dg.AssetKey("measurement_set") not in request.asset_selection
+        result = defs.resolve_job_def("observation_job").execute_in_process(
+            instance=instance, partition_key=w_target, asset_selection=request.asset_selection, raise_on_error=False)
+        assert result.success
+        meta = metadata(instance, TABLES, w_target)
+        assert meta["solution_partition"] == w_cal
+        assert meta["solution_offset_h"] == pytest.approx(10 / 60, abs=0.01)
+        assert w_target in instance.get_materialized_partitions(IMAGE)
+        assert not evaluate(instance, pipeline, settings.calibration, settings.science).run_requests
+
+
+def test_one_pass_calibrates_a_window_that_arrived_before_its_calibrator(tmp_path, capsys, monkeypatch):
+    """``dsa110-stream --once`` over an observation 10 minutes before a 3C286 transit: the
+    first fails for want of a solution, the transit is solved, and the same pass calibrates and
+    images the first with it; the pass reports no failure."""
+    from dsa_assets.service import cli as stream_cli
+
+    incoming = tmp_path / "in"
+    early = CorrelatorSimulator(replace(PASS_CONFIG, calibrator=None, n_sources=3)).write_observation(
+        incoming, PASS_START - timedelta(minutes=10), seed=5)
+    CorrelatorSimulator(PASS_CONFIG).write_observation(incoming, PASS_START)
+    settle(incoming)
+    settings = Settings(pipeline=PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0,
+                                                  simulated=True),
+                        imaging=scaled_imaging(size=256, cell_arcsec=30, niter=50),
+                        calibration=CalibrationResource(enable_solving=True))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    status = stream_cli.main(["--settings", str(settings.write(tmp_path / "settings.yaml")), "--once"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "2 observation(s): 2 converted, 2 calibrated, 2 imaged, 0 failed" in out
+    assigned = ProductsDB(settings.pipeline.products_target).assignment(early.stamp)
+    assert assigned["offset_s"] == pytest.approx(-600, abs=30)
+
+
 def test_wait_policy_retries_then_gives_up(two_windows, tmp_path):
     incoming, _, target = two_windows
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0)
