@@ -348,8 +348,9 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_
     (Jy), error (Jy), local rms (Jy/beam)) or None (off the image, too few pixels, or not the
     ``report`` position when one is given: the others are then only fitted), and its leakage
     (Jy): how far its flux moves when its neighbours are where ``position_errors`` (1 sigma
-    per axis, pixels) allow rather than where they were placed, infinite when its shape
-    correlates more than ``BLEND_CORRELATION`` with another's.
+    per axis, pixels) allow rather than where they were placed (0 when a bound on it keeps it
+    within the flux's error), infinite when its shape correlates more than
+    ``BLEND_CORRELATION`` with another's.
 
     With a residual, the error's noise is the residual's around the position
     (:meth:`ImagePlanes.surrounding_rms`) rather than the noise map's there."""
@@ -432,32 +433,36 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_
         if np.any(np.abs(correlation[k]) > BLEND_CORRELATION):
             leakage[i] = float("inf")
             continue
-        # the change is at most the estimator's summed |weights| times the steepest slope of a
-        # unit beam (0.61 / sigma per pixel; the dirty beam's main lobe is up to a fifth
-        # narrower): neighbours that cannot move this flux by a tenth of its error are skipped
+        # each neighbour's change is at most its amplitude times the estimator's summed |weights|
+        # times the steepest slope of a unit beam (0.61 / sigma per pixel; the dirty beam's main
+        # lobe is up to a fifth narrower): when even that bound stays within the error (which
+        # only grows after the fit), the leakage is not worked out
         slope = 1.2 * 0.61 * 2.3548 * abs(planes.header["CDELT1"]) / planes.header["BMIN"]
         reach = (np.abs(noisy_part) * np.abs(estimator[k]).sum()
                  + (np.abs(clean) * np.abs(clean_estimator[k]).sum() if two_part else 0.0)) * errors * slope
-        movers = [j for j in range(len(members)) if j != k and reach[j] > 0.1 * error]
-        if movers:
-            leakage[i] = _leakage(k, movers, errors, clean_estimator, clean, restoring, estimator, noisy_part,
-                                  dirty if two_part else restoring)
+        reach[k] = 0.0
+        if np.sqrt(2 * np.sum(reach**2)) > error:  # those that cannot move it by a tenth of it are left out
+            movers = list(np.flatnonzero(reach > 0.1 * error))
+            leakage[i] = _leakage(k, movers, errors, estimator, noisy_part, shapes, dirty if two_part else restoring,
+                                  (clean_estimator, clean, kernels, restoring) if two_part else None)
     return fits, leakage
 
 
-def _leakage(k: int, movers: list[int], errors: np.ndarray, clean_estimator, clean, clean_shapes, estimator,
-             amplitudes, shapes) -> float:
+def _leakage(k: int, movers: list[int], errors: np.ndarray, estimator, amplitudes, shapes, shifted,
+             clean_part=None) -> float:
     """The 1-sigma change (Jy) of member ``k``'s flux when each of the ``movers`` j moves by
     ``errors[j]`` pixels along each axis: its fitted amplitude times the estimator's response to
-    its shape's slope, per part (:func:`fit_group`), added in quadrature."""
-    step = 0.5  # pixels: a central difference, on shapes a few pixels wide
+    its shape's slope (``shapes`` as fitted, ``shifted(dx, dy, which)`` moved), and the same for
+    the CLEAN part (``clean_part``: its estimator, amplitudes, shapes and shifted shapes), added
+    in quadrature (:func:`fit_group`)."""
+    step = 0.5  # pixels: a difference over a tenth of a beam or less
     total = 0.0
     for dx, dy in ((step, 0.0), (0.0, step)):
-        slopes = (shapes(dx, dy, movers) - shapes(-dx, -dy, movers)) / (2 * step)
-        change = amplitudes[movers] * (estimator[k] @ slopes.T)
-        if clean_estimator is not None:
-            clean_slopes = (clean_shapes(dx, dy, movers) - clean_shapes(-dx, -dy, movers)) / (2 * step)
-            change = change + clean[movers] * (clean_estimator[k] @ clean_slopes.T)
+        change = amplitudes[movers] * (estimator[k] @ ((shifted(dx, dy, movers) - shapes[movers]) / step).T)
+        if clean_part is not None:
+            c_estimator, c_amplitudes, c_shapes, c_shifted = clean_part
+            change = change + c_amplitudes[movers] * (
+                c_estimator[k] @ ((c_shifted(dx, dy, movers) - c_shapes[movers]) / step).T)
         total += float(np.sum((change * errors[movers]) ** 2))
     return float(np.sqrt(total))
 
