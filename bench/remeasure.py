@@ -32,7 +32,7 @@ def measure_run(run: Path) -> dict:
     (Jy), error (Jy), flags) and the photometry's time (s)."""
     import warnings
 
-    from dsa_assets import catalogue
+    from dsa_assets import catalogue, naming
     from dsa_assets.products import ProductsDB, images
     from dsa_assets.stages.photometry import PhotometryStage
 
@@ -45,8 +45,7 @@ def measure_run(run: Path) -> dict:
         quality = db.image_quality(image["image_id"])
         if image["kind"] != "observation" or (quality and quality["problems"]):
             continue
-        path = Path(image["path"])
-        files = {k: path.with_name(path.name.replace("-image.fits", f"-{k}.fits")) for k in ("image", "residual", "pb", "psf")}
+        files = naming.image_files(run / "out", image["image_id"])
         t0 = time.perf_counter()
         result = stage.execute_observation(files["image"], files["residual"], files["pb"], sky, psf=files["psf"])
         out[image["image_id"]] = {"seconds": time.perf_counter() - t0,

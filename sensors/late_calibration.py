@@ -20,20 +20,21 @@ import dagster as dg
 from dsa_assets.assets.retention import running_partitions
 from resources.calibration import CalibrationResource
 from resources.pipeline import PipelineResource
-from resources.science import ScienceResource
 
 from .subband_arrival import OBSERVATION_JOB
 
-AFTER_CONVERSION = ("calibration_tables", "calibrated_ms", "image")
-"""The observation job's steps after ``measurement_set`` (``photometry`` too, when enabled)."""
+
+def steps_after_conversion(job: dg.JobDefinition) -> list[dg.AssetKey]:
+    """The observation job's assets after ``measurement_set``, in key order."""
+    return sorted(k for k in job.asset_layer.executable_asset_keys if k != dg.AssetKey("measurement_set"))
 
 
 def evaluate(instance: dg.DagsterInstance, pipeline: PipelineResource, calibration: CalibrationResource,
-             science: ScienceResource) -> dg.SensorResult:
-    """One tick, as a plain function of the instance and the settings (testable)."""
+             steps: list[dg.AssetKey]) -> dg.SensorResult:
+    """One tick, as a plain function of the instance, the settings and the ``steps`` to run
+    again (:func:`steps_after_conversion`; testable)."""
     db = pipeline.products()
     held = running_partitions(instance)
-    steps = [dg.AssetKey(k) for k in AFTER_CONVERSION + (("photometry",) if science.enable_photometry else ())]
     reached: dict[str, tuple[str, list[str]]] = {}
     for obs in db.uncalibrated_observations():
         window = obs["partition_key"]
@@ -62,5 +63,6 @@ def evaluate(instance: dg.DagsterInstance, pipeline: PipelineResource, calibrati
                 "later calibrator's solution reaches them.",
 )
 def late_calibration_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource,
-                            calibration: CalibrationResource, science: ScienceResource):
-    return evaluate(context.instance, pipeline, calibration, science)
+                            calibration: CalibrationResource):
+    return evaluate(context.instance, pipeline, calibration,
+                    steps_after_conversion(context.repository_def.get_job(OBSERVATION_JOB)))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from resources.settings import SETTINGS_ENV, Settings
 from sensors.alerts import failure_reasons
+from sensors.late_calibration import steps_after_conversion
 
 from .. import casa_env, fsutil, processes
 from ..logs import LOG_FILE_ENV
@@ -284,7 +285,7 @@ class StreamingWorker:
         import dagster as dg
 
         sensor = defs.resolve_sensor_def(name)
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources, definitions=defs)
         result = sensor(context)
         if result.skip_reason:
             log.info("%s: %s", name, result.skip_reason.skip_message)
@@ -310,12 +311,9 @@ class StreamingWorker:
         """Windows (other than ``skip``) with converted observations whose later steps in the
         observation job never materialized: a run interrupted after conversion. window ->
         (observations, the asset keys to run)."""
-        import dagster as dg
-
         from .. import windows
 
-        job = defs.resolve_job_def("observation_job")
-        after = sorted(k for k in job.asset_layer.executable_asset_keys if k != dg.AssetKey("measurement_set"))
+        after = steps_after_conversion(defs.resolve_job_def("observation_job"))
         done = {k: instance.get_materialized_partitions(k) for k in after}
         unfinished: dict[str, tuple[list[str], list]] = {}
         for group in self.queue.groups(COMPLETED):

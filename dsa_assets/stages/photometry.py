@@ -416,6 +416,14 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_
     correlation = normal / np.outer(diag, diag)
     np.fill_diagonal(correlation, 0.0)
     errors = np.zeros(len(members)) if position_errors is None else np.array([position_errors[i] for i in members])
+    # the dirty-beam parts well above the noise leave the error's box, the rest is its noise
+    bright = [(px[j], py[j], noisy_part[j]) for j in range(len(members))
+              if abs(noisy_part[j]) > 5 * planes.noise[int(round(py[j])), int(round(px[j]))]]
+    # each neighbour's change is at most its amplitude times the estimator's summed |weights|
+    # times the steepest slope of a unit beam (0.61 / sigma per pixel; the dirty beam's main
+    # lobe is up to a fifth narrower): when even that bound stays within the error (which only
+    # grows after the fit), the leakage is not worked out
+    slope = 1.2 * 0.61 * 2.3548 * abs(planes.header["CDELT1"]) / planes.header["BMIN"]
     for k, i in enumerate(members):
         if report is not None and i != report:
             continue
@@ -424,20 +432,12 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_
         error = float(np.sqrt(max(float(np.sum(correlate(u, u, mode="full", method="fft") * rho)), 0.0)))
         yi, xi = int(round(py[k])), int(round(px[k]))
         rms = float(planes.noise[yi, xi])
-        # the dirty-beam parts well above the noise leave the box, the rest is its noise
-        bright = [(px[j], py[j], noisy_part[j]) for j in range(len(members))
-                  if abs(noisy_part[j]) > 5 * planes.noise[int(round(py[j])), int(round(px[j]))]]
         if (around := planes.surrounding_rms(px[k], py[k], radius_pixels, bright)) is not None and rms > 0:
             error, rms = error * around / rms, around
         fits[i] = (float(flux[k]), error, rms)
         if np.any(np.abs(correlation[k]) > BLEND_CORRELATION):
             leakage[i] = float("inf")
             continue
-        # each neighbour's change is at most its amplitude times the estimator's summed |weights|
-        # times the steepest slope of a unit beam (0.61 / sigma per pixel; the dirty beam's main
-        # lobe is up to a fifth narrower): when even that bound stays within the error (which
-        # only grows after the fit), the leakage is not worked out
-        slope = 1.2 * 0.61 * 2.3548 * abs(planes.header["CDELT1"]) / planes.header["BMIN"]
         reach = (np.abs(noisy_part) * np.abs(estimator[k]).sum()
                  + (np.abs(clean) * np.abs(clean_estimator[k]).sum() if two_part else 0.0)) * errors * slope
         reach[k] = 0.0

@@ -120,21 +120,22 @@ def test_a_window_before_its_calibrator_is_calibrated_once_the_calibrator_is_sol
     requests the window again from calibration on, the solution 10 minutes from it is applied,
     and the window is imaged; then nothing more is requested. A solution out of the validity's
     reach requests nothing."""
-    from sensors.late_calibration import evaluate
+    from sensors.late_calibration import evaluate, steps_after_conversion
 
     incoming, cal, target = two_windows
     pipeline = PipelineResource(input_dir=str(incoming), output_dir=str(tmp_path / "out"), stable_s=0, simulated=True)
     settings = Settings(pipeline=pipeline, imaging=scaled_imaging(size=256, cell_arcsec=30, niter=50),
                         calibration=CalibrationResource(enable_solving=True))
     defs = build_definitions(settings)
+    steps = steps_after_conversion(defs.resolve_job_def("observation_job"))
     w_cal, w_target = partitions.window_key(cal.data_start), partitions.window_key(target.data_start)
     with dg.instance_for_test() as instance:
         assert not run(defs, instance, w_target).success
-        assert not evaluate(instance, pipeline, settings.calibration, settings.science).run_requests
+        assert not evaluate(instance, pipeline, settings.calibration, steps).run_requests
         assert run(defs, instance, w_cal).success
         short = settings.calibration.model_copy(update={"validity_hours": 0.1})
-        assert not evaluate(instance, pipeline, short, settings.science).run_requests, "10 minutes away: out of reach"
-        (request,) = evaluate(instance, pipeline, settings.calibration, settings.science).run_requests
+        assert not evaluate(instance, pipeline, short, steps).run_requests, "10 minutes away: out of reach"
+        (request,) = evaluate(instance, pipeline, settings.calibration, steps).run_requests
         assert request.partition_key == w_target and request.run_key == f"late-calibration:{w_target}:{cal.stamp}"
         assert request.tags["dsa110/observation"] == target.stamp
         assert dg.AssetKey("measurement_set") not in request.asset_selection
@@ -145,7 +146,7 @@ def test_a_window_before_its_calibrator_is_calibrated_once_the_calibrator_is_sol
         assert meta["solution_partition"] == w_cal
         assert meta["solution_offset_h"] == pytest.approx(10 / 60, abs=0.01)
         assert w_target in instance.get_materialized_partitions(IMAGE)
-        assert not evaluate(instance, pipeline, settings.calibration, settings.science).run_requests
+        assert not evaluate(instance, pipeline, settings.calibration, steps).run_requests
 
 
 def test_one_pass_calibrates_a_window_that_arrived_before_its_calibrator(tmp_path, capsys, monkeypatch):

@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from dsa_assets import naming, partitions
+from dsa_assets.definitions import build_definitions
 from dsa_assets.products import ProductsDB
 from resources.calibration import CalibrationResource
 from resources.pipeline import PipelineResource
 from resources.science import ScienceResource
-from sensors.late_calibration import evaluate
+from resources.settings import Settings
+from sensors.late_calibration import evaluate, steps_after_conversion
 
 T0 = datetime(2026, 9, 1, 15, 30, 2, tzinfo=UTC)
 
@@ -34,19 +36,21 @@ def test_requests_the_uncalibrated_windows_a_valid_solution_reaches_and_no_run_h
     rejected = naming.format_time(T0 + timedelta(hours=10))
     db.record_solution(group_id=rejected, partition_key="z", calibrator="1400+621",
                        mid_unix=naming.parse_time(rejected).timestamp(), path="/caltables/r", valid=False, quality={})
-    calibration, science = CalibrationResource(), ScienceResource(enable_photometry=True)
+    calibration = CalibrationResource()
+    settings = Settings(pipeline=pipeline, science=ScienceResource(enable_photometry=True))
+    steps = steps_after_conversion(build_definitions(settings).resolve_job_def("observation_job"))
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_run(dg.DagsterRun(job_name="observation_job", run_id="a" * 36, status=dg.DagsterRunStatus.STARTED,
                                        tags={"dagster/partition": window["running"]}))
-        (request,) = evaluate(instance, pipeline, calibration, science).run_requests
+        (request,) = evaluate(instance, pipeline, calibration, steps).run_requests
         assert request.partition_key == window["waiting"]
         assert request.run_key == f"late-calibration:{window['waiting']}:{solved}"
         assert request.tags["dsa110/observation"] == stamps["waiting"]
         assert [k.to_user_string() for k in request.asset_selection] == [
-            "calibration_tables", "calibrated_ms", "image", "photometry"]
+            "calibrated_ms", "calibration_tables", "image", "photometry"]
         # 3 h away: out of reach of a 2 h validity
         assert not evaluate(instance, pipeline, calibration.model_copy(update={"validity_hours": 2.0}),
-                            science).run_requests
+                            steps).run_requests
         db.record_assignment(group_id=stamps["waiting"], partition_key=window["waiting"], solution_group_id=solved)
-        result = evaluate(instance, pipeline, calibration, science)
+        result = evaluate(instance, pipeline, calibration, steps)
         assert not result.run_requests and "no uncalibrated observation" in result.skip_reason.skip_message
