@@ -443,26 +443,28 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_
         reach[k] = 0.0
         if np.sqrt(2 * np.sum(reach**2)) > error:  # those that cannot move it by a tenth of it are left out
             movers = list(np.flatnonzero(reach > 0.1 * error))
-            leakage[i] = _leakage(k, movers, errors, estimator, noisy_part, shapes, dirty if two_part else restoring,
-                                  (clean_estimator, clean, kernels, restoring) if two_part else None)
+            leakage[i] = _leakage(k, movers, errors, estimator, noisy_part, dirty if two_part else restoring,
+                                  (clean_estimator, clean, restoring) if two_part else None)
     return fits, leakage
 
 
-def _leakage(k: int, movers: list[int], errors: np.ndarray, estimator, amplitudes, shapes, shifted,
-             clean_part=None) -> float:
+def _leakage(k: int, movers: list[int], errors: np.ndarray, estimator, amplitudes, shifted, clean_part=None) -> float:
     """The 1-sigma change (Jy) of member ``k``'s flux when each of the ``movers`` j moves by
     ``errors[j]`` pixels along each axis: its fitted amplitude times the estimator's response to
-    its shape's slope (``shapes`` as fitted, ``shifted(dx, dy, which)`` moved), and the same for
-    the CLEAN part (``clean_part``: its estimator, amplitudes, shapes and shifted shapes), added
-    in quadrature (:func:`fit_group`)."""
-    step = 0.5  # pixels: a difference over a tenth of a beam or less
+    its shape's slope (``shifted(dx, dy, which)``: the shapes moved), and the same for the CLEAN
+    part (``clean_part``: its estimator, amplitudes and moved shapes), added in quadrature
+    (:func:`fit_group`)."""
+    step = 0.5  # pixels: a central difference, on shapes a few pixels wide
+
+    def slope(moved, dx, dy):
+        return ((moved(dx, dy, movers) - moved(-dx, -dy, movers)) / (2 * step)).T
+
     total = 0.0
     for dx, dy in ((step, 0.0), (0.0, step)):
-        change = amplitudes[movers] * (estimator[k] @ ((shifted(dx, dy, movers) - shapes[movers]) / step).T)
+        change = amplitudes[movers] * (estimator[k] @ slope(shifted, dx, dy))
         if clean_part is not None:
-            c_estimator, c_amplitudes, c_shapes, c_shifted = clean_part
-            change = change + c_amplitudes[movers] * (
-                c_estimator[k] @ ((c_shifted(dx, dy, movers) - c_shapes[movers]) / step).T)
+            c_estimator, c_amplitudes, c_shifted = clean_part
+            change = change + c_amplitudes[movers] * (c_estimator[k] @ slope(c_shifted, dx, dy))
         total += float(np.sum((change * errors[movers]) ** 2))
     return float(np.sqrt(total))
 
