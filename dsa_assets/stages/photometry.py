@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -182,21 +183,41 @@ class ImagePlanes:
         return cls(corrected(flat), corrected(rms), header, corrected(flat_residual),
                    np.squeeze(fits.getdata(psf)).astype(np.float64), config.noise_box_pixels)
 
-    def dirty_beam(self, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-        """The dirty beam at pixel offsets (dx, dy) from its peak (cubic spline; 0 beyond the
-        PSF image)."""
-        from scipy.ndimage import map_coordinates, spline_filter
+    def dirty_beam(self, x: float, y: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """The dirty beam (peak 1) centred on pixel (x, y), at the whole pixels (xs, ys): its
+        cubic spline (0 beyond the PSF image).
 
-        dx, dy = np.asarray(dx, float), np.asarray(dy, float)
-        need = int(np.ceil(max(np.abs(dx).max(initial=0), np.abs(dy).max(initial=0)))) + 4
+        Every pixel is offset from (x, y) by the same fraction of a pixel, so the spline is
+        evaluated as two 4-tap filters over the box the pixels span, then read at them: the
+        same values as ``scipy.ndimage.map_coordinates`` of order 3, several times faster on
+        the thousands of fits of a dense field."""
+        from scipy.ndimage import spline_filter
+
+        ix, iy = int(np.floor(x)), int(np.floor(y))
+        ox, oy = np.asarray(xs, int) - ix, np.asarray(ys, int) - iy  # whole-pixel offsets
+        need = int(max(np.abs(ox).max(initial=0), np.abs(oy).max(initial=0))) + 4
         if self._psf_spline is None or self._psf_spline[0] < need:
             # spline coefficients of a cut-out, computed once: filtering the whole PSF image
             # for every fit would dominate the photometry's time
             half = max(need, 32)
             self._psf_spline = (half, spline_filter(psf_cutout(self.psf, half), order=3, mode="constant"))
         half, coefficients = self._psf_spline
-        return map_coordinates(coefficients, [half + dy, half + dx], order=3, mode="constant", cval=0.0,
-                               prefilter=False)
+        (wx, sx), (wy, sy) = _bspline_taps(x - ix), _bspline_taps(y - iy)
+        # each pixel's first tap (a coefficient index); the box of coefficients they reach
+        cx, cy = half + ox + sx - 1, half + oy + sy - 1
+        if cx.size == 0:
+            return np.zeros(cx.shape)
+        x0, x1, y0, y1 = cx.min(), cx.max(), cy.min(), cy.max()
+        box = coefficients[y0 : y1 + 4, x0 : x1 + 4]
+        rows = sum(w * box[:, k : k + x1 - x0 + 1] for k, w in enumerate(wx))
+        shifted = sum(w * rows[k : k + y1 - y0 + 1] for k, w in enumerate(wy))
+        return shifted[cy - y0, cx - x0]
+
+    @cached_property
+    def restoring_beam(self) -> RestoringBeam:
+        """The header's restoring beam, read once: fits of a dense field evaluate it hundreds of
+        thousands of times."""
+        return RestoringBeam.from_header(self.header)
 
     def surrounding_rms(self, x: float, y: float, core_pixels: float, components=()) -> float | None:
         """The rms (Jy/beam) of the residual in the ``noise_box_pixels`` square centred on pixel
@@ -219,7 +240,7 @@ class ImagePlanes:
         ys, xs = np.mgrid[y0:y1, x0:x1]
         box = self.residual[y0:y1, x0:x1]
         if components:
-            box = box - sum(a * self.dirty_beam(xs - cx, ys - cy) for cx, cy, a in components)
+            box = box - sum(a * self.dirty_beam(cx, cy, xs, ys) for cx, cy, a in components)
         use = np.isfinite(box) & ((xs - x) ** 2 + (ys - y) ** 2 > core_pixels**2)
         if use.sum() < 0.25 * (2 * half) ** 2:
             return None
@@ -238,7 +259,7 @@ class ImagePlanes:
                 cached = psf_cutout(self.psf, big)
             else:
                 ys, xs = np.mgrid[-big : big + 1, -big : big + 1]
-                cached = beam_kernel(self.header, 0.0, 0.0, xs, ys)
+                cached = self.restoring_beam.at(0.0, 0.0, xs, ys)
             self._correlation["square"] = cached
         c = cached.shape[0] // 2
         return cached[c - half : c + half + 1, c - half : c + half + 1]
@@ -266,6 +287,16 @@ def psf_cutout(psf: np.ndarray, half: int) -> np.ndarray:
     x0, x1 = max(cx - half, 0), min(cx + half + 1, psf.shape[1])
     out[y0 - cy + half : y1 - cy + half, x0 - cx + half : x1 - cx + half] = psf[y0:y1, x0:x1]
     return out
+
+
+def _bspline_taps(fraction: float) -> tuple[np.ndarray, int]:
+    """The cubic B-spline's four weights for the point ``fraction`` of a pixel (0 to 1) before
+    a whole coefficient index n, and where the coefficients they weight start, relative to
+    n - 1: 0 (n - 1 .. n + 2) when the point is on n, else -1 (n - 2 .. n + 1)."""
+    # t: how far the point lies beyond the whole index before it
+    start, t = (0, 0.0) if fraction == 0 else (-1, 1.0 - fraction)
+    u = 1.0 - t
+    return np.array([u**3 / 6, 2 / 3 - t**2 + t**3 / 2, 2 / 3 - u**2 + u**3 / 2, t**3 / 6]), start
 
 
 def local_rms(residual: np.ndarray, box: int) -> np.ndarray:
@@ -303,23 +334,40 @@ def near_row_end(data: np.ndarray, x: float, y: float, margin_pixels: float) -> 
     return not bool(np.isfinite(data[yi, xi - m : xi + m + 1]).all())
 
 
-def beam_kernel(header, x: float, y: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """The restoring beam (peak 1) centred on pixel (x, y), evaluated at pixels (xs, ys).
+@dataclass(frozen=True)
+class RestoringBeam:
+    """An image's restoring beam on its pixel grid: the Gaussian's standard deviations (pixels)
+    along its major and minor axes, its position angle (sine and cosine; north through east),
+    and which way east lies along x (-1 when RA increases to the left, negative CDELT1)."""
 
-    BPA is measured from north through east; with RA increasing to the left (negative CDELT1)
-    east is -x."""
-    if "BMAJ" not in header or "BMIN" not in header:
-        raise PhotometryError("the image header has no restoring beam (BMAJ/BMIN)")
-    cell = abs(header["CDELT1"])
-    smaj = header["BMAJ"] / cell * FWHM_TO_SIGMA
-    smin = header["BMIN"] / cell * FWHM_TO_SIGMA
-    pa = np.radians(header.get("BPA", 0.0))
-    east = -1.0 if header["CDELT1"] < 0 else 1.0
-    dx, dy = (xs - x) * east, ys - y
-    # coordinates along the major (north rotated to east by BPA) and minor axes
-    a = dx * np.sin(pa) + dy * np.cos(pa)
-    b = dx * np.cos(pa) - dy * np.sin(pa)
-    return np.exp(-0.5 * ((a / smaj) ** 2 + (b / smin) ** 2))
+    sigma_major: float
+    sigma_minor: float
+    sin_pa: float
+    cos_pa: float
+    east: float
+
+    @classmethod
+    def from_header(cls, header) -> RestoringBeam:
+        if "BMAJ" not in header or "BMIN" not in header:
+            raise PhotometryError("the image header has no restoring beam (BMAJ/BMIN)")
+        cell = abs(header["CDELT1"])
+        pa = np.radians(header.get("BPA", 0.0))
+        return cls(header["BMAJ"] / cell * FWHM_TO_SIGMA, header["BMIN"] / cell * FWHM_TO_SIGMA, float(np.sin(pa)),
+                   float(np.cos(pa)), -1.0 if header["CDELT1"] < 0 else 1.0)
+
+    def at(self, x: float, y: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """The beam (peak 1) centred on pixel (x, y), evaluated at pixels (xs, ys)."""
+        dx, dy = (xs - x) * self.east, ys - y
+        # coordinates along the major (north rotated to east by BPA) and minor axes
+        a = dx * self.sin_pa + dy * self.cos_pa
+        b = dx * self.cos_pa - dy * self.sin_pa
+        return np.exp(-0.5 * ((a / self.sigma_major) ** 2 + (b / self.sigma_minor) ** 2))
+
+
+def beam_kernel(header, x: float, y: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The restoring beam of ``header`` (peak 1) centred on pixel (x, y), evaluated at pixels
+    (xs, ys) (:class:`RestoringBeam`)."""
+    return RestoringBeam.from_header(header).at(x, y, xs, ys)
 
 
 BLEND_CORRELATION = 0.9
@@ -384,11 +432,11 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_
     w = 1.0 / sigma[use] ** 2
 
     def restoring(dx=0.0, dy=0.0, which=None):
-        return np.stack([beam_kernel(planes.header, px[m] + dx, py[m] + dy, xu, yu)
+        return np.stack([planes.restoring_beam.at(px[m] + dx, py[m] + dy, xu, yu)
                          for m in (range(len(px)) if which is None else which)])
 
     def dirty(dx=0.0, dy=0.0, which=None):
-        return np.stack([planes.dirty_beam(xu - px[m] - dx, yu - py[m] - dy)
+        return np.stack([planes.dirty_beam(px[m] + dx, py[m] + dy, xu, yu)
                          for m in (range(len(px)) if which is None else which)])
 
     kernels = restoring()

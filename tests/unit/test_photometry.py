@@ -61,6 +61,26 @@ def test_beam_kernel_orientation_follows_bpa():
     assert beam_kernel(header, 0.0, 0.0, np.array([0.0]), np.array([3.0]))[0] == pytest.approx(0.5)
 
 
+def test_dirty_beam_is_the_psfs_cubic_spline_at_any_offset():
+    """The separable evaluation gives what scipy's order-3 map_coordinates gives on the same
+    spline coefficients, on and between whole pixels, and 0 beyond the PSF image."""
+    from scipy.ndimage import map_coordinates
+
+    rng = np.random.default_rng(3)
+    psf = rng.normal(size=(151, 151))
+    psf[75, 75] = 100.0
+    planes = ImagePlanes(np.zeros((4, 4)), np.ones((4, 4)), {}, np.zeros((4, 4)), psf)
+    ys, xs = np.mgrid[250:351, 440:571]
+    for x, y in ((500.0, 300.0), (500.25, 300.0), (500.0, 299.6), (500.9, 300.01)):
+        values = planes.dirty_beam(x, y, xs, ys)
+        half, coefficients = planes._psf_spline  # the cut-out's coefficients, made by that call
+        expected = map_coordinates(coefficients, [half + ys - y, half + xs - x], order=3, mode="constant",
+                                   prefilter=False)
+        np.testing.assert_allclose(values, expected, rtol=0, atol=1e-12)
+    assert planes.dirty_beam(500.0, 300.0, np.array([500]), np.array([300]))[0] == pytest.approx(100.0)
+    assert abs(planes.dirty_beam(500.0, 300.0, np.array([500 + 110]), np.array([300]))[0]) < 1e-20
+
+
 def test_forced_fluxes_are_unbiased_with_unit_pulls():
     rng = np.random.default_rng(2)
     pulls = []
