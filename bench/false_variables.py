@@ -19,8 +19,9 @@ that reason (``--stream-flags "--calibration-validity-hours 12"`` reaches across
 and without the A-team in the sky, with and without peeling (and peeling only outside the
 image, leaving the image's bright sources to CLEAN).
 
-Prints per variant: the images' rms over the thermal expectation (by hour too, over more than
-three hours), the number of sources with a light curve, the variables (their fraction, and the
+Prints per variant: the observations, how many failed and why, how many were calibrated by a
+calibrator that transited after them; the images' rms over the thermal expectation (by hour
+too, over more than three hours), the number of sources with a light curve, the variables (their fraction, and the
 nearest source brighter than 1 Jy to each) and the new sources (confirmed by a second look, and
 the candidates seen once).
 
@@ -38,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -120,7 +122,8 @@ def report(name: str, incoming: Path, output: Path) -> None:
     import numpy as np
 
     from dsa_assets import catalogue
-    from dsa_assets.products import ProductsDB, observation_images
+    from dsa_assets.products import ProductsDB, calibration_assignments, observation_images
+    from dsa_assets.streaming.queue import SubbandQueue
 
     db = ProductsDB(output / "state" / "products.sqlite3", read_only=True)
     images = db.rows(observation_images)
@@ -136,6 +139,15 @@ def report(name: str, incoming: Path, output: Path) -> None:
     print(f"{name}: {len(images)} images, rms / thermal median {np.median(rot):.2f} (max {rot.max():.2f}); "
           f"{len(stats)} light curves, {len(variables)} variable ({len(variables) / max(len(stats), 1):.2%}), "
           f"{len(new)} new sources ({len(candidates)} candidates seen once)")
+    observations = SubbandQueue(output / "state" / "queue.sqlite3").groups()
+    failed = Counter(g.error.splitlines()[0][:150] if g.error else "no reason" for g in observations
+                     if g.state == "failed")
+    # a negative offset: the window was calibrated by a calibrator that transited after it
+    late = [-a["offset_s"] / 3600 for a in db.rows(calibration_assignments) if (a["offset_s"] or 0) < 0]
+    print(f"    {len(observations)} observations, {sum(failed.values())} failed; {len(late)} calibrated by a "
+          f"later calibrator's solution" + (f" (up to {max(late):.1f} h before its transit)" if late else ""))
+    for reason, count in failed.most_common(5):
+        print(f"    failed x{count}: {reason}")
     hours = sorted({r["group_id"][:13] for r in images})
     if len(hours) > 3:  # a long run: where in the sky the images were worse
         by_hour = [np.array([r["rms_over_thermal"] for r in images if r["group_id"].startswith(h)]) for h in hours]
