@@ -27,19 +27,20 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def measure_run(run: Path) -> dict:
+def measure_run(run: Path, pb_cutoff: float | None = None) -> dict:
     """Per observation image (not marked ``bad_image``): its forced measurements (source, flux
-    (Jy), error (Jy), flags) and the photometry's time (s)."""
+    (Jy), error (Jy), flags) and the photometry's time (s); with ``pb_cutoff``, positions where
+    the primary beam is below it are not measured (default: the photometry's own cutoff)."""
     import warnings
 
     from dsa_assets import catalogue, naming
     from dsa_assets.products import ProductsDB, images
-    from dsa_assets.stages.photometry import PhotometryStage
+    from dsa_assets.stages.photometry import PhotometryConfig, PhotometryStage
 
     warnings.filterwarnings("ignore")  # photutils: an image without detections above the threshold
     db = ProductsDB(run / "out" / "state" / "products.sqlite3", read_only=True)
     sky = catalogue.read(run / "in" / "sky_catalogue.csv")
-    stage = PhotometryStage()
+    stage = PhotometryStage(PhotometryConfig() if pb_cutoff is None else PhotometryConfig(pb_cutoff=pb_cutoff))
     out = {}
     for image in db.rows(images):
         quality = db.image_quality(image["image_id"])
@@ -90,6 +91,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", help="a variant's directory of a false_variables.py run (with in/ and out/)")
     p.add_argument("--baseline", help="the root of another checkout whose photometry is compared on the same images")
+    p.add_argument("--pb-cutoff", type=float, help="measure only where the primary beam is at least this (this "
+                   "release's photometry; default: its own cutoff)")
     p.add_argument("--dump", help=argparse.SUPPRESS)  # where a baseline's child process writes its measurements
     args = p.parse_args()
     run = Path(args.run)
@@ -107,7 +110,8 @@ def main() -> int:
         subprocess.run([sys.executable, __file__, str(run), "--dump", str(dump)], env=env, check=True)
         summarise(f"baseline ({args.baseline})", json.loads(dump.read_text()), truth)
         dump.unlink()
-    summarise("this release", measure_run(run), truth)
+    summarise("this release" + (f", primary beam cutoff {args.pb_cutoff:g}" if args.pb_cutoff else ""),
+              measure_run(run, args.pb_cutoff), truth)
     return 0
 
 
