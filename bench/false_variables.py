@@ -14,8 +14,9 @@ each dish's own sidelobes) and every source in it is constant: every source flag
 a false variable, every new source a false one. Over a day (``--hours 24 --first 1``) the
 platform solves on each calibrator that transits, as it would on the real sky; at +62.7 deg the
 VLA list holds none usable (compact, 1 Jy apparent) from 0014+612 to 1206+642, 11.8 h of right
-ascension, so with the default 6 h validity the windows in the middle of that gap fail with
-that reason (``--stream-flags "--calibration-validity-hours 12"`` reaches across it). Variants: with
+ascension, so with the default 6 h validity the gap's second half arrives before a solution
+reaches it: those windows fail at first, and at the end of the pass the late-calibration
+sensor runs them again with the solution of the calibrator after them. Variants: with
 and without the A-team in the sky, with and without peeling (and peeling only outside the
 image, leaving the image's bright sources to CLEAN).
 
