@@ -110,7 +110,7 @@ def main() -> int:
         subprocess.run([sys.executable, __file__, str(run), "--dump", str(dump)], env=env, check=True)
         summarise(f"baseline ({args.baseline})", json.loads(dump.read_text()), truth)
         dump.unlink()
-    summarise("this release" + (f", primary beam cutoff {args.pb_cutoff:g}" if args.pb_cutoff else ""),
+    summarise("this release" + (f", primary beam cutoff {args.pb_cutoff:g}" if args.pb_cutoff is not None else ""),
               measure_run(run, args.pb_cutoff), truth)
     return 0
 
