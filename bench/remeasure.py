@@ -1,6 +1,7 @@
 """Re-measure a finished run's observation images with this release's photometry, and report
 what its light curves of constant sources would say: false variables, pulls against the
-simulated truth, measurements flagged ``blend``, time per image.
+simulated truth, measurements flagged (``blend``, ``low_beam``: left out of light curves), time
+per image.
 
 A run of ``bench/false_variables.py`` (``--root``) keeps each variant's simulation (``in/``:
 the truth catalogue) and products (``out/``: images, products database). Its imaging is
@@ -58,13 +59,15 @@ def summarise(name: str, measured: dict, truth: dict) -> None:
     import numpy as np
 
     from dsa_assets import variability
+    from dsa_assets.qa import UNRELIABLE_FLAGS
 
-    curves, pulls, blends, total = defaultdict(list), [], 0, 0
+    curves, pulls, flagged, total = defaultdict(list), [], dict.fromkeys(UNRELIABLE_FLAGS, 0), 0
     for image in measured.values():
         for source, flux, err, flags in image["forced"]:
             total += 1
-            if "blend" in flags:
-                blends += 1
+            for flag in flagged:
+                flagged[flag] += flag in flags
+            if any(flag in flags for flag in flagged):
                 continue
             curves[source].append((flux, err))
             pulls.append((flux - truth[source]) / err)
@@ -78,7 +81,8 @@ def summarise(name: str, measured: dict, truth: dict) -> None:
             if m.variable:
                 variables.append(f"{source} ({truth[source] * 1e3:.1f} mJy: eta {m.eta:.1f}, Vs {m.vs:.1f})")
     robust = 1.4826 * np.median(np.abs(pulls - np.median(pulls)))
-    print(f"{name}: {len(measured)} images, {total} forced measurements, {blends} blend ({blends / max(total, 1):.2%}); "
+    counts = ", ".join(f"{n} {flag} ({n / max(total, 1):.2%})" for flag, n in flagged.items())
+    print(f"{name}: {len(measured)} images, {total} forced measurements, {counts}; "
           f"{len(curves)} light curves, {len(variables)} variable ({len(variables) / max(len(curves), 1):.3%})")
     print(f"    pulls: std {pulls.std():.3f}, robust {robust:.3f}, beyond 4 sigma {np.mean(np.abs(pulls) > 4) * 1e4:.2f} "
           f"per 10^4 (Gaussian 0.63), beyond 5 sigma {int(np.sum(np.abs(pulls) > 5))}; photometry "

@@ -167,7 +167,7 @@ def summarize_pulls(pulls: list[float]) -> PullSummary:
 # -- images held to the reference catalogue ---------------------------------------------------
 
 CATALOGUE_SNR = 20.0
-"""Reference sources measured above this many sigma, and not blended, hold an image to the
+"""Reference sources measured above this many sigma, and not flagged unreliable, hold an image to the
 catalogue (forced fluxes for the flux scale, matched blind detections for the positions)."""
 MIN_CATALOGUE_SOURCES = 3
 """Fewer such sources say nothing about an image: it is neither passed nor failed on them."""
@@ -176,9 +176,12 @@ FLUX_SCALE_TOLERANCE = 0.10
 ASTROMETRY_TOLERANCE_BEAMS = 0.2
 """An image's median offset from the catalogue positions is within this fraction of the
 restoring beam's minor axis."""
-EXCLUDED_FLAGS = ("bad_image", "blend")
+UNRELIABLE_FLAGS = ("blend", "low_beam")
+"""Photometry's flags of a measurement it cannot vouch for: its source could not be separated
+from a neighbour, or lies where the primary beam is low (``PhotometryConfig.low_beam``)."""
+EXCLUDED_FLAGS = ("bad_image", *UNRELIABLE_FLAGS)
 """Measurement flags that keep a measurement out of light-curve statistics: its image failed
-the catalogue checks, or its source could not be separated from a neighbour."""
+the catalogue checks, or photometry cannot vouch for it."""
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,8 @@ class CatalogueComparison:
 
     n_flux: int
     flux_ratio: float | None
-    """Median measured / catalogue flux of the bright, unblended reference sources."""
+    """Median measured / catalogue flux of the bright reference sources photometry vouches for
+    (not blended, where the primary beam is not low)."""
     flux_scatter: float | None
     """Robust standard deviation (1.4826 MAD) of those ratios."""
     n_position: int
@@ -216,7 +220,8 @@ def compare_with_catalogue(measurements, reference: dict, freq_hz: float | None 
     flux_jy at 1.4 GHz, spectral_index), catalogue fluxes taken to ``freq_hz`` (Hz) when given."""
     ratios, d_ra, d_dec = [], [], []
     for m in measurements:
-        if m.flux_err_jy <= 0 or m.flux_jy / m.flux_err_jy < CATALOGUE_SNR or "blend" in (m.flags or ""):
+        flags = m.flags or ""
+        if m.flux_err_jy <= 0 or m.flux_jy / m.flux_err_jy < CATALOGUE_SNR or any(f in flags for f in UNRELIABLE_FLAGS):
             continue
         if m.kind == "forced" and m.source in reference:
             src = reference[m.source]

@@ -31,6 +31,11 @@ class ScienceResource(dg.ConfigurableResource):
     """1-sigma position error (arcsec, per axis) of reference-catalogue sources that give none:
     detections are associated with them by the de Ruiter radius, and a forced measurement that
     a neighbour's position error can move by more than its own error is flagged ``blend``."""
+    low_beam: float = option(0.2, metavar="FRACTION")
+    """Measurements where an observation image's primary beam is below this fraction of its
+    peak are flagged ``low_beam``: stored and shown, left out of light-curve statistics and the
+    catalogue check, and no detection there is called a new source (where the beam is steep, a
+    small error in its model moves a corrected flux most)."""
     new_source_factor: float = 5.0
     """A detection absent from the catalogue is new above this many times the lowest earlier rms."""
     expected_false_new_sources_per_day: float = EXPECTED_FALSE_NEW_SOURCES_PER_DAY
@@ -94,4 +99,5 @@ class ScienceResource(dg.ConfigurableResource):
 
         return PhotometryStage(PhotometryConfig(detect_snr=self.detect_snr, edge_margin_deg=self.edge_margin_deg,
                                                 systematic_fraction=self.systematic_fraction,
-                                                catalogue_position_error_arcsec=self.catalogue_position_error_arcsec))
+                                                catalogue_position_error_arcsec=self.catalogue_position_error_arcsec,
+                                                low_beam=self.low_beam))

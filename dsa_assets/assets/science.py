@@ -11,6 +11,7 @@ from resources.pipeline import PipelineResource
 from resources.science import ScienceResource
 
 from .. import partitions, qa
+from ..stages.photometry import with_flag
 from .checks import CATALOGUE_CHECK, MOSAIC_CATALOGUE_CHECK, catalogue_check
 from .common import for_each_observation, refuse_removed, step, thumbnail_markdown
 from .images import image
@@ -33,7 +34,7 @@ def _image_row(image_id: str, kind: str, partition_key: str, path, epoch_unix: f
 def _forced_rows(result, epoch_unix: float, bad_image: bool = False) -> list[dict]:
     return [{"source_name": m.source, "epoch_unix": float(epoch_unix), "kind": "forced", "flux_jy": float(m.flux_jy),
              "flux_err_jy": float(m.flux_err_jy), "local_rms_jy": float(m.local_rms_jy), "snr": float(m.snr),
-             "flags": _with_flag(m.flags, "bad_image" if bad_image else "")} for m in result.forced()]
+             "flags": with_flag(m.flags, "bad_image" if bad_image else "")} for m in result.forced()]
 
 
 def _detection_rows(result, new: set[int], bad_image: bool = False) -> list[dict]:
@@ -43,11 +44,7 @@ def _detection_rows(result, new: set[int], bad_image: bool = False) -> list[dict
              "ra_err_arcsec": float(m.ra_err_arcsec), "dec_err_arcsec": float(m.dec_err_arcsec),
              "flux_jy": float(m.flux_jy), "flux_err_jy": float(m.flux_err_jy), "local_rms_jy": float(m.local_rms_jy),
              "snr": float(m.snr), "de_ruiter": m.de_ruiter, "new": id(m) in new,
-             "flags": _with_flag(m.flags, "bad_image" if bad_image else "")} for m in result.blind()]
-
-
-def _with_flag(flags: str, flag: str) -> str:
-    return ",".join(f for f in (flags, flag) if f)
+             "flags": with_flag(m.flags, "bad_image" if bad_image else "")} for m in result.blind()]
 
 
 @dataclass(frozen=True)
@@ -193,6 +190,7 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
             "n_uncatalogued_begun": sum(len(m.created) for m in done.values()),
             "n_backfilled": sum(m.backfilled for m in done.values()),
             "n_blended": sum(sum(1 for m in r.forced() if "blend" in m.flags) for r in results),
+            "n_low_beam": sum(sum(1 for m in r.forced() if "low_beam" in m.flags) for r in results),
             "new_source_candidates": dg.MetadataValue.json([name for m in done.values() for name in m.new]),
             **_explorer_links(science, [name for m in done.values() for name in m.new], "new_source_candidate_pages"),
             "median_noise_mjy": round(results[0].rms_jy * 1e3, 4),

@@ -454,6 +454,41 @@ def test_sources_that_cannot_be_separated_are_flagged_blend():
     assert m["FAINT"].flux_jy == pytest.approx(1.0, rel=0.01)
 
 
+def test_measurements_where_the_primary_beam_is_low_are_flagged_and_begin_no_new_source(tmp_path):
+    """The primary beam falls from 1 to 0.1 across the image's rows: a catalogued source where
+    it is 0.55 is measured plainly, one where it is 0.15 is flagged ``low_beam`` (measured all
+    the same), and an uncatalogued detection there is not a new-source candidate, while one
+    where the beam is high is. The flags keep them out of the flux-scale check."""
+    from dsa_assets import qa
+    from dsa_assets.stages.photometry import PhotometryStage
+
+    rng = np.random.default_rng(11)
+    high, low = CatalogueSource("HIGH", 150.0, 30.0, 0.05), CatalogueSource("LOW", 150.0, 30.31, 0.05)
+    new_high, new_low = CatalogueSource("NEWHIGH", 150.15, 30.0, 0.05), CatalogueSource("NEWLOW", 149.85, 30.31, 0.05)
+    planes = synthetic_image(rng, [high, low, new_high, new_low])
+    beam = np.repeat(np.linspace(1.0, 0.1, 256)[:, None], 256, axis=1)
+    # the files an observation's image leaves: apparent flux (times the beam), residual, beam
+    header = planes.header
+    fits.writeto(tmp_path / "image.fits", (planes.data * beam).astype(np.float32), header)
+    fits.writeto(tmp_path / "residual.fits", (rng.normal(0, 1e-3, beam.shape) * beam).astype(np.float32), header)
+    fits.writeto(tmp_path / "pb.fits", beam.astype(np.float32), header)
+    result = PhotometryStage(PhotometryConfig(blank_fits=0)).execute_observation(
+        tmp_path / "image.fits", tmp_path / "residual.fits", tmp_path / "pb.fits", [high, low])
+    forced = {m.source: m for m in result.forced()}
+    assert forced["HIGH"].flags == "" and forced["LOW"].flags == "low_beam"
+    assert forced["LOW"].flux_jy == pytest.approx(0.05, rel=0.1), "measured, corrected for the beam"
+    unmatched = {m.flags for m in result.blind() if m.matched is None}
+    assert unmatched == {"", "low_beam"}
+    earlier = [{"centre_ra_deg": 150.0, "centre_dec_deg": 30.0, "radius_deg": 1.0, "kind": "mosaic", "rms_jy": 0.001}]
+    (candidate,) = new_source_candidates(result, earlier)
+    assert abs(candidate.ra_deg - new_high.ra_deg) < 10 / 3600
+    reference = {s.name: s for s in (high, low)}
+    assert qa.compare_with_catalogue(result.measurements, reference).n_flux == 1
+    everywhere = PhotometryStage(PhotometryConfig(blank_fits=0, low_beam=0.1)).execute_observation(
+        tmp_path / "image.fits", tmp_path / "residual.fits", tmp_path / "pb.fits", [high, low])
+    assert all(m.flags == "" for m in everywhere.forced())
+
+
 def test_an_image_is_held_to_the_catalogue_by_its_bright_unblended_sources():
     from dsa_assets import qa
     from dsa_assets.stages.photometry import Measurement
@@ -480,16 +515,18 @@ def test_an_image_is_held_to_the_catalogue_by_its_bright_unblended_sources():
     assert qa.compare_with_catalogue(forced(0.5)[:2], reference).problems(38.0) == []
 
 
-def test_a_bad_epoch_is_kept_out_of_the_light_curve_statistics(tmp_path):
-    """Ten epochs of constant sources, one 30% low and flagged bad_image: the variability table
-    flags none of them; counted, the bad epoch would make them variable."""
+@pytest.mark.parametrize("flag", ["bad_image", "low_beam", "blend,low_beam"])
+def test_a_bad_epoch_is_kept_out_of_the_light_curve_statistics(tmp_path, flag):
+    """Ten epochs of constant sources, one 30% low and flagged (its image failed the catalogue
+    checks, or the primary beam was low there): the variability table flags none of them;
+    counted, the bad epoch would make them variable."""
     from dsa_assets.products import ProductsDB
     from dsa_assets.stages.variability import VariabilityConfig, VariabilityStage
 
     db = ProductsDB(tmp_path / "p.sqlite3")
     rng = np.random.default_rng(3)
     for epoch in range(10):
-        scale, flags = (0.7, "bad_image") if epoch == 4 else (1.0, "")
+        scale, flags = (0.7, flag) if epoch == 4 else (1.0, "")
         image = {"image_id": f"I{epoch}", "kind": "observation", "partition_key": "k", "path": "x",
                  "epoch_unix": 1e9 + epoch * 86164.0}
         rows = [{"source_name": f"S{i}", "epoch_unix": image["epoch_unix"], "kind": "forced",
