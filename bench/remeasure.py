@@ -11,7 +11,8 @@ does the same in the product), and the light curves are judged with the variabil
 thresholds. Every source is constant, so every variable is a false one. Images the run marked
 ``bad_image`` stay out, as they do from its light curves. With ``--baseline PYTHONPATH``
 (another checkout's root) the same images are re-measured with that release's photometry too,
-so two releases are compared on the same pixels.
+so two releases are compared on the same pixels. With ``--mosaics`` the run's hourly mosaics are
+re-measured instead, as ``mosaic_photometry`` does.
 
     python bench/remeasure.py /scratch/day/a-team-peeling [--baseline /path/to/older/checkout]
 """
@@ -28,10 +29,11 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def measure_run(run: Path, pb_cutoff: float | None = None) -> dict:
-    """Per observation image (not marked ``bad_image``): its forced measurements (source, flux
-    (Jy), error (Jy), flags) and the photometry's time (s); with ``pb_cutoff``, positions where
-    the primary beam is below it are not measured (default: the photometry's own cutoff)."""
+def measure_run(run: Path, pb_cutoff: float | None = None, kind: str = "observation") -> dict:
+    """Per observation image (or hourly mosaic, ``kind``) not marked ``bad_image``: its forced
+    measurements (source, flux (Jy), error (Jy), flags) and the photometry's time (s); with
+    ``pb_cutoff``, positions where an observation's primary beam is below it are not measured
+    (default: the photometry's own cutoff)."""
     import warnings
 
     from dsa_assets import catalogue, naming
@@ -45,11 +47,15 @@ def measure_run(run: Path, pb_cutoff: float | None = None) -> dict:
     out = {}
     for image in db.rows(images):
         quality = db.image_quality(image["image_id"])
-        if image["kind"] != "observation" or (quality and quality["problems"]):
+        if image["kind"] != kind or (quality and quality["problems"]):
             continue
-        files = naming.image_files(run / "out", image["image_id"])
         t0 = time.perf_counter()
-        result = stage.execute_observation(files["image"], files["residual"], files["pb"], sky, psf=files["psf"])
+        if kind == "mosaic":
+            files = naming.mosaic_files(run / "out", image["partition_key"])
+            result = stage.execute_mosaic(files["image"], files["noise"], sky, files["residual"], files["psf"])
+        else:
+            files = naming.image_files(run / "out", image["image_id"])
+            result = stage.execute_observation(files["image"], files["residual"], files["pb"], sky, psf=files["psf"])
         out[image["image_id"]] = {"seconds": time.perf_counter() - t0,
                                   "forced": [(m.source, m.flux_jy, m.flux_err_jy, m.flags) for m in result.forced()]}
     return out
@@ -97,13 +103,15 @@ def main() -> int:
     p.add_argument("--baseline", help="the root of another checkout whose photometry is compared on the same images")
     p.add_argument("--pb-cutoff", type=float, help="measure only where the primary beam is at least this (this "
                    "release's photometry; default: its own cutoff)")
+    p.add_argument("--mosaics", action="store_true", help="re-measure the run's hourly mosaics instead of its "
+                   "observation images (their pulls and flags; mosaics make no light curves)")
     p.add_argument("--dump", help=argparse.SUPPRESS)  # where a baseline's child process writes its measurements
     args = p.parse_args()
     run = Path(args.run)
     if not (run / "out" / "state" / "products.sqlite3").exists() or not (run / "in" / "sky_catalogue.csv").exists():
         p.error(f"{run} holds no finished run (in/sky_catalogue.csv, out/state/products.sqlite3)")
     if args.dump:
-        Path(args.dump).write_text(json.dumps(measure_run(run)))
+        Path(args.dump).write_text(json.dumps(measure_run(run, kind="mosaic" if args.mosaics else "observation")))
         return 0
     from dsa_assets import catalogue
 
@@ -111,11 +119,12 @@ def main() -> int:
     if args.baseline:  # this script, importing the other checkout's package
         dump = run / "remeasure-baseline.json"
         env = {**os.environ, "PYTHONPATH": str(Path(args.baseline).resolve())}
-        subprocess.run([sys.executable, __file__, str(run), "--dump", str(dump)], env=env, check=True)
+        subprocess.run([sys.executable, __file__, str(run), "--dump", str(dump)] + ["--mosaics"] * args.mosaics,
+                       env=env, check=True)
         summarise(f"baseline ({args.baseline})", json.loads(dump.read_text()), truth)
         dump.unlink()
     summarise("this release" + (f", primary beam cutoff {args.pb_cutoff:g}" if args.pb_cutoff is not None else ""),
-              measure_run(run, args.pb_cutoff), truth)
+              measure_run(run, args.pb_cutoff, "mosaic" if args.mosaics else "observation"), truth)
     return 0
 
 

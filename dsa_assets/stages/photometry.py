@@ -417,7 +417,8 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_
     """Beams fitted jointly at pixel ``positions`` over the pixels within ``radius_pixels`` of
     any of them (module docstring; one position is the single fit): a faint source beside a
     bright one reads its own flux, not the bright one's wings. Returns, per position, (flux
-    (Jy), error (Jy), local rms (Jy/beam)) or None (off the image, too few pixels, or not the
+    (Jy), error (Jy), local rms (Jy/beam)) or None (off the image or on a blank pixel, too few
+    pixels, or not the
     ``report`` position when one is given: the others are then only fitted), and its leakage
     (Jy): how far its flux moves when its neighbours are where ``position_errors`` (1 sigma
     per axis, pixels) allow rather than where they were placed (0 when a bound on it keeps it
@@ -446,7 +447,11 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_
     sigma = planes.noise[ys, xs]
     good = np.isfinite(d) & np.isfinite(sigma) & (sigma > 0)
     circles = [(xs - x) ** 2 + (ys - y) ** 2 <= radius_pixels**2 for x, y in zip(px, py)]
-    keep = [k for k, c in enumerate(circles) if (good & c).sum() >= 3]
+    # a position on a blank pixel (beyond the beam cutoff or a mosaic's coverage) is not
+    # fitted: the few pixels of its circle that reach past the blank edge hold only a wing of
+    # its source (such fits read mosaic sources 10-99 sigma low)
+    centred = good[np.rint(py).astype(int) - y0, np.rint(px).astype(int) - x0]
+    keep = [k for k, c in enumerate(circles) if centred[k] and (good & c).sum() >= 3]
     if not keep:
         return fits, leakage
     members, px, py = [members[k] for k in keep], px[keep], py[keep]
@@ -575,7 +580,7 @@ def measure(planes: ImagePlanes, catalogue_sources, config: PhotometryConfig = P
                            for m, leak in zip(measured, leakage)]
     if planes.beam is not None and measured:
         response = planes.beam_at(*wcs.world_to_pixel_values([m.ra_deg for m in measured], [m.dec_deg for m in measured]))
-        measured = [replace(m, flags=with_flag(m.flags, "low_beam")) if r < config.low_beam else m
+        measured = [m if r >= config.low_beam else replace(m, flags=with_flag(m.flags, "low_beam"))
                     for m, r in zip(measured, response)]
     margin = edge_margin_deg(header, planes.data.shape[1], config.edge_margin_deg) / abs(header["CDELT1"])
     if blind and margin > 0:

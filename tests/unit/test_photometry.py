@@ -455,26 +455,30 @@ def test_sources_that_cannot_be_separated_are_flagged_blend():
 
 
 def test_measurements_where_the_primary_beam_is_low_are_flagged_and_begin_no_new_source(tmp_path):
-    """The primary beam falls from 1 to 0.1 across the image's rows: a catalogued source where
-    it is 0.55 is measured plainly, one where it is 0.15 is flagged ``low_beam`` (measured all
-    the same), and an uncatalogued detection there is not a new-source candidate, while one
-    where the beam is high is. The flags keep them out of the flux-scale check."""
+    """The primary beam falls from 1 to 0.05 across the image's rows: a catalogued source where
+    it is 0.55 is measured plainly, one where it is 0.12 is flagged ``low_beam`` (measured all
+    the same), one beyond the 0.1 cutoff is not measured (its fit would reach only the wing
+    that crosses into the image), and an uncatalogued detection where the beam is low is not a
+    new-source candidate, while one where it is high is. The flags keep them out of the
+    flux-scale check."""
     from dsa_assets import qa
     from dsa_assets.stages.photometry import PhotometryStage
 
     rng = np.random.default_rng(11)
     high, low = CatalogueSource("HIGH", 150.0, 30.0, 0.05), CatalogueSource("LOW", 150.0, 30.31, 0.05)
+    beyond = CatalogueSource("BEYOND", 150.2, 30.322, 0.05)  # row 244: the beam 0.09
     new_high, new_low = CatalogueSource("NEWHIGH", 150.15, 30.0, 0.05), CatalogueSource("NEWLOW", 149.85, 30.31, 0.05)
-    planes = synthetic_image(rng, [high, low, new_high, new_low])
-    beam = np.repeat(np.linspace(1.0, 0.1, 256)[:, None], 256, axis=1)
+    planes = synthetic_image(rng, [high, low, beyond, new_high, new_low])
+    beam = np.repeat(np.linspace(1.0, 0.05, 256)[:, None], 256, axis=1)
     # the files an observation's image leaves: apparent flux (times the beam), residual, beam
     header = planes.header
     fits.writeto(tmp_path / "image.fits", (planes.data * beam).astype(np.float32), header)
     fits.writeto(tmp_path / "residual.fits", (rng.normal(0, 1e-3, beam.shape) * beam).astype(np.float32), header)
     fits.writeto(tmp_path / "pb.fits", beam.astype(np.float32), header)
     result = PhotometryStage(PhotometryConfig(blank_fits=0)).execute_observation(
-        tmp_path / "image.fits", tmp_path / "residual.fits", tmp_path / "pb.fits", [high, low])
+        tmp_path / "image.fits", tmp_path / "residual.fits", tmp_path / "pb.fits", [high, low, beyond])
     forced = {m.source: m for m in result.forced()}
+    assert set(forced) == {"HIGH", "LOW"}
     assert forced["HIGH"].flags == "" and forced["LOW"].flags == "low_beam"
     assert forced["LOW"].flux_jy == pytest.approx(0.05, rel=0.1), "measured, corrected for the beam"
     unmatched = {m.flags for m in result.blind() if m.matched is None}
