@@ -449,12 +449,12 @@ def restore(image: np.ndarray, header, pb: np.ndarray, peeled: list[dict]) -> li
     whether it was peeled never changes what the image shows of it. Returns the names restored."""
     from astropy.wcs import WCS
 
-    from .photometry import beam_kernel
+    from .photometry import RestoringBeam
 
     wanted = [p for p in peeled if p.get("subtracted", True) and np.isfinite(p.get("solved_flux_jy", np.nan))]
     if not wanted:
         return []
-    wcs = WCS(header).celestial
+    wcs, beam = WCS(header).celestial, RestoringBeam.from_header(header)
     cell = abs(header["CDELT1"])
     half = int(np.ceil(3 * header["BMAJ"] / cell))  # 3 FWHM: the Gaussian is 2e-11 of its peak there
     done = []
@@ -465,7 +465,7 @@ def restore(image: np.ndarray, header, pb: np.ndarray, peeled: list[dict]) -> li
             continue
         ys, xs = np.mgrid[max(yi - half, 0) : min(yi + half + 1, image.shape[0]),
                           max(xi - half, 0) : min(xi + half + 1, image.shape[1])]
-        image[ys, xs] += p["solved_flux_jy"] * pb[yi, xi] * beam_kernel(header, x, y, xs, ys)
+        image[ys, xs] += p["solved_flux_jy"] * pb[yi, xi] * beam.at(x, y, xs, ys)
         done.append(p["name"])
     return done
 
