@@ -52,7 +52,8 @@ def measure_run(run: Path, pb_cutoff: float | None = None, kind: str = "observat
         t0 = time.perf_counter()
         if kind == "mosaic":
             files = naming.mosaic_files(run / "out", image["partition_key"])
-            result = stage.execute_mosaic(files["image"], files["noise"], sky, files["residual"], files["psf"])
+            result = stage.execute_mosaic(files["image"], files["noise"], sky, files["residual"], files["psf"],
+                                          files["weight"])
         else:
             files = naming.image_files(run / "out", image["image_id"])
             result = stage.execute_observation(files["image"], files["residual"], files["pb"], sky, psf=files["psf"])

@@ -189,8 +189,8 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
             "n_matched": sum(sum(1 for m in r.blind() if m.matched) for r in results),
             "n_uncatalogued_begun": sum(len(m.created) for m in done.values()),
             "n_backfilled": sum(m.backfilled for m in done.values()),
-            "n_blended": sum(sum(1 for m in r.forced() if "blend" in m.flags) for r in results),
-            "n_low_beam": sum(sum(1 for m in r.forced() if "low_beam" in m.flags) for r in results),
+            **{f"n_{flag}": sum(sum(1 for m in r.forced() if flag in m.flags) for r in results)
+               for flag in ("blend", "low_beam")},
             "new_source_candidates": dg.MetadataValue.json([name for m in done.values() for name in m.new]),
             **_explorer_links(science, [name for m in done.values() for name in m.new], "new_source_candidate_pages"),
             "median_noise_mjy": round(results[0].rms_jy * 1e3, 4),
@@ -285,12 +285,14 @@ def mosaic_photometry(context: dg.AssetExecutionContext, pipeline: PipelineResou
     with step(context, "mosaic_photometry"):
         m = _measure_and_record(
             products.db, science, pipeline.reference_sources(),
-            lambda s: stage.execute_mosaic(files["image"], files["noise"], s, files.get("residual"), files.get("psf")),
+            lambda s: stage.execute_mosaic(files["image"], files["noise"], s, files.get("residual"), files.get("psf"),
+                                           files.get("weight")),
             f"mosaic:{context.partition_key}", "mosaic", context.partition_key, files["image"],
             (start.timestamp() + end.timestamp()) / 2)
     image_id = f"mosaic:{context.partition_key}"
     return dg.MaterializeResult(metadata={
         "n_forced": len(m.result.forced()), "n_blind": len(m.result.blind()),
+        **{f"n_{flag}": sum(1 for x in m.result.forced() if flag in x.flags) for flag in ("blend", "low_beam")},
         "new_source_candidates": dg.MetadataValue.json(m.new),
         **_explorer_links(science, m.new, "new_source_candidate_pages"),
         "median_noise_mjy": round(m.result.rms_jy * 1e3, 4),

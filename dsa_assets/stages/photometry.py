@@ -164,7 +164,9 @@ class ImagePlanes:
     """Side (pixels) of the box around a measurement whose residual gives its noise
     (:meth:`surrounding_rms`)."""
     beam: np.ndarray | None = None
-    """The primary beam's response (fraction of its peak) on the image's grid, when known."""
+    """The primary beam's response (fraction of its peak) on the image's grid, when known; for a
+    mosaic, sqrt(weight / its peak): its lowest noise over the noise there, as the beam is for
+    an observation's image."""
     _psf_spline: tuple | None = field(default=None, repr=False, compare=False)
     _correlation: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -290,17 +292,23 @@ class ImagePlanes:
 
     @classmethod
     def from_mosaic(cls, image: Path, noise: Path, residual: Path | None = None,
-                    psf: Path | None = None) -> ImagePlanes:
+                    psf: Path | None = None, weight: Path | None = None) -> ImagePlanes:
         """From a mosaic and its noise map; with its residual and dirty beam, forced fits are
-        done in two parts (module docstring)."""
+        done in two parts (module docstring); with its weight map, measurements where the
+        weight is low are flagged as where an observation's beam is low."""
         from astropy.io import fits
 
         def plane(path):
             return np.squeeze(fits.getdata(path)).astype(np.float64)
 
         two_part = residual is not None and psf is not None
+        beam = None
+        if weight is not None:
+            w = plane(weight)
+            peak = np.nanmax(w) if np.isfinite(w).any() else 0.0
+            beam = np.sqrt(np.where(w > 0, w, np.nan) / peak) if peak > 0 else np.full(w.shape, np.nan)
         return cls(plane(image), plane(noise), fits.getheader(image), plane(residual) if two_part else None,
-                   plane(psf) if two_part else None)
+                   plane(psf) if two_part else None, beam=beam)
 
 
 def psf_cutout(psf: np.ndarray, half: int) -> np.ndarray:
@@ -849,11 +857,13 @@ class PhotometryStage:
                        self.config, only)
 
     def execute_mosaic(self, image: Path, noise: Path, catalogue_sources, residual: Path | None = None,
-                       psf: Path | None = None) -> PhotometryResult:
+                       psf: Path | None = None, weight: Path | None = None) -> PhotometryResult:
         """Measure a mosaic with its noise map; with its residual and dirty beam (the mosaic
-        stage's ``residual`` and ``psf`` products), the residual is fitted with the dirty beam."""
-        self.validate(image, noise, *(p for p in (residual, psf) if p is not None))
-        return measure(ImagePlanes.from_mosaic(image, noise, residual, psf), catalogue_sources, self.config)
+        stage's ``residual`` and ``psf`` products), the residual is fitted with the dirty beam;
+        with its ``weight``, measurements where it is below ``low_beam`` squared of its peak
+        are flagged ``low_beam``."""
+        self.validate(image, noise, *(p for p in (residual, psf, weight) if p is not None))
+        return measure(ImagePlanes.from_mosaic(image, noise, residual, psf, weight), catalogue_sources, self.config)
 
     def cleanup(self) -> None:
         """Nothing to remove: measurements live in the products database."""

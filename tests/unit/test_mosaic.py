@@ -110,6 +110,29 @@ def test_mosaic_residual_and_dirty_beam_measure_uncleaned_sources(tmp_path):
     assert all(m.flux_jy < 0.45 for m in beam_only), [m.flux_jy for m in beam_only]
 
 
+def test_mosaic_measurements_where_its_weight_is_low_are_flagged(tmp_path):
+    """A source between the two pointings, where both beams respond, and one in the corner of
+    the second input alone, where its beam is 0.21 and the mosaic's weight 0.011 of its peak
+    (a noise 9.4 times the mosaic's lowest, as where an observation's beam is 0.11): with the
+    weight map the corner's measurement is flagged ``low_beam``, the other is not."""
+    from dsa_assets.catalogue import CatalogueSource
+    from dsa_assets.stages.photometry import PhotometryStage
+
+    rng = np.random.default_rng(2)
+    sources = [(150.5, 30.0, 1.0), (151.0 + 0.75 / np.cos(np.radians(30.0)), 30.75, 1.0)]
+    inputs = [write_input(tmp_path, name, ra0, sigma, sources, rng)
+              for name, ra0, sigma in (("a", 150.0, 0.01), ("b", 151.0, 0.02))]
+    result = MosaicStage(MosaicConfig(output_dir=tmp_path / "out")).execute("2026-01-15-13:00", inputs)
+    catalogue = [CatalogueSource(name, ra, dec, f) for name, (ra, dec, f) in zip(("middle", "corner"), sources)]
+    paths = result.paths
+    flagged = {m.source: m for m in PhotometryStage().execute_mosaic(
+        paths["image"], paths["noise"], catalogue, weight=paths["weight"]).forced()}
+    assert flagged["middle"].flags == "" and flagged["corner"].flags == "low_beam"
+    assert flagged["corner"].flux_jy == pytest.approx(1.0, abs=0.03 + 3 * flagged["corner"].flux_err_jy)
+    unweighted = PhotometryStage().execute_mosaic(paths["image"], paths["noise"], catalogue).forced()
+    assert [m.flags for m in unweighted] == ["", ""]
+
+
 def test_remosaicking_replaces_the_whole_set_at_once(tmp_path):
     """An hour mosaicked again (a late image) replaces image, noise, weight and thumbnail
     together: the hour's directory is renamed in whole, never a mix of old and new files."""
