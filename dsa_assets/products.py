@@ -809,9 +809,10 @@ class ProductsDB:
         """One source's measurements in time order: one range of the primary key. Each row says
         whether its statistics count it (``counted``): not when flagged as unfit
         (``qa.EXCLUDED_FLAGS``: an image that failed the catalogue checks, a blend, a low primary
-        beam), nor, for an uncatalogued source, the measurement in the image that began it (``discovery``: its
-        detection there was picked for being high among every beam of the image, so counted, a
-        noise peak or an artefact would look like a flare; the new-source rule judges it).
+        beam), nor, for an uncatalogued source, the measurement in the image that began it
+        (``discovery``: its detection there was picked for being high among every beam of the
+        image, so counted, a noise peak or an artefact would look like a flare; the new-source
+        rule judges it).
         ``usable_only``: the counted rows alone."""
         m = measurements.c
         first_image = select(sources.c.first_image_id).where(

@@ -167,8 +167,8 @@ def summarize_pulls(pulls: list[float]) -> PullSummary:
 # -- images held to the reference catalogue ---------------------------------------------------
 
 CATALOGUE_SNR = 20.0
-"""Reference sources measured above this many sigma, and not flagged unreliable, hold an image to the
-catalogue (forced fluxes for the flux scale, matched blind detections for the positions)."""
+"""Reference sources measured above this many sigma, and not flagged unreliable, hold an image
+to the catalogue (forced fluxes for the flux scale, matched blind detections for the positions)."""
 MIN_CATALOGUE_SOURCES = 3
 """Fewer such sources say nothing about an image: it is neither passed nor failed on them."""
 FLUX_SCALE_TOLERANCE = 0.10

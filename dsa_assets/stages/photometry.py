@@ -69,14 +69,15 @@ class PhotometryConfig:
     pb_cutoff: float = 0.1
     """Positions where the primary beam is below this fraction are not measured."""
     low_beam: float = 0.2
-    """Measurements where the primary beam is below this fraction (but at least ``pb_cutoff``)
-    are flagged ``low_beam``: stored and shown, but out of light-curve statistics, and no
-    detection there is called a new source. Over a simulated day (``bench/false_variables.py``)
-    forced fits fell beyond 4 sigma 7.2 and 4.0 times in 10^4 where the beam was 0.10-0.15 and
-    0.15-0.20, against 0.8-2.6 above (where the beam is steep, a small error in its model moves
-    a corrected flux most), and both constant sources flagged variable owed it to one such
-    epoch. A drift scan sees such a source nearer the centre of the images before or after,
-    unless it lies more than 2.0 deg north or south of the pointing (0.2 at 1.4 GHz)."""
+    """Measurements where the primary beam is below this fraction (but at least ``pb_cutoff``;
+    on a mosaic, where its weight is below this squared of its peak) are flagged ``low_beam``:
+    stored and shown, but out of light-curve statistics, and no detection there is called a new
+    source. Over a simulated day (``bench/false_variables.py``) forced fits fell beyond 4 sigma
+    7.2 and 4.0 times in 10^4 where the beam was 0.10-0.15 and 0.15-0.20, against 0.8-2.6 above
+    (where the beam is steep, a small error in its model moves a corrected flux most), and both
+    constant sources flagged variable owed it to one such epoch. A drift scan sees such a source
+    nearer the centre of the images before or after, unless it lies more than 2.0 deg north or
+    south of the pointing (0.2 at 1.4 GHz)."""
     edge_margin_deg: float = 0.5
     """A detection no known source accounts for is not reported within this many degrees (on
     the image's rows, east or west) of where its row ends, at the image's edge or at blanked
@@ -426,8 +427,8 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_
     any of them (module docstring; one position is the single fit): a faint source beside a
     bright one reads its own flux, not the bright one's wings. Returns, per position, (flux
     (Jy), error (Jy), local rms (Jy/beam)) or None (off the image or on a blank pixel, too few
-    pixels, or not the
-    ``report`` position when one is given: the others are then only fitted), and its leakage
+    pixels, or not the ``report`` position when one is given: the others are then only
+    fitted), and its leakage
     (Jy): how far its flux moves when its neighbours are where ``position_errors`` (1 sigma
     per axis, pixels) allow rather than where they were placed (0 when a bound on it keeps it
     within the flux's error), infinite when its shape correlates more than
