@@ -33,9 +33,10 @@ class ScienceResource(dg.ConfigurableResource):
     a neighbour's position error can move by more than its own error is flagged ``blend``."""
     low_beam: float = option(0.2, metavar="FRACTION")
     """Measurements where an observation image's primary beam is below this fraction of its
-    peak are flagged ``low_beam``: stored and shown, left out of light-curve statistics and the
-    catalogue check, and no detection there is called a new source (where the beam is steep, a
-    small error in its model moves a corrected flux most)."""
+    peak (a mosaic's weight below its square) are flagged ``low_beam``: stored and shown, left
+    out of light-curve statistics and the catalogue check, and no detection there is called a
+    new source (where the beam is steep, a small error in its model moves a corrected flux
+    most)."""
     new_source_factor: float = 5.0
     """A detection absent from the catalogue is new above this many times the lowest earlier rms."""
     expected_false_new_sources_per_day: float = EXPECTED_FALSE_NEW_SOURCES_PER_DAY
