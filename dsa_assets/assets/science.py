@@ -47,6 +47,13 @@ def _detection_rows(result, new: set[int], bad_image: bool = False) -> list[dict
              "flags": with_flag(m.flags, "bad_image" if bad_image else "")} for m in result.blind()]
 
 
+def _flag_counts(forced) -> dict:
+    """``n_<flag>``: how many of the ``forced`` measurements carry each of photometry's flags
+    (``qa.UNRELIABLE_FLAGS``)."""
+    forced = list(forced)
+    return {f"n_{flag}": sum(1 for m in forced if flag in m.flags) for flag in qa.UNRELIABLE_FLAGS}
+
+
 @dataclass(frozen=True)
 class Measured:
     """One image measured and recorded: its photometry, the uncatalogued sources it began (and
@@ -189,8 +196,7 @@ def photometry(context: dg.AssetExecutionContext, pipeline: PipelineResource, sc
             "n_matched": sum(sum(1 for m in r.blind() if m.matched) for r in results),
             "n_uncatalogued_begun": sum(len(m.created) for m in done.values()),
             "n_backfilled": sum(m.backfilled for m in done.values()),
-            **{f"n_{flag}": sum(sum(1 for m in r.forced() if flag in m.flags) for r in results)
-               for flag in ("blend", "low_beam")},
+            **_flag_counts(m for r in results for m in r.forced()),
             "new_source_candidates": dg.MetadataValue.json([name for m in done.values() for name in m.new]),
             **_explorer_links(science, [name for m in done.values() for name in m.new], "new_source_candidate_pages"),
             "median_noise_mjy": round(results[0].rms_jy * 1e3, 4),
@@ -292,7 +298,7 @@ def mosaic_photometry(context: dg.AssetExecutionContext, pipeline: PipelineResou
     image_id = f"mosaic:{context.partition_key}"
     return dg.MaterializeResult(metadata={
         "n_forced": len(m.result.forced()), "n_blind": len(m.result.blind()),
-        **{f"n_{flag}": sum(1 for x in m.result.forced() if flag in x.flags) for flag in ("blend", "low_beam")},
+        **_flag_counts(m.result.forced()),
         "new_source_candidates": dg.MetadataValue.json(m.new),
         **_explorer_links(science, m.new, "new_source_candidate_pages"),
         "median_noise_mjy": round(m.result.rms_jy * 1e3, 4),

@@ -427,12 +427,11 @@ def fit_group(planes: ImagePlanes, positions: list[tuple[float, float]], radius_
     any of them (module docstring; one position is the single fit): a faint source beside a
     bright one reads its own flux, not the bright one's wings. Returns, per position, (flux
     (Jy), error (Jy), local rms (Jy/beam)) or None (off the image or on a blank pixel, too few
-    pixels, or not the ``report`` position when one is given: the others are then only
-    fitted), and its leakage
-    (Jy): how far its flux moves when its neighbours are where ``position_errors`` (1 sigma
-    per axis, pixels) allow rather than where they were placed (0 when a bound on it keeps it
-    within the flux's error), infinite when its shape correlates more than
-    ``BLEND_CORRELATION`` with another's.
+    pixels, or not the ``report`` position when one is given: the others are then only fitted),
+    and its leakage (Jy): how far its flux moves when its neighbours are where
+    ``position_errors`` (1 sigma per axis, pixels) allow rather than where they were placed (0
+    when a bound on it keeps it within the flux's error), infinite when its shape correlates
+    more than ``BLEND_CORRELATION`` with another's.
 
     With a residual, the error's noise is the residual's around the position
     (:meth:`ImagePlanes.surrounding_rms`) rather than the noise map's there."""
